@@ -1,0 +1,70 @@
+/** The KEK port: the pipeline knows KEK providers only through this interface. */
+
+export type WrapAlgorithm = 'kms+context' | 'AES/GCM';
+
+/** A KEK as a campaign names it: an id, and optionally one version of it. */
+export interface KekSelector {
+  id: string;
+  /** Local keyring: the version string. KMS: a key material id; absent means "any". */
+  version?: string;
+}
+
+/** The KEK that wraps (or wrapped) a DEK, as far as it is known. */
+export interface KekVersionRef {
+  id: string;
+  version?: string;
+  /** KMS key material id (SourceKeyMaterialId / DestinationKeyMaterialId), where returned. */
+  materialId?: string;
+}
+
+/** A wrapped data key with everything a provider needs to unwrap it. Not secret: ciphertext only. */
+export interface WrappedDek {
+  wrapAlg: WrapAlgorithm;
+  /** Content cipher of the payload, e.g. AES/GCM/NoPadding; part of the KMS encryption context. */
+  cekAlg: string;
+  wrapped: Buffer;
+  /** Material description (S3EC) or the encryption-context columns of a row. */
+  matdesc: Record<string, string>;
+  /** Which KEK the store says wraps it (Postgres KEK columns, or a valid rewrap stamp). */
+  kek?: KekVersionRef;
+}
+
+export interface RewrapResult {
+  wrapAlg: WrapAlgorithm;
+  wrapped: Buffer;
+  /** Material description to store with the new wrapped key (unchanged for kms+context). */
+  matdesc: Record<string, string>;
+  from: KekVersionRef;
+  to: KekVersionRef;
+  /** Provider request id, for the audit trail. */
+  requestId?: string;
+}
+
+export interface KekProvider {
+  readonly kind: 'kms' | 'local';
+  /**
+   * Which KEK wraps this DEK, when the provider can tell without a remote call (local keyring:
+   * from the matdesc or the store's KEK columns). Undefined when only the provider service knows.
+   */
+  identify(dek: WrappedDek): KekVersionRef | undefined;
+  /**
+   * Moves the DEK from `from` to `to` without the caller ever seeing the plaintext DEK.
+   * Throws NotUnderSourceError when the DEK is wrapped by a KEK other than `from` (KMS
+   * answers IncorrectKeyException because SourceKeyId is set), ItemError otherwise.
+   */
+  rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult>;
+}
+
+export function formatKek(ref: KekVersionRef | KekSelector): string {
+  return ref.version === undefined ? ref.id : `${ref.id}@${ref.version}`;
+}
+
+/** The DEK is wrapped by some KEK other than the campaign source: the item is out of scope. */
+export class NotUnderSourceError extends Error {
+  readonly actual?: KekVersionRef;
+  constructor(message: string, actual?: KekVersionRef, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NotUnderSourceError';
+    this.actual = actual;
+  }
+}

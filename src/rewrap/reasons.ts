@@ -1,0 +1,53 @@
+/**
+ * Reason codes: one stable, machine-readable word per way an item can end other than "rewrapped".
+ * They go to the ledger, reports and metric labels (a fixed, small set: low cardinality).
+ */
+export const SKIP_REASONS = {
+  'already-at-target': 'the item is already wrapped by the target KEK',
+  'not-under-source': 'the item is wrapped by a KEK that is not the campaign source',
+} as const;
+
+export const PERMANENT_REASONS = {
+  'item-missing': 'the item does not exist (deleted since it was planned)',
+  'not-encrypted': 'the item carries no client-side encryption envelope',
+  'instruction-file-missing': 'the object says its envelope is in an instruction file, but none exists',
+  'instruction-file-malformed': 'the instruction file is not a JSON object of strings',
+  'unsupported-v1': 'S3 Encryption Client V1 envelope (x-amz-key): not supported, left untouched',
+  'unsupported-v3': 'S3 Encryption Client V3 envelope (x-amz-3...): not supported, left untouched',
+  'unsupported-wrap-alg': 'wrapping algorithm is not kms+context or AES/GCM (kms, AESWrap, RSA...)',
+  'unsupported-cek-alg': 'content cipher is not AES/GCM/NoPadding (e.g. CBC)',
+  'malformed-envelope': 'a required envelope field is missing or empty',
+  'malformed-wrapped-key': 'the wrapped key is not valid base64 or has an impossible length',
+  'malformed-iv': 'the content IV is not valid base64 of 12 bytes',
+  'malformed-tag-length': 'the tag length is not 128',
+  'malformed-matdesc': 'the material description is not a JSON object of strings',
+  'unknown-kek': 'no KEK known to the provider matches the item',
+  'kek-disabled': 'the KEK needed for the rewrap is disabled',
+  'invalid-ciphertext': 'the wrapped key does not decrypt (corrupt, or wrong encryption context)',
+  'access-denied': 'the provider refused access to the KEK',
+  'unconditional-write-refused': 'the store offers no compare-and-swap and unconditional writes are not allowed',
+} as const;
+
+export const TRANSIENT_REASONS = {
+  throttled: 'the KEK provider throttled the request',
+  'provider-unavailable': 'the KEK provider failed or timed out',
+  'store-unavailable': 'the store failed or timed out',
+  'conflict-retries-exhausted': 'the item kept changing under us; it will be retried later',
+} as const;
+
+export type SkipReason = keyof typeof SKIP_REASONS;
+export type PermanentReason = keyof typeof PERMANENT_REASONS;
+export type TransientReason = keyof typeof TRANSIENT_REASONS;
+export type ReasonCode = SkipReason | PermanentReason | TransientReason;
+
+export function describeReason(code: ReasonCode): string {
+  return (
+    (SKIP_REASONS as Record<string, string>)[code] ??
+    (PERMANENT_REASONS as Record<string, string>)[code] ??
+    (TRANSIENT_REASONS as Record<string, string>)[code]
+  );
+}
+
+export function isTransient(code: ReasonCode): code is TransientReason {
+  return code in TRANSIENT_REASONS;
+}

@@ -1,0 +1,66 @@
+/** The store port: where envelopes live. The pipeline knows stores only through this interface. */
+import type { WrappedDek, KekVersionRef } from '../kek/kek-provider.ts';
+import type { PermanentReason } from '../rewrap/reasons.ts';
+
+/** One item of a store: an S3 object key, or a row id rendered as text. */
+export interface ItemRef {
+  key: string;
+}
+
+/** What rewrap records next to the envelope: which KEK now wraps the DEK. */
+export interface RewrapStamp extends KekVersionRef {
+  /** First 16 hex chars of sha256(wrapped key): a stamp copied onto another DEK is ignored. */
+  wrappedDigest: string;
+}
+
+/** A parsed envelope, independent of where it is stored. */
+export interface Envelope {
+  dek: WrappedDek;
+  /** Valid stamp (its digest matches dek.wrapped), if any. */
+  stamp?: RewrapStamp;
+  /** Format fields carried through unchanged (S3EC iv, tag length, plaintext length...). */
+  fields: Record<string, string>;
+}
+
+export type ReadResult =
+  | { kind: 'envelope'; envelope: Envelope; /** opaque to the pipeline */ token: unknown }
+  | { kind: 'invalid'; reason: PermanentReason; detail: string };
+
+export type WriteResult = 'written' | 'conflict';
+
+/** How strongly a store can refuse a write when the item changed after we read it. */
+export type CasLevel =
+  /** the envelope itself is compared (a row's wrapped DEK, the instruction file's ETag) */
+  | 'envelope'
+  /** the object's content ETag is compared: catches content writes, not metadata-only ones */
+  | 'content'
+  /** nothing is compared: only with explicit user consent */
+  | 'none';
+
+export interface EnvelopeStore {
+  /** Stable id used in the ledger, e.g. `s3://bucket` or `pg:public.secrets`. */
+  readonly id: string;
+  read(item: ItemRef, signal?: AbortSignal): Promise<ReadResult>;
+  /**
+   * Writes `next` only if the item still is as it was when `token` was read.
+   * 'conflict' means it changed (or vanished): the caller re-reads, never overwrites.
+   * Throws ItemError for transient store failures (retry) or `unconditional-write-refused`.
+   */
+  writeIfUnchanged(item: ItemRef, token: unknown, next: Envelope, signal?: AbortSignal): Promise<WriteResult>;
+  /** The compare-and-swap this store gives for `item`, after probing the endpoint if needed. */
+  casLevel(item: ItemRef, signal?: AbortSignal): Promise<CasLevel>;
+}
+
+/** A store that can read and write many items in one round trip (Postgres). */
+export interface BatchEnvelopeStore extends EnvelopeStore {
+  readMany(items: ItemRef[], signal?: AbortSignal): Promise<Map<string, ReadResult>>;
+  /** One set-based conditional write; returns the keys that were written. */
+  writeManyIfUnchanged(
+    writes: { item: ItemRef; token: unknown; next: Envelope }[],
+    signal?: AbortSignal,
+  ): Promise<Map<string, WriteResult>>;
+}
+
+export function isBatchStore(store: EnvelopeStore): store is BatchEnvelopeStore {
+  return typeof (store as Partial<BatchEnvelopeStore>).writeManyIfUnchanged === 'function';
+}
