@@ -1,0 +1,97 @@
+/**
+ * KEK provider over a local keyring of AES-256 KEKs. Unwraps and re-wraps in memory and zeroes
+ * the plaintext DEK right after. Invariant 5: no key bytes leave this file except wrapped.
+ */
+import { permanent } from '../errors.ts';
+import { gcmUnwrap, gcmWrap } from './aes-gcm-wrap.ts';
+import { canonicalMatdesc, type KeyringEntry } from './keyring-file.ts';
+import {
+  NotUnderSourceError,
+  formatKek,
+  type KekProvider,
+  type KekSelector,
+  type KekVersionRef,
+  type RewrapResult,
+  type WrappedDek,
+} from './kek-provider.ts';
+
+export class LocalKeyringProvider implements KekProvider {
+  readonly kind = 'local' as const;
+  private readonly byName = new Map<string, KeyringEntry>();
+  private readonly byMatdesc = new Map<string, KeyringEntry>();
+
+  constructor(private readonly entries: KeyringEntry[]) {
+    for (const e of entries) {
+      this.byName.set(`${e.id}@${e.version}`, e);
+      this.byMatdesc.set(canonicalMatdesc(e.matdesc), e);
+    }
+  }
+
+  identify(dek: WrappedDek): KekVersionRef | undefined {
+    const e = this.entryFor(dek);
+    return e && { id: e.id, version: e.version };
+  }
+
+  /** The newest version of `id` (numeric order where versions are numbers). */
+  latest(id: string): KeyringEntry | undefined {
+    const versions = this.entries.filter((e) => e.id === id);
+    return versions.sort((a, b) => compareVersions(b.version, a.version))[0];
+  }
+
+  entry(sel: KekSelector): KeyringEntry | undefined {
+    return sel.version === undefined ? this.latest(sel.id) : this.byName.get(`${sel.id}@${sel.version}`);
+  }
+
+  async rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector): Promise<RewrapResult> {
+    if (dek.wrapAlg !== 'AES/GCM') {
+      throw permanent('unknown-kek', `wrap algorithm ${dek.wrapAlg} needs a KMS provider, not the local keyring`);
+    }
+    const src = this.entryFor(dek);
+    if (!src) {
+      throw permanent('unknown-kek', `no keyring KEK matches ${dek.kek ? formatKek(dek.kek) : `matdesc ${JSON.stringify(dek.matdesc)}`}`);
+    }
+    if (src.id !== from.id || (from.version !== undefined && src.version !== from.version)) {
+      throw new NotUnderSourceError(`wrapped by ${src.id}@${src.version}, not ${formatKek(from)}`, { id: src.id, version: src.version });
+    }
+    if (src.state === 'disabled') throw permanent('kek-disabled', `source KEK ${src.id}@${src.version} is disabled`);
+    const dst = this.entry(to);
+    if (!dst) throw permanent('unknown-kek', `target KEK ${formatKek(to)} is not in the keyring`);
+    if (dst.state !== 'enabled') throw permanent('kek-disabled', `target KEK ${dst.id}@${dst.version} is ${dst.state}`);
+
+    const plain = gcmUnwrap(src.material, dek.wrapped, dek.cekAlg);
+    if (!plain) {
+      throw permanent('invalid-ciphertext', `wrapped key does not authenticate under ${src.id}@${src.version} (corrupt, or wrong KEK)`);
+    }
+    try {
+      const wrapped = gcmWrap(dst.material, plain, dek.cekAlg);
+      return {
+        wrapAlg: 'AES/GCM',
+        wrapped,
+        matdesc: { ...dst.matdesc },
+        from: { id: src.id, version: src.version },
+        to: { id: dst.id, version: dst.version },
+      };
+    } finally {
+      /* Postcondition: the plaintext DEK does not outlive this call. */
+      plain.fill(0);
+    }
+  }
+
+  /** Zeroes all key material; the provider is unusable afterwards. */
+  close(): void {
+    for (const e of this.entries) e.material.fill(0);
+  }
+
+  private entryFor(dek: WrappedDek): KeyringEntry | undefined {
+    if (dek.kek?.version !== undefined) return this.byName.get(`${dek.kek.id}@${dek.kek.version}`);
+    return this.byMatdesc.get(canonicalMatdesc(dek.matdesc));
+  }
+}
+
+function compareVersions(a: string, b: string): number {
+  const na = Number(a);
+  const nb = Number(b);
+  if (Number.isFinite(na) && Number.isFinite(nb)) return na - nb;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+

@@ -1,0 +1,36 @@
+/**
+ * Before any KMS call: is the item already at the target, or visibly out of scope?
+ * Invariant 2: a re-run reads the item, sees it at the target, and skips.
+ */
+import type { KekProvider, KekSelector, KekVersionRef } from '../kek/kek-provider.ts';
+import type { Envelope } from '../stores/envelope-store.ts';
+import type { SkipReason } from './reasons.ts';
+
+export function matchesSelector(ref: KekVersionRef, sel: KekSelector): boolean {
+  if (ref.id !== sel.id) return false;
+  if (sel.version === undefined) return true;
+  return ref.version === sel.version || ref.materialId === sel.version;
+}
+
+/** The KEK wrapping the envelope, as far as we can tell without a remote call. */
+export function currentKek(env: Envelope, provider: KekProvider): KekVersionRef | undefined {
+  return provider.identify(env.dek) ?? env.stamp ?? env.dek.kek;
+}
+
+export type Classification =
+  | { kind: 'rewrap'; current?: KekVersionRef }
+  | { kind: 'skip'; reason: SkipReason; current: KekVersionRef }
+  | { kind: 'unknown-kek' };
+
+export function classify(env: Envelope, provider: KekProvider, from: KekSelector, to: KekSelector): Classification {
+  const identified = provider.identify(env.dek);
+  const current = identified ?? env.stamp ?? env.dek.kek;
+  if (current && matchesSelector(current, to) && !matchesSelector(current, from)) {
+    return { kind: 'skip', reason: 'already-at-target', current };
+  }
+  // Only a provider that can read the KEK off the envelope may declare it out of scope; a stamp
+  // is a hint, and KMS itself refuses a wrong source key (SourceKeyId).
+  if (identified && !matchesSelector(identified, from)) return { kind: 'skip', reason: 'not-under-source', current: identified };
+  if (!identified && provider.kind === 'local' && env.dek.wrapAlg === 'AES/GCM') return { kind: 'unknown-kek' };
+  return { kind: 'rewrap', current };
+}

@@ -1,0 +1,24 @@
+/** What happened to one item: the ledger commits exactly this. */
+import type { KekVersionRef } from '../kek/kek-provider.ts';
+import type { PermanentReason, SkipReason, TransientReason } from './reasons.ts';
+
+export type ItemOutcome =
+  /** Invariant 1: only produced after the store write succeeded. */
+  | { status: 'rewrapped'; key: string; from: KekVersionRef; to: KekVersionRef; requestId?: string; conflicts: number }
+  | { status: 'skipped'; key: string; reason: SkipReason; current?: KekVersionRef }
+  | { status: 'failed'; key: string; reason: PermanentReason; detail: string; current?: KekVersionRef }
+  /** Transient: nothing was written; the item is tried again later. */
+  | { status: 'retry'; key: string; reason: TransientReason; detail: string };
+
+export interface OutcomeCounts {
+  rewrapped: number;
+  skipped: number;
+  failed: number;
+  retry: number;
+}
+
+export function countOutcomes(outcomes: readonly ItemOutcome[]): OutcomeCounts {
+  const c: OutcomeCounts = { rewrapped: 0, skipped: 0, failed: 0, retry: 0 };
+  for (const o of outcomes) c[o.status]++;
+  return c;
+}

@@ -1,0 +1,93 @@
+/**
+ * The core operation: read -> classify -> rewrap via the provider -> conditional write.
+ * Invariant 1: an item is reported `rewrapped` only after the store write succeeded.
+ * Invariant 2: every step is safe to repeat.
+ * Invariant 3: no write without compare-and-swap (the store refuses, unless allowed).
+ */
+import { ItemError } from '../errors.ts';
+import { NotUnderSourceError, type KekProvider, type KekSelector } from '../kek/kek-provider.ts';
+import { withNewKey } from '../envelope/s3ec-v2.ts';
+import type { Envelope, EnvelopeStore, ItemRef, ReadResult } from '../stores/envelope-store.ts';
+import { classify } from './classify.ts';
+import type { ItemOutcome } from './outcome.ts';
+
+export interface RewrapTarget {
+  store: EnvelopeStore;
+  provider: KekProvider;
+  from: KekSelector;
+  to: KekSelector;
+  /** How often an item that changed under us is re-read before it is left for a later retry. */
+  maxConflictRetries?: number;
+  signal?: AbortSignal;
+  /**
+   * Called right before every store write; throws to stop the write (the batch's lease was lost,
+   * the campaign was paused or cancelled). The error propagates to the caller.
+   */
+  fence?: () => void;
+}
+
+export const DEFAULT_CONFLICT_RETRIES = 3;
+
+export async function rewrapItem(t: RewrapTarget, item: ItemRef): Promise<ItemOutcome> {
+  const maxConflicts = t.maxConflictRetries ?? DEFAULT_CONFLICT_RETRIES;
+  for (let conflicts = 0; ; conflicts++) {
+    let read: ReadResult;
+    try {
+      read = await t.store.read(item, t.signal);
+    } catch (err) {
+      return fromError(item.key, err);
+    }
+    const prepared = await prepare(t, item.key, read);
+    if ('status' in prepared) return prepared;
+    try {
+      t.fence?.();
+      const result = await t.store.writeIfUnchanged(item, prepared.token, prepared.next, t.signal);
+      if (result === 'written') {
+        return { status: 'rewrapped', key: item.key, from: prepared.from, to: prepared.to, requestId: prepared.requestId, conflicts };
+      }
+    } catch (err) {
+      if (err instanceof ItemError) return fromError(item.key, err);
+      throw err;
+    }
+    /* A write landed between our read and our write: re-read and rewrap on top of it. */
+    if (conflicts >= maxConflicts) {
+      return { status: 'retry', key: item.key, reason: 'conflict-retries-exhausted', detail: `changed under us ${conflicts + 1} times` };
+    }
+  }
+}
+
+export interface Prepared {
+  token: unknown;
+  next: Envelope;
+  from: import('../kek/kek-provider.ts').KekVersionRef;
+  to: import('../kek/kek-provider.ts').KekVersionRef;
+  requestId?: string;
+}
+
+/** Classifies a read item and, if it needs it, asks the provider for the new wrapped key. */
+export async function prepare(t: RewrapTarget, key: string, read: ReadResult): Promise<Prepared | ItemOutcome> {
+  if (read.kind === 'invalid') return { status: 'failed', key, reason: read.reason, detail: read.detail };
+  const env = read.envelope;
+  const c = classify(env, t.provider, t.from, t.to);
+  if (c.kind === 'skip') return { status: 'skipped', key, reason: c.reason, current: c.current };
+  if (c.kind === 'unknown-kek') {
+    return { status: 'failed', key, reason: 'unknown-kek', detail: `${key}: no keyring KEK matches matdesc ${JSON.stringify(env.dek.matdesc)}` };
+  }
+  try {
+    const r = await t.provider.rewrap(env.dek, t.from, t.to, t.signal);
+    return { token: read.token, next: withNewKey(env, r.wrapped, r.matdesc, r.to), from: r.from, to: r.to, requestId: r.requestId };
+  } catch (err) {
+    if (err instanceof NotUnderSourceError) return { status: 'skipped', key, reason: 'not-under-source', current: err.actual };
+    return fromError(key, err);
+  }
+}
+
+export function fromError(key: string, err: unknown): ItemOutcome {
+  if (err instanceof ItemError) {
+    const detail = `${key}: ${err.message}`;
+    return err.transient
+      ? { status: 'retry', key, reason: err.reason as Extract<ItemOutcome, { status: 'retry' }>['reason'], detail }
+      : { status: 'failed', key, reason: err.reason as Extract<ItemOutcome, { status: 'failed' }>['reason'], detail };
+  }
+  throw err;
+}
