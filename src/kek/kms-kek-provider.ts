@@ -1,0 +1,140 @@
+/**
+ * KEK provider for AWS KMS (and the local KMS-compatible server): one `ReEncrypt` per DEK, so
+ * the plaintext DEK never leaves KMS. `SourceKeyId` is always set, so KMS itself refuses a DEK
+ * that is not under the campaign source (IncorrectKeyException -> NotUnderSourceError).
+ */
+import { ReEncryptCommand, type KMSClient, type ReEncryptCommandOutput } from '@aws-sdk/client-kms';
+import { permanent, transient } from '../errors.ts';
+import {
+  formatKek,
+  NotUnderSourceError,
+  type KekProvider,
+  type KekSelector,
+  type KekVersionRef,
+  type RewrapResult,
+  type WrappedDek,
+} from './kek-provider.ts';
+
+/** The reserved encryption-context key S3EC V2 binds the content cipher to (kms+context). */
+export const CEK_ALG_CONTEXT_KEY = 'aws:x-amz-cek-alg';
+
+/**
+ * The KMS encryption context of an S3EC V2 kms+context DEK: the matdesc plus the content cipher.
+ * The official clients already store `aws:x-amz-cek-alg` in the matdesc; setting it from
+ * x-amz-cek-alg again is idempotent, and a matdesc that disagrees with x-amz-cek-alg fails to
+ * decrypt (InvalidCiphertextException), as it would in the official clients.
+ */
+export function kmsEncryptionContext(dek: WrappedDek): Record<string, string> {
+  return { ...dek.matdesc, [CEK_ALG_CONTEXT_KEY]: dek.cekAlg };
+}
+
+const THROTTLING = new Set(['ThrottlingException', 'LimitExceededException', 'TooManyRequestsException', 'RequestLimitExceeded', 'ThrottledException']);
+const UNAVAILABLE = new Set(['KMSInternalException', 'DependencyTimeoutException', 'KeyUnavailableException', 'ServiceUnavailableException', 'TimeoutError', 'RequestTimeout']);
+const PERMANENT = {
+  NotFoundException: 'unknown-kek',
+  InvalidArnException: 'unknown-kek',
+  DisabledException: 'kek-disabled',
+  KMSInvalidStateException: 'kek-disabled',
+  InvalidCiphertextException: 'invalid-ciphertext',
+  AccessDeniedException: 'access-denied',
+} as const;
+
+export class KmsKekProvider implements KekProvider {
+  readonly kind = 'kms' as const;
+  readonly #client: KMSClient;
+
+  /** `client`: the one KMSClient of this process and region (see createKmsClient). */
+  constructor(client: KMSClient) {
+    this.#client = client;
+  }
+
+  /** KMS blobs are opaque: only the store's KEK columns or a valid stamp can say. */
+  identify(dek: WrappedDek): KekVersionRef | undefined {
+    return dek.kek;
+  }
+
+  /**
+   * Note on `from.version` (a key material id): KMS cannot be asked to decrypt only under one
+   * material, so the check happens after ReEncrypt returned. A mismatch throws
+   * NotUnderSourceError; the new ciphertext is simply dropped (nothing is written), which is
+   * harmless: ReEncrypt changes no state in KMS, it only costs one request.
+   */
+  async rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
+    if (dek.wrapAlg !== 'kms+context') {
+      throw permanent('unsupported-wrap-alg', `KMS provider cannot rewrap a ${dek.wrapAlg} DEK (KEK ${formatKek(from)}); expected kms+context`);
+    }
+    const context = kmsEncryptionContext(dek);
+    let out: ReEncryptCommandOutput;
+    try {
+      out = await this.#client.send(
+        new ReEncryptCommand({
+          CiphertextBlob: dek.wrapped,
+          SourceKeyId: from.id,
+          DestinationKeyId: to.id,
+          SourceEncryptionContext: context,
+          DestinationEncryptionContext: context,
+        }),
+        { abortSignal: signal },
+      );
+    } catch (err) {
+      throw classifyKmsError(err, from, to, signal);
+    }
+    if (!out.CiphertextBlob || out.CiphertextBlob.length === 0) {
+      throw transient('provider-unavailable', `KMS ReEncrypt ${formatKek(from)} -> ${formatKek(to)} answered without a CiphertextBlob`);
+    }
+    const source: KekVersionRef = { id: from.id, materialId: out.SourceKeyMaterialId };
+    if (from.version !== undefined && out.SourceKeyMaterialId !== from.version) {
+      throw new NotUnderSourceError(
+        `DEK is under KEK ${from.id} key material ${out.SourceKeyMaterialId ?? '(not reported by KMS)'}, not the campaign source material ${from.version}`,
+        { id: out.SourceKeyId ?? from.id, materialId: out.SourceKeyMaterialId },
+      );
+    }
+    if (from.version !== undefined) source.version = from.version;
+    return {
+      wrapAlg: 'kms+context',
+      wrapped: Buffer.from(out.CiphertextBlob),
+      matdesc: dek.matdesc,
+      from: source,
+      to: { id: to.id, materialId: out.DestinationKeyMaterialId },
+      requestId: out.$metadata.requestId,
+    };
+  }
+}
+
+interface SdkErrorShape {
+  name?: string;
+  message?: string;
+  code?: string;
+  $metadata?: { httpStatusCode?: number; requestId?: string };
+}
+
+/**
+ * One classification for every KMS failure. Messages name both KEKs, the KMS error type and the
+ * request id; they never contain blob bytes (the SDK's own messages do not either). Errors we
+ * cannot classify (validation, unsupported key usage...) are configuration problems, not item
+ * problems: they are rethrown as a plain Error with cause so that they are not recorded per item.
+ */
+export function classifyKmsError(err: unknown, from: KekSelector, to: KekSelector, signal?: AbortSignal): Error {
+  if (signal?.aborted) return err as Error; // the caller cancelled: let its abort propagate as is
+  const e = (err ?? {}) as SdkErrorShape;
+  const name = e.name ?? 'Error';
+  const status = e.$metadata?.httpStatusCode;
+  const where = `KMS ReEncrypt from KEK ${formatKek(from)} to ${formatKek(to)}`;
+  const detail = `${name}${status ? ` (HTTP ${status})` : ''}${e.$metadata?.requestId ? `, request ${e.$metadata.requestId}` : ''}: ${e.message ?? ''}`;
+
+  if (name === 'IncorrectKeyException') {
+    return new NotUnderSourceError(`${where}: the DEK is not wrapped by ${from.id} (${detail})`, undefined, { cause: err });
+  }
+  if (Object.hasOwn(PERMANENT, name)) {
+    return permanent(PERMANENT[name as keyof typeof PERMANENT], `${where} failed: ${detail}`, err);
+  }
+  if (THROTTLING.has(name) || status === 429) return transient('throttled', `${where} was throttled: ${detail}`, err);
+  if (UNAVAILABLE.has(name) || (status !== undefined && status >= 500)) {
+    return transient('provider-unavailable', `${where} failed: ${detail}`, err);
+  }
+  if (status === undefined) {
+    // No HTTP answer at all: connection refused or reset, DNS, socket timeout.
+    return transient('provider-unavailable', `${where} got no answer from KMS: ${name}${e.code ? ` ${e.code}` : ''}: ${e.message ?? ''}`, err);
+  }
+  return new Error(`${where} failed with an error that is not item-specific: ${detail}`, { cause: err });
+}
