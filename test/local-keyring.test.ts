@@ -66,7 +66,7 @@ describe('LocalKeyringProvider', () => {
     const p = new LocalKeyringProvider(
       parseKeyring({ keks: [{ id: 'a', version: '1', material: m1.toString('base64') }, { id: 'b', version: '1', material: m2.toString('base64'), state: 'decrypt-only' }] }),
     );
-    const err = await p.rewrap(dekUnder(m1, { kek: 'a@1' }).wrapped, { id: 'a' }, { id: 'b' }).catch((e: ItemError) => e);
+    const err = (await p.rewrap(dekUnder(m1, { kek: "a@1" }).wrapped, { id: "a" }, { id: "b" }).catch((e: unknown) => e)) as ItemError;
     expect(err.reason).toBe('kek-disabled');
   });
 

@@ -16,9 +16,27 @@ export interface BatchOptions {
 export async function rewrapBatch(t: RewrapTarget, items: readonly ItemRef[], opts: BatchOptions): Promise<ItemOutcome[]> {
   const limit = pLimit(Math.max(1, opts.concurrency));
   if (!isBatchStore(t.store)) {
-    return Promise.all(items.map((item) => limit(() => rewrapItem(t, item))));
+    const settled = await Promise.allSettled(items.map((item) => limit(() => rewrapItem(t, item))));
+    const done = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw new BatchInterruptedError(done, failed.reason);
+    return done;
   }
   return rewrapSetBased(t, t.store, items, limit);
+}
+
+/**
+ * The batch stopped early (fence, abort, unexpected error). `completed` holds the outcomes of
+ * the items that finished before: their writes happened and they can still be committed.
+ */
+export class BatchInterruptedError extends Error {
+  constructor(
+    readonly completed: ItemOutcome[],
+    cause: unknown,
+  ) {
+    super(`batch interrupted after ${completed.length} items: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'BatchInterruptedError';
+  }
 }
 
 async function rewrapSetBased(

@@ -1,0 +1,58 @@
+/**
+ * Planning: enumerate a campaign's sources page by page into the ledger. The cursor is saved
+ * with each page, so a restarted scheduler resumes exactly where it stopped.
+ * Delta passes (after the main plan drained) look again for items that appeared meanwhile:
+ * S3 and manifests add only keys the campaign has not seen; Postgres re-plans every row still
+ * under the source KEK (except permanent failures), since a row rewritten under the old KEK
+ * after we moved it must move again.
+ */
+import { addPlannedItems, replanItems } from '../src/ledger/index.ts';
+import { savePlanCursor } from '../src/ledger/sql/savePlanCursor.ts';
+import type { Campaign } from '../src/ledger/types.ts';
+import type { Resources } from '../src/runtime/resources.ts';
+
+interface PlanCursor {
+  /** index into spec.sources */
+  s: number;
+  /** that source's own cursor */
+  c: unknown;
+}
+
+export interface PlanStepResult {
+  planned: number;
+  planDone: boolean;
+}
+
+/** Plans pages until `budgetMs` is spent or the plan is done. */
+export async function planStep(res: Resources, campaign: Campaign, pageSize: number, budgetMs: number, signal?: AbortSignal): Promise<PlanStepResult> {
+  const spec = campaign.spec;
+  const started = Date.now();
+  const delta = campaign.deltaPasses > 0;
+  const since = campaign.planStartedAt ?? new Date(0);
+  let cur: PlanCursor = (campaign.planCursor as PlanCursor | null) ?? { s: 0, c: null };
+  let planned = 0;
+  for (;;) {
+    const source = res.source(spec, cur.s);
+    const page = delta ? await source.deltaPage(since, cur.c, pageSize, signal) : await source.page(cur.c, pageSize, signal);
+    const next: PlanCursor | null = !page.done ? { s: cur.s, c: page.cursor } : cur.s + 1 < spec.sources.length ? { s: cur.s + 1, c: null } : null;
+    const planDone = next === null;
+    const groups = page.groups.filter((g) => g.keys.length > 0);
+    if (groups.length === 0) groups.push({ storeId: '', keys: [] });
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i]!;
+      const last = i === groups.length - 1;
+      if (g.keys.length === 0) {
+        await savePlanCursor(res.ledger, campaign.id, last ? next : cur, last && planDone);
+        continue;
+      }
+      const replan = delta && spec.sources[cur.s]!.type === 'pg';
+      const r = replan
+        ? await replanItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? { cursor: next, planDone } : undefined)
+        : await addPlannedItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? next : cur, last && planDone);
+      planned += r.planned + r.requeued;
+    }
+    if (planDone) return { planned, planDone: true };
+    cur = next;
+    if (Date.now() - started >= budgetMs) return { planned, planDone: false };
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * `rewrap scheduler`: plans campaigns into the ledger and feeds their batches to BullMQ.
+ * One is active per ledger (a Postgres advisory lock decides); others wait as standbys.
+ */
+import type pg from 'pg';
+import type { ProcessConfig } from '../src/config.ts';
+import type { Logger } from '../src/log.ts';
+import { Resources } from '../src/runtime/resources.ts';
+import { beginDeltaPass, campaignProgress, listCampaigns, migrate, setCampaignState } from '../src/ledger/index.ts';
+import type { Campaign } from '../src/ledger/types.ts';
+import { LOCK_NAMESPACE } from '../src/ledger/lock-keys.ts';
+import { assertNoEviction, createBatchQueue, createRedis } from '../src/queue/batch-queue.ts';
+import { planStep } from './planner.ts';
+import { feed, reconcile, withdraw } from './feeder.ts';
+
+export interface RunningScheduler {
+  /** Resolves after the next full tick (tests and the demo wait on it instead of sleeping). */
+  tick(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startScheduler(config: ProcessConfig, log: Logger): Promise<RunningScheduler> {
+  const redis = createRedis(config.redisUrl);
+  redis.on('error', (err) => log.warn({ err }, 'redis connection error'));
+  await assertNoEviction(redis);
+  const res = new Resources(config, redis);
+  await migrate(res.ledger);
+  const queue = createBatchQueue(redis, config.queuePrefix);
+  queue.on('error', (err) => log.warn({ err }, 'queue error'));
+
+  const leader = await res.ledger.connect();
+  await waitForLeadership(leader, log);
+  log.info('scheduler active');
+
+  /** delta pass number that found nothing new, per campaign: the campaign may complete. */
+  const cleanDelta = new Map<string, number>();
+  const deltaPlanned = new Map<string, number>();
+  let lastReconcile = 0;
+  let stopping = false;
+  let waiters: (() => void)[] = [];
+
+  async function tickOnce(): Promise<void> {
+    const campaigns = await listCampaigns(res.ledger, { states: ['planning', 'running', 'paused', 'cancelled'] });
+    const reconcileNow = Date.now() - lastReconcile >= config.scheduler.reconcileEveryMs;
+    for (const c of campaigns) {
+      const clog = log.child({ campaignId: c.id });
+      try {
+        await tickCampaign(c, reconcileNow, clog);
+      } catch (err) {
+        clog.error({ err }, 'campaign tick failed; retrying next tick');
+      }
+    }
+    if (reconcileNow) lastReconcile = Date.now();
+  }
+
+  async function tickCampaign(c: Campaign, reconcileNow: boolean, clog: Logger): Promise<void> {
+    if (c.state === 'paused' || c.state === 'cancelled') {
+      const n = await withdraw(res.ledger, queue, c);
+      if (n) clog.info({ batches: n }, `jobs withdrawn from Redis (campaign ${c.state})`);
+      return;
+    }
+    if (!c.planDone) {
+      const r = await planStep(res, c, config.scheduler.planPageSize, 200);
+      if (c.deltaPasses > 0) {
+        deltaPlanned.set(c.id, (deltaPlanned.get(c.id) ?? 0) + r.planned);
+        if (r.planDone && deltaPlanned.get(c.id) === 0) cleanDelta.set(c.id, c.deltaPasses);
+      }
+    }
+    if (c.state !== 'running') return;
+    const fed = await feed(res.ledger, queue, c, config.scheduler.windowBatches);
+    if (reconcileNow) {
+      const n = await reconcile(res.ledger, queue, c, config.scheduler.reconcileEveryMs);
+      if (n) clog.warn({ batches: n }, 'batches missing from Redis re-enqueued');
+    }
+    if (fed > 0 || !c.planDone) return;
+    const p = await campaignProgress(res.ledger, c.id);
+    if (p.batches.pending > 0 || p.batches.enqueued > 0) return;
+    if (cleanDelta.get(c.id) === c.deltaPasses && c.deltaPasses > 0) {
+      if (await setCampaignState(res.ledger, c.id, ['running'], 'completed')) {
+        clog.info({ rewrapped: p.rewrapped, skipped: p.skipped, failed: p.failed }, 'campaign completed');
+      }
+      return;
+    }
+    /* Complete only when nothing in scope remains under the old KEK: look once more. */
+    const pass = await beginDeltaPass(res.ledger, c.id);
+    deltaPlanned.set(c.id, 0);
+    clog.info({ pass }, 'delta pass: looking for items that appeared since the plan');
+  }
+
+  const loop = (async () => {
+    while (!stopping) {
+      try {
+        await tickOnce();
+      } catch (err) {
+        log.error({ err }, 'scheduler tick failed');
+      }
+      const w = waiters;
+      waiters = [];
+      for (const f of w) f();
+      if (!stopping) await new Promise((r) => setTimeout(r, config.scheduler.tickMs));
+    }
+  })();
+
+  let closing: Promise<void> | undefined;
+  return {
+    tick: () => new Promise<void>((resolve) => waiters.push(resolve)),
+    close() {
+      closing ??= (async () => {
+        stopping = true;
+        await loop;
+        leader.release(true); // destroys the session, and with it the advisory lock
+        await queue.close();
+        await res.close();
+        redis.disconnect();
+        log.info('scheduler stopped');
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Holds a session advisory lock on a dedicated connection for as long as the process lives. */
+async function waitForLeadership(client: pg.PoolClient, log: Logger): Promise<void> {
+  let logged = false;
+  for (;;) {
+    const { rows } = await client.query<{ ok: boolean }>(
+      `SELECT pg_try_advisory_lock(${LOCK_NAMESPACE}, hashtext(current_schema() || ':scheduler')) AS ok`,
+    );
+    if (rows[0]!.ok) return;
+    if (!logged) log.info('another scheduler is active; standing by');
+    logged = true;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}

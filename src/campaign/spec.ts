@@ -1,0 +1,159 @@
+/**
+ * A campaign spec: what to rotate (sources), with which provider, from which KEK to which.
+ * Stored in the ledger as JSON, so it holds names and paths only, never secrets: endpoints'
+ * credentials come from each process's environment (src/config.ts).
+ */
+import { ConfigError } from '../errors.ts';
+import type { KekSelector } from '../kek/kek-provider.ts';
+
+export type SourceSpec =
+  | { type: 's3'; bucket: string; prefix?: string; placement?: 'auto' | 'metadata' | 'instruction' }
+  | { type: 's3-manifest'; manifestFile: string; keysUrlEncoded?: boolean; placement?: 'auto' | 'metadata' | 'instruction' }
+  | {
+      type: 'pg';
+      table: string;
+      idColumn: string;
+      wrappedKeyColumn: string;
+      kekIdColumn: string;
+      kekVersionColumn: string;
+      contextColumns?: string[];
+      wrapAlg?: 'AES/GCM' | 'kms+context';
+    };
+
+export type ProviderSpec = { type: 'local'; keyringFile: string } | { type: 'kms'; region?: string; endpoint?: string };
+
+export interface CampaignOptions {
+  /** Items per batch (one ledger commit, one BullMQ job). */
+  batchSize: number;
+  /** Provider/store calls in flight per batch. */
+  concurrency: number;
+  /** Shared by all workers; 0 = unlimited. */
+  kmsRequestsPerSecond: number;
+  /** Auto-pause when this many items failed permanently (0 = never). */
+  maxFailures: number;
+  /** Auto-pause when failed / done exceeds this, after minItemsForRatio done (0 = never). */
+  maxFailureRatio: number;
+  minItemsForRatio: number;
+  /** Write to stores that honour no compare-and-swap (invariant 3: off unless the user says so). */
+  allowUnconditionalWrites: boolean;
+  /** S3 objects above this size are rewritten by multipart copy. */
+  multipartThresholdBytes: number;
+}
+
+export interface CampaignSpec {
+  name: string;
+  kind: 'routine' | 'incident';
+  sources: SourceSpec[];
+  provider: ProviderSpec;
+  from: KekSelector;
+  to: KekSelector;
+  options: CampaignOptions;
+}
+
+export const DEFAULT_OPTIONS: CampaignOptions = {
+  batchSize: 200,
+  concurrency: 16,
+  kmsRequestsPerSecond: 0,
+  maxFailures: 0,
+  maxFailureRatio: 0,
+  minItemsForRatio: 100,
+  allowUnconditionalWrites: false,
+  multipartThresholdBytes: 5 * 1024 ** 3,
+};
+
+export function storeIdOf(s: SourceSpec): string[] {
+  if (s.type === 's3') return [`s3://${s.bucket}`];
+  if (s.type === 'pg') return [`pg:${s.table}`];
+  return []; // a manifest names its buckets line by line
+}
+
+export function scopesOf(spec: CampaignSpec): { storeId: string; prefix?: string }[] {
+  return spec.sources.flatMap((s) =>
+    s.type === 's3' ? [{ storeId: `s3://${s.bucket}`, prefix: s.prefix || undefined }] : s.type === 'pg' ? [{ storeId: `pg:${s.table}` }] : [{ storeId: `manifest:${s.manifestFile}` }],
+  );
+}
+
+const str = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+
+/** Validates user input once, at the edge; messages name the field and what was expected. */
+export function parseCampaignSpec(input: unknown): CampaignSpec {
+  if (typeof input !== 'object' || input === null) throw new ConfigError('campaign spec: expected a JSON object');
+  const r = input as Record<string, unknown>;
+  if (!str(r.name)) throw new ConfigError('campaign spec.name: expected a non-empty string');
+  const kind = r.kind ?? 'routine';
+  if (kind !== 'routine' && kind !== 'incident') throw new ConfigError('campaign spec.kind: expected "routine" or "incident"');
+  if (!Array.isArray(r.sources) || r.sources.length === 0) throw new ConfigError('campaign spec.sources: expected a non-empty array');
+  const sources = r.sources.map((s, i) => parseSource(s, `campaign spec.sources[${i}]`));
+  const provider = parseProvider(r.provider);
+  const from = parseSelector(r.from, 'campaign spec.from');
+  const to = parseSelector(r.to, 'campaign spec.to');
+  if (from.id === to.id && from.version === undefined) {
+    throw new ConfigError(`campaign spec.from: same key id as "to" (${from.id}); give from.version, the KEK version (or KMS key material id) to drain`);
+  }
+  if (from.id === to.id && from.version === to.version) throw new ConfigError('campaign spec: "from" and "to" name the same KEK version');
+  const options = { ...DEFAULT_OPTIONS };
+  const o = (r.options ?? {}) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(o)) {
+    if (!(k in DEFAULT_OPTIONS)) throw new ConfigError(`campaign spec.options.${k}: unknown option; known: ${Object.keys(DEFAULT_OPTIONS).join(', ')}`);
+    const expected = typeof DEFAULT_OPTIONS[k as keyof CampaignOptions];
+    if (typeof v !== expected || (typeof v === 'number' && (!Number.isFinite(v) || v < 0))) {
+      throw new ConfigError(`campaign spec.options.${k}: expected a ${expected === 'number' ? 'non-negative number' : expected}`);
+    }
+    (options as Record<string, unknown>)[k] = v;
+  }
+  if (options.batchSize < 1 || !Number.isInteger(options.batchSize)) throw new ConfigError('campaign spec.options.batchSize: expected an integer >= 1');
+  if (options.concurrency < 1) throw new ConfigError('campaign spec.options.concurrency: expected >= 1');
+  return { name: r.name, kind, sources, provider, from, to, options };
+}
+
+function parseSelector(v: unknown, at: string): KekSelector {
+  if (typeof v === 'string' && v) {
+    const i = v.lastIndexOf('@');
+    return i > 0 ? { id: v.slice(0, i), version: v.slice(i + 1) } : { id: v };
+  }
+  const r = v as Record<string, unknown> | null;
+  if (!r || !str(r.id)) throw new ConfigError(`${at}: expected "<kek id>[@<version>]" or { "id": ..., "version"?: ... }`);
+  if (r.version !== undefined && !str(r.version)) throw new ConfigError(`${at}.version: expected a non-empty string`);
+  return r.version === undefined ? { id: r.id } : { id: r.id, version: r.version as string };
+}
+
+function parseProvider(v: unknown): ProviderSpec {
+  const r = v as Record<string, unknown> | null;
+  if (r?.type === 'local') {
+    if (!str(r.keyringFile)) throw new ConfigError('campaign spec.provider.keyringFile: expected the path of the keyring JSON file');
+    return { type: 'local', keyringFile: r.keyringFile };
+  }
+  if (r?.type === 'kms') {
+    return { type: 'kms', region: str(r.region) ? r.region : undefined, endpoint: str(r.endpoint) ? r.endpoint : undefined };
+  }
+  throw new ConfigError('campaign spec.provider: expected { "type": "local", "keyringFile": ... } or { "type": "kms", "region"?: ..., "endpoint"?: ... }');
+}
+
+const PLACEMENTS = ['auto', 'metadata', 'instruction'];
+
+function parseSource(v: unknown, at: string): SourceSpec {
+  const r = v as Record<string, unknown> | null;
+  if (r?.placement !== undefined && !PLACEMENTS.includes(r.placement as string)) throw new ConfigError(`${at}.placement: expected one of ${PLACEMENTS.join(', ')}`);
+  const placement = r?.placement as 'auto' | 'metadata' | 'instruction' | undefined;
+  switch (r?.type) {
+    case 's3':
+      if (!str(r.bucket)) throw new ConfigError(`${at}.bucket: expected a bucket name`);
+      if (r.prefix !== undefined && typeof r.prefix !== 'string') throw new ConfigError(`${at}.prefix: expected a string`);
+      return { type: 's3', bucket: r.bucket, prefix: r.prefix as string | undefined, placement };
+    case 's3-manifest':
+      if (!str(r.manifestFile)) throw new ConfigError(`${at}.manifestFile: expected the path of a CSV manifest of bucket,key lines`);
+      return { type: 's3-manifest', manifestFile: r.manifestFile, keysUrlEncoded: r.keysUrlEncoded === true, placement };
+    case 'pg': {
+      for (const f of ['table', 'idColumn', 'wrappedKeyColumn', 'kekIdColumn', 'kekVersionColumn']) {
+        if (!str(r[f])) throw new ConfigError(`${at}.${f}: expected a non-empty string`);
+      }
+      if (r.contextColumns !== undefined && (!Array.isArray(r.contextColumns) || !r.contextColumns.every(str))) {
+        throw new ConfigError(`${at}.contextColumns: expected an array of column names`);
+      }
+      if (r.wrapAlg !== undefined && r.wrapAlg !== 'AES/GCM' && r.wrapAlg !== 'kms+context') throw new ConfigError(`${at}.wrapAlg: expected "AES/GCM" or "kms+context"`);
+      return r as unknown as SourceSpec;
+    }
+    default:
+      throw new ConfigError(`${at}.type: expected "s3", "s3-manifest" or "pg"`);
+  }
+}

@@ -1,0 +1,52 @@
+/** Human rendering of a campaign's progress, and the live `--watch` view. */
+import type pg from 'pg';
+import { campaignProgress, failureCountsByReason, getCampaign } from '../ledger/index.ts';
+import type { Campaign, CampaignProgress, ReasonCount } from '../ledger/types.ts';
+
+export function progressBar(done: number, total: number, width = 30): string {
+  const f = total > 0 ? Math.min(1, done / total) : 0;
+  const n = Math.round(f * width);
+  return `[${'#'.repeat(n)}${'-'.repeat(width - n)}] ${(f * 100).toFixed(1).padStart(5)}%`;
+}
+
+export function formatDuration(s: number | null): string {
+  if (s === null || !Number.isFinite(s)) return '-';
+  if (s < 60) return `${Math.ceil(s)}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${Math.ceil(s % 60)}s`;
+  return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
+}
+
+export function progressLine(p: CampaignProgress): string {
+  const done = p.rewrapped + p.skipped + p.failed;
+  return `${progressBar(done, p.planned)} ${done}/${p.planned}${p.planDone ? '' : '+'}  ${p.doneRatePerSec.toFixed(0)}/s  ETA ${formatDuration(p.etaSeconds)}  rewrapped ${p.rewrapped} skipped ${p.skipped} failed ${p.failed}`;
+}
+
+export function renderStatus(c: Campaign, p: CampaignProgress, reasons: ReasonCount[]): string {
+  const lines = [
+    `campaign ${c.id} "${c.name}" (${c.kind}) — ${p.state}${p.pauseReason ? ` (${p.pauseReason})` : ''}`,
+    `  from ${fmtKek(c.spec.from)} to ${fmtKek(c.spec.to)}`,
+    `  ${progressLine(p)}`,
+    `  remaining ${p.remaining}; batches pending ${p.batches.pending}, in Redis ${p.batches.enqueued}, done ${p.batches.done}`,
+  ];
+  if (reasons.length) lines.push(`  failures: ${reasons.map((r) => `${r.reason} ${r.items}`).join(', ')}`);
+  return lines.join('\n');
+}
+
+const fmtKek = (k: { id: string; version?: string }) => (k.version ? `${k.id}@${k.version}` : k.id);
+
+/** Redraws until the campaign is completed or cancelled. */
+export async function watchStatus(pool: pg.Pool, c: Campaign, intervalMs: number, json: boolean): Promise<void> {
+  const tty = process.stdout.isTTY && !json;
+  for (;;) {
+    const p = await campaignProgress(pool, c.id);
+    if (json) process.stdout.write(JSON.stringify({ id: c.id, at: new Date().toISOString(), ...p }) + '\n');
+    else if (tty) process.stdout.write(`\r\x1b[2K${p.state.padEnd(9)} ${progressLine(p)}`);
+    else process.stdout.write(`${p.state} ${progressLine(p)}\n`);
+    if (p.state === 'completed' || p.state === 'cancelled') break;
+    await new Promise((r) => setTimeout(r, Math.max(100, intervalMs)));
+  }
+  if (tty) process.stdout.write('\n');
+  const final = await getCampaign(pool, c.id);
+  const reasons = await failureCountsByReason(pool, c.id);
+  if (!json && final) process.stdout.write(renderStatus(final, await campaignProgress(pool, c.id), reasons) + '\n');
+}

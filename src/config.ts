@@ -1,0 +1,88 @@
+/**
+ * Process configuration: the one place that reads the environment. Every other module gets a
+ * typed object. Units are in the names; defaults are documented here.
+ */
+import { hostname } from 'node:os';
+import { ConfigError } from './errors.ts';
+
+export interface ProcessConfig {
+  /** Ledger database. Default: the local Postgres. */
+  databaseUrl: string;
+  /** Data tables of `pg` sources, when they live elsewhere than the ledger. Default: databaseUrl. */
+  dataDatabaseUrl: string;
+  redisUrl: string;
+  /** BullMQ key prefix; the {hash tag} keeps all queue keys in one Redis Cluster slot. */
+  queuePrefix: string;
+  s3: { endpoint?: string; region: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle: boolean };
+  kms: { endpoint?: string; region: string; accessKeyId?: string; secretAccessKey?: string };
+  /** Keyring used when a campaign's provider file is relative, and by `kek` commands. */
+  keyringFile?: string;
+  worker: {
+    id: string;
+    /** Batches processed at once by one worker process. */
+    jobConcurrency: number;
+    /** A batch lease; renewed every leaseMs/3. A worker never writes after its lease ran out. */
+    leaseMs: number;
+    /** How long shutdown waits for batches in hand before releasing them. */
+    shutdownTimeoutMs: number;
+  };
+  scheduler: {
+    /** Batches allowed in Redis at once per campaign (invariant 4: a bounded window). */
+    windowBatches: number;
+    tickMs: number;
+    reconcileEveryMs: number;
+    /** Items read from a source per planning step. */
+    planPageSize: number;
+  };
+  logLevel: string;
+  metricsPort?: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, dflt: number, min = 0): number {
+  const v = env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new ConfigError(`${name}=${JSON.stringify(v)}: expected an integer >= ${min}`);
+  return n;
+}
+
+export function loadConfig(env: Env = process.env): ProcessConfig {
+  const databaseUrl = env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+  const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1';
+  return {
+    databaseUrl,
+    dataDatabaseUrl: env.DATA_DATABASE_URL || databaseUrl,
+    redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
+    queuePrefix: env.REWRAP_QUEUE_PREFIX || '{rewrap}',
+    s3: {
+      endpoint: env.S3_ENDPOINT || undefined,
+      region: env.S3_REGION || region,
+      accessKeyId: env.S3_ACCESS_KEY_ID || env.AWS_ACCESS_KEY_ID || undefined,
+      secretAccessKey: env.S3_SECRET_ACCESS_KEY || env.AWS_SECRET_ACCESS_KEY || undefined,
+      forcePathStyle: env.S3_FORCE_PATH_STYLE ? env.S3_FORCE_PATH_STYLE === 'true' : Boolean(env.S3_ENDPOINT),
+    },
+    kms: {
+      endpoint: env.KMS_ENDPOINT || undefined,
+      region: env.KMS_REGION || region,
+      accessKeyId: env.KMS_ACCESS_KEY_ID || env.AWS_ACCESS_KEY_ID || undefined,
+      secretAccessKey: env.KMS_SECRET_ACCESS_KEY || env.AWS_SECRET_ACCESS_KEY || undefined,
+    },
+    keyringFile: env.REWRAP_KEYRING || undefined,
+    worker: {
+      id: env.REWRAP_WORKER_ID || `${hostname()}-${process.pid}`,
+      jobConcurrency: int(env, 'REWRAP_WORKER_JOBS', 2, 1),
+      leaseMs: int(env, 'REWRAP_LEASE_MS', 15_000, 1000),
+      shutdownTimeoutMs: int(env, 'REWRAP_SHUTDOWN_TIMEOUT_MS', 10_000, 0),
+    },
+    scheduler: {
+      windowBatches: int(env, 'REWRAP_WINDOW_BATCHES', 20, 1),
+      tickMs: int(env, 'REWRAP_TICK_MS', 250, 10),
+      reconcileEveryMs: int(env, 'REWRAP_RECONCILE_MS', 3000, 100),
+      planPageSize: int(env, 'REWRAP_PLAN_PAGE', 5000, 1),
+    },
+    logLevel: env.LOG_LEVEL || 'info',
+    metricsPort: env.REWRAP_METRICS_PORT ? int(env, 'REWRAP_METRICS_PORT', 0, 0) : undefined,
+  };
+}

@@ -1,0 +1,140 @@
+/**
+ * Clients and adapters of one process, created once and shared by every job (never a client per
+ * job): the ledger pool, the data pool, one S3 client, one KMS client, one store per store id and
+ * one provider per campaign.
+ */
+import pg from 'pg';
+import type { Redis } from 'ioredis';
+import { isAbsolute, resolve } from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { KMSClient } from '@aws-sdk/client-kms';
+import type { ProcessConfig } from '../config.ts';
+import type { CampaignSpec, SourceSpec } from '../campaign/spec.ts';
+import { ConfigError } from '../errors.ts';
+import type { EnvelopeStore } from '../stores/envelope-store.ts';
+import type { KekProvider } from '../kek/kek-provider.ts';
+import { createS3Client } from '../stores/s3-client.ts';
+import { S3EnvelopeStore } from '../stores/s3-envelope-store.ts';
+import { PgTableStore } from '../stores/pg-table-store.ts';
+import { createKmsClient } from '../kek/kms-client.ts';
+import { KmsKekProvider } from '../kek/kms-kek-provider.ts';
+import { LocalKeyringProvider } from '../kek/local-keyring-provider.ts';
+import { loadKeyringFile } from '../kek/keyring-file.ts';
+import { BudgetedKekProvider } from '../kek/budgeted-kek-provider.ts';
+import { KmsBudget } from '../queue/kms-budget.ts';
+import type { Source } from '../sources/source.ts';
+import { S3ListSource } from '../sources/s3-list-source.ts';
+import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
+import { PgTableSource } from '../sources/pg-table-source.ts';
+
+export class Resources {
+  readonly ledger: pg.Pool;
+  private dataPool?: pg.Pool;
+  private s3?: S3Client;
+  private kms?: KMSClient;
+  private readonly stores = new Map<string, EnvelopeStore>();
+  private readonly providers = new Map<string, KekProvider>();
+
+  constructor(
+    readonly config: ProcessConfig,
+    private readonly redis?: Redis,
+  ) {
+    this.ledger = new pg.Pool({ connectionString: config.databaseUrl, max: 10 });
+    this.ledger.on('error', () => {}); // idle-client errors surface on the next query
+  }
+
+  data(): pg.Pool {
+    if (this.config.dataDatabaseUrl === this.config.databaseUrl) return this.ledger;
+    this.dataPool ??= new pg.Pool({ connectionString: this.config.dataDatabaseUrl, max: 10 });
+    return this.dataPool;
+  }
+
+  s3Client(): S3Client {
+    const c = this.config.s3;
+    this.s3 ??= createS3Client({
+      endpoint: c.endpoint,
+      region: c.region,
+      forcePathStyle: c.forcePathStyle,
+      credentials: c.accessKeyId && c.secretAccessKey ? { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey } : undefined,
+    });
+    return this.s3;
+  }
+
+  kmsClient(spec?: CampaignSpec): KMSClient {
+    const c = this.config.kms;
+    const p = spec?.provider.type === 'kms' ? spec.provider : undefined;
+    this.kms ??= createKmsClient({
+      endpoint: p?.endpoint ?? c.endpoint,
+      region: p?.region ?? c.region,
+      credentials: c.accessKeyId && c.secretAccessKey ? { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey } : undefined,
+    });
+    return this.kms;
+  }
+
+  /** The store holding `storeId` items, configured by the campaign source that names it. */
+  store(spec: CampaignSpec, storeId: string): EnvelopeStore {
+    const key = `${storeId}|${JSON.stringify(spec.options.allowUnconditionalWrites)}|${spec.options.multipartThresholdBytes}`;
+    let store = this.stores.get(key);
+    if (store) return store;
+    if (storeId.startsWith('s3://')) {
+      const bucket = storeId.slice('s3://'.length);
+      const src = spec.sources.find((s) => s.type !== 'pg' && (s.type !== 's3' || s.bucket === bucket)) as Exclude<SourceSpec, { type: 'pg' }> | undefined;
+      store = new S3EnvelopeStore({
+        client: this.s3Client(),
+        bucket,
+        placement: src?.placement ?? 'auto',
+        multipartThresholdBytes: spec.options.multipartThresholdBytes,
+        allowUnconditionalWrites: spec.options.allowUnconditionalWrites,
+      });
+    } else if (storeId.startsWith('pg:')) {
+      const src = spec.sources.find((s) => s.type === 'pg' && `pg:${s.table}` === storeId) as Extract<SourceSpec, { type: 'pg' }> | undefined;
+      if (!src) throw new ConfigError(`campaign ${spec.name}: no pg source names store ${storeId}`);
+      store = new PgTableStore({
+        pool: this.data(),
+        table: src.table,
+        idColumn: src.idColumn,
+        wrappedKeyColumn: src.wrappedKeyColumn,
+        kekIdColumn: src.kekIdColumn,
+        kekVersionColumn: src.kekVersionColumn,
+        contextColumns: src.contextColumns,
+        wrapAlg: src.wrapAlg ?? (spec.provider.type === 'kms' ? 'kms+context' : 'AES/GCM'),
+      });
+    } else {
+      throw new ConfigError(`unknown store id ${storeId}: expected s3://<bucket> or pg:<table>`);
+    }
+    this.stores.set(key, store);
+    return store;
+  }
+
+  /** The campaign's KEK provider, behind the shared KMS budget when one is set. */
+  provider(campaignId: string, spec: CampaignSpec): KekProvider {
+    let p = this.providers.get(campaignId);
+    if (p) return p;
+    if (spec.provider.type === 'local') {
+      const file = isAbsolute(spec.provider.keyringFile) ? spec.provider.keyringFile : resolve(spec.provider.keyringFile);
+      p = new LocalKeyringProvider(loadKeyringFile(file));
+    } else {
+      p = new KmsKekProvider(this.kmsClient(spec));
+    }
+    if (spec.options.kmsRequestsPerSecond > 0 && this.redis) {
+      const scope = spec.provider.type === 'kms' ? `kms-${spec.provider.region ?? this.config.kms.region}` : `local-${campaignId}`;
+      p = new BudgetedKekProvider(p, new KmsBudget(this.redis, `${this.config.queuePrefix}:budget:${scope}`, spec.options.kmsRequestsPerSecond));
+    }
+    this.providers.set(campaignId, p);
+    return p;
+  }
+
+  source(spec: CampaignSpec, index: number): Source {
+    const s = spec.sources[index]!;
+    if (s.type === 's3') return new S3ListSource(this.s3Client(), s.bucket, s.prefix);
+    if (s.type === 's3-manifest') return new CsvManifestSource(s.manifestFile, s.keysUrlEncoded);
+    return new PgTableSource(this.data(), s, spec.from);
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.providers.values()) (p as { close?: () => void }).close?.();
+    this.s3?.destroy();
+    this.kms?.destroy();
+    await Promise.allSettled([this.ledger.end(), this.dataPool?.end()]);
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Rows of a Postgres table still under the source KEK, by keyset pagination on the id column
+ * (`WHERE id > $last ORDER BY id LIMIT n`: constant cost per page at any depth).
+ */
+import type pg from 'pg';
+import type { KekSelector } from '../kek/kek-provider.ts';
+import { parseTableName, quoteIdent } from '../stores/pg-table-config.ts';
+import type { Source, SourcePage } from './source.ts';
+
+export interface PgTableSourceOptions {
+  table: string;
+  idColumn: string;
+  kekIdColumn: string;
+  kekVersionColumn: string;
+}
+
+export class PgTableSource implements Source {
+  private sql?: string;
+  private readonly storeId: string;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly o: PgTableSourceOptions,
+    private readonly from: KekSelector,
+  ) {
+    this.storeId = `pg:${o.table}`;
+  }
+
+  /** The id is compared in its own type, so the primary key index serves every page. */
+  private async query(): Promise<string> {
+    if (this.sql) return this.sql;
+    const { tableSql } = parseTableName(this.o.table);
+    const id = quoteIdent(this.o.idColumn);
+    const { rows } = await this.pool.query<{ t: string }>(
+      'SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped',
+      [tableSql, this.o.idColumn],
+    );
+    if (!rows[0]) throw new Error(`pg source ${this.o.table}: no column ${this.o.idColumn} (idColumn)`);
+    const versionFilter = this.from.version === undefined ? '' : ` AND ${quoteIdent(this.o.kekVersionColumn)} = $3`;
+    this.sql =
+      `SELECT ${id}::text AS k FROM ${tableSql} ` +
+      `WHERE ($1::text IS NULL OR ${id} > $1::text::${rows[0].t}) AND ${quoteIdent(this.o.kekIdColumn)} = $2${versionFilter} ` +
+      `ORDER BY ${id} LIMIT $${this.from.version === undefined ? 3 : 4}`;
+    return this.sql;
+  }
+
+  async page(cursor: unknown, limit: number): Promise<SourcePage> {
+    const last = typeof cursor === 'string' ? cursor : null;
+    const params: unknown[] = [last, this.from.id];
+    if (this.from.version !== undefined) params.push(this.from.version);
+    params.push(limit);
+    const { rows } = await this.pool.query<{ k: string }>(await this.query(), params);
+    const keys = rows.map((r) => r.k);
+    const done = keys.length < limit;
+    return { groups: [{ storeId: this.storeId, keys }], cursor: done ? null : keys[keys.length - 1], done };
+  }
+
+  /** Rows still under the source KEK are exactly what is left: the same query from the start. */
+  deltaPage(_since: Date, cursor: unknown, limit: number): Promise<SourcePage> {
+    return this.page(cursor, limit);
+  }
+}

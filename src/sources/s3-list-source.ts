@@ -1,0 +1,37 @@
+/** All objects under a prefix, via ListObjectsV2; instruction files and probe objects are not items. */
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { INSTRUCTION_SUFFIX } from '../envelope/s3ec-v2.ts';
+import type { Source, SourcePage } from './source.ts';
+
+/** Listings and object times come from the server; allow for clock skew with it. */
+const DELTA_SKEW_MS = 5 * 60_000;
+
+export class S3ListSource implements Source {
+  constructor(
+    private readonly client: S3Client,
+    private readonly bucket: string,
+    private readonly prefix = '',
+  ) {}
+
+  page(cursor: unknown, limit: number, signal?: AbortSignal): Promise<SourcePage> {
+    return this.list(cursor, limit, () => true, signal);
+  }
+
+  deltaPage(since: Date, cursor: unknown, limit: number, signal?: AbortSignal): Promise<SourcePage> {
+    const after = since.getTime() - DELTA_SKEW_MS;
+    return this.list(cursor, limit, (modified) => modified === undefined || modified.getTime() >= after, signal);
+  }
+
+  private async list(cursor: unknown, limit: number, keep: (m?: Date) => boolean, signal?: AbortSignal): Promise<SourcePage> {
+    const token = typeof cursor === 'string' ? cursor : undefined;
+    const out = await this.client.send(
+      new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix || undefined, ContinuationToken: token, MaxKeys: Math.min(1000, limit) }),
+      { abortSignal: signal },
+    );
+    const keys = (out.Contents ?? [])
+      .filter((o) => o.Key && !o.Key.endsWith(INSTRUCTION_SUFFIX) && !o.Key.startsWith('.rewrap-probe/') && keep(o.LastModified))
+      .map((o) => o.Key!);
+    const done = !out.IsTruncated;
+    return { groups: [{ storeId: `s3://${this.bucket}`, keys }], cursor: done ? null : out.NextContinuationToken, done };
+  }
+}

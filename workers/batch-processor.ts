@@ -1,0 +1,166 @@
+/**
+ * One batch job: claim the batch's lease in the ledger, rewrap its items, commit the outcomes
+ * in one ledger transaction.
+ * Invariant 1: outcomes are committed only after the store writes they describe.
+ * Fencing: a worker never writes once its lease may have run out, so a campaign that was
+ * cancelled (or a batch taken over after a freeze) cannot be written by a late wake-up.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../src/log.ts';
+import type { Resources } from '../src/runtime/resources.ts';
+import { claimBatch, commitBatch, releaseLease, renewLease } from '../src/ledger/index.ts';
+import type { ItemOutcomeRecord } from '../src/ledger/types.ts';
+import { BatchInterruptedError, rewrapBatch } from '../src/rewrap/rewrap-batch.ts';
+import type { ItemOutcome } from '../src/rewrap/outcome.ts';
+import { countOutcomes } from '../src/rewrap/outcome.ts';
+
+export class LeaseLostError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LeaseLostError';
+  }
+}
+
+/** Thrown when some items failed transiently: BullMQ retries the job (only those items remain). */
+export class RetryLaterError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RetryLaterError';
+  }
+}
+
+export interface ProcessorDeps {
+  res: Resources;
+  log: Logger;
+  workerId: string;
+  leaseMs: number;
+}
+
+export type BatchResult = 'done' | 'skipped-done' | 'campaign-not-running' | 'fenced' | 'not-found';
+
+export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo: number, jobId: string, signal: AbortSignal): Promise<BatchResult> {
+  const owner = `${d.workerId}/${jobId}`;
+  const pool = d.res.ledger;
+  const sentAt = performance.now();
+  const claim = await claimBatch(pool, { campaignId, batchNo, owner, leaseMs: d.leaseMs });
+  if (claim.status === 'done') return 'skipped-done';
+  if (claim.status === 'not-found') return 'not-found';
+  if (claim.status === 'campaign-not-running') return 'campaign-not-running';
+  if (claim.status === 'leased') throw new RetryLaterError(`batch ${campaignId}/${batchNo} is leased by ${claim.leaseOwner} until ${claim.leaseUntil.toISOString()}`);
+
+  const { batch, campaign } = claim;
+  const log = d.log.child({ campaignId, batchNo, jobId });
+  const lease = new LocalLease(d.leaseMs, sentAt);
+  const ac = new AbortController();
+  const onAbort = () => ac.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  const renewer = setInterval(() => {
+    const at = performance.now();
+    renewLease(pool, { campaignId, batchNo, owner, leaseMs: d.leaseMs }).then(
+      (r) => {
+        if (r.ok) lease.renewed(at);
+        else {
+          lease.lose(`campaign is ${r.campaignState ?? 'gone'}`);
+          ac.abort(new LeaseLostError(`lease of batch ${campaignId}/${batchNo} lost: campaign is ${r.campaignState ?? 'gone'}`));
+        }
+      },
+      (err: unknown) => log.warn({ err }, 'lease renewal failed; writes stop when the lease runs out'),
+    );
+  }, Math.max(200, Math.floor(d.leaseMs / 3)));
+
+  let outcomes: ItemOutcome[];
+  let interrupted: unknown;
+  try {
+    const spec = campaign.spec;
+    const target = {
+      store: d.res.store(spec, batch.storeId),
+      provider: d.res.provider(campaignId, spec),
+      from: spec.from,
+      to: spec.to,
+      signal: ac.signal,
+      fence: () => lease.check(),
+    };
+    try {
+      outcomes = await rewrapBatch(target, batch.items.map((key) => ({ key })), { concurrency: spec.options.concurrency });
+    } catch (err) {
+      if (!(err instanceof BatchInterruptedError)) throw err;
+      outcomes = err.completed;
+      interrupted = err.cause;
+    }
+    const records = outcomes.flatMap(toRecord(batch.storeId));
+    const counts = countOutcomes(outcomes);
+    const final = interrupted === undefined && counts.retry === 0;
+    const commit = await commitBatch(pool, { campaignId, batchNo, owner, outcomes: records, final });
+    if (commit.status === 'fenced') {
+      log.warn({ leaseOwner: commit.leaseOwner }, 'batch lease was taken over; nothing committed (the new owner re-reads every item)');
+      return 'fenced';
+    }
+    for (const o of outcomes) if (o.status === 'rewrapped') audit(log, batch.storeId, o);
+    log.info({ ...counts, changed: commit.changed, batchDone: commit.batchDone }, 'batch committed');
+    if (commit.autoPaused) log.warn('campaign auto-paused: failure threshold crossed');
+    if (interrupted !== undefined) {
+      if (interrupted instanceof LeaseLostError || ac.signal.aborted) return 'fenced';
+      throw interrupted;
+    }
+    if (counts.retry > 0) {
+      const reasons = [...new Set(outcomes.flatMap((o) => (o.status === 'retry' ? [o.reason] : [])))];
+      throw new RetryLaterError(`${counts.retry} of ${outcomes.length} items failed transiently (${reasons.join(', ')}); retrying`);
+    }
+    return 'done';
+  } finally {
+    clearInterval(renewer);
+    signal.removeEventListener('abort', onAbort);
+    await releaseLease(pool, { campaignId, batchNo, owner }).catch((err: unknown) => log.warn({ err }, 'lease release failed; it expires by itself'));
+  }
+}
+
+/** One audit event per item rewrapped: item keys go to the ledger and the audit log only. */
+function audit(log: Logger, storeId: string, o: Extract<ItemOutcome, { status: 'rewrapped' }>): void {
+  log.info({ event: 'item.rewrapped', store: storeId, item: o.key, from: o.from, to: o.to, kmsRequestId: o.requestId }, 'audit');
+}
+
+const toRecord =
+  (storeId: string) =>
+  (o: ItemOutcome): ItemOutcomeRecord[] => {
+    switch (o.status) {
+      case 'rewrapped':
+        return [{ storeId, itemKey: o.key, outcome: 'rewrapped', from: o.from, to: o.to }];
+      case 'skipped':
+        return [{ storeId, itemKey: o.key, outcome: 'skipped', reason: o.reason, currentKek: o.current }];
+      case 'failed':
+        return [{ storeId, itemKey: o.key, outcome: 'failed', reason: o.reason, detail: o.detail, currentKek: o.current }];
+      case 'retry':
+        return [];
+    }
+  };
+
+/**
+ * The lease as this process sees it, on the monotonic clock (which keeps running while the
+ * process is frozen). Valid until (time the last successful renewal was SENT) + lease - margin.
+ */
+class LocalLease {
+  private validUntil: number;
+  private lost?: string;
+  private readonly margin: number;
+
+  constructor(
+    private readonly leaseMs: number,
+    sentAt: number,
+  ) {
+    this.margin = Math.min(2000, leaseMs / 4);
+    this.validUntil = sentAt + leaseMs - this.margin;
+  }
+
+  renewed(sentAt: number): void {
+    if (!this.lost) this.validUntil = Math.max(this.validUntil, sentAt + this.leaseMs - this.margin);
+  }
+
+  lose(why: string): void {
+    this.lost = why;
+  }
+
+  check(): void {
+    if (this.lost) throw new LeaseLostError(`lease lost (${this.lost}); not writing`);
+    if (performance.now() > this.validUntil) throw new LeaseLostError('lease may have expired; not writing');
+  }
+}

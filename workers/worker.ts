@@ -1,0 +1,78 @@
+/**
+ * `rewrap worker`: a BullMQ worker process. Any number run anywhere; each takes batch jobs,
+ * processes them (workers/batch-processor.ts) and shuts down in order on SIGTERM: stop taking
+ * jobs, finish or release the batches in hand within the timeout, close clients.
+ */
+import { Worker, type Job } from 'bullmq';
+import type { ProcessConfig } from '../src/config.ts';
+import type { Logger } from '../src/log.ts';
+import { Resources } from '../src/runtime/resources.ts';
+import { migrate } from '../src/ledger/index.ts';
+import { BATCH_QUEUE, assertNoEviction, batchBackoffMs, createRedis, type BatchJobData } from '../src/queue/batch-queue.ts';
+import { processBatch, RetryLaterError } from './batch-processor.ts';
+
+export interface RunningWorker {
+  close(): Promise<void>;
+}
+
+export async function startWorker(config: ProcessConfig, log: Logger): Promise<RunningWorker> {
+  const redis = createRedis(config.redisUrl);
+  redis.on('error', (err) => log.warn({ err }, 'redis connection error'));
+  await assertNoEviction(redis);
+  const res = new Resources(config, redis);
+  await migrate(res.ledger);
+  const aborts = new Set<AbortController>();
+  const deps = { res, log, workerId: config.worker.id, leaseMs: config.worker.leaseMs };
+
+  const worker = new Worker<BatchJobData>(
+    BATCH_QUEUE,
+    async (job: Job<BatchJobData>) => {
+      const ac = new AbortController();
+      aborts.add(ac);
+      try {
+        return await processBatch(deps, job.data.campaignId, job.data.batchNo, job.id ?? 'unknown', ac.signal);
+      } finally {
+        aborts.delete(ac);
+      }
+    },
+    {
+      connection: redis,
+      prefix: config.queuePrefix,
+      concurrency: config.worker.jobConcurrency,
+      // A killed worker's job is offered again after about lockDuration + stalledInterval.
+      lockDuration: 10_000,
+      stalledInterval: 5_000,
+      maxStalledCount: 1000,
+      settings: { backoffStrategy: (attemptsMade: number) => batchBackoffMs(attemptsMade) },
+    },
+  );
+  worker.on('error', (err) => log.error({ err }, 'worker error'));
+  worker.on('failed', (job, err) => {
+    const level = err instanceof RetryLaterError || err.name === 'RetryLaterError' ? 'info' : 'warn';
+    log[level]({ jobId: job?.id, attemptsMade: job?.attemptsMade, err }, 'batch job will be retried');
+  });
+  await worker.waitUntilReady();
+  log.info({ workerId: config.worker.id, jobs: config.worker.jobConcurrency }, 'worker started');
+
+  let closing: Promise<void> | undefined;
+  return {
+    close() {
+      closing ??= (async () => {
+        log.info('worker stopping: no new jobs; finishing batches in hand');
+        const timer = setTimeout(() => {
+          log.warn('shutdown timeout: aborting batches in hand (their leases are released)');
+          for (const ac of aborts) ac.abort(new Error('worker shutting down'));
+        }, config.worker.shutdownTimeoutMs);
+        try {
+          await worker.close();
+        } finally {
+          clearTimeout(timer);
+          await res.close();
+          redis.disconnect();
+        }
+        log.info('worker stopped');
+      })();
+      return closing;
+    },
+  };
+}
