@@ -80,3 +80,21 @@ describe('LocalKeyringProvider', () => {
     expect(() => parseKeyring(doc, 'keyring.json')).toThrow(message);
   });
 });
+
+describe('LeakGuard (the test tool behind invariant 5) finds what it must', () => {
+  it('finds a secret in hex, base64 at any offset, and inside a longer string; not otherwise', async () => {
+    const { LeakGuard } = await import('./support/leak-guard.ts');
+    const secret = randomBytes(32);
+    const cases = [secret.toString('hex'), secret.toString('base64'), `x${secret.subarray(5).toString('base64')}y`, `id=${secret.toString('hex').toUpperCase().slice(3, 40)}`];
+    for (const text of cases) {
+      const g = new LeakGuard();
+      g.secret(secret);
+      g.text(text);
+      expect(g.findLeaks(), text).not.toEqual([]);
+    }
+    const clean = new LeakGuard();
+    clean.secret(secret);
+    clean.text(randomBytes(64).toString('hex'), randomBytes(64).toString('base64'));
+    expect(clean.findLeaks()).toEqual([]);
+  });
+});

@@ -33,22 +33,32 @@ export class LeakGuard {
     return this.texts.length;
   }
 
-  /** Returns the leaks found (empty when clean). Checks 12-byte windows so truncation cannot hide one. */
+  /**
+   * Returns the leaks found (empty when clean). Every run of hex or base64 characters in the text
+   * is decoded (at every alignment) and searched for any 8-byte window of any secret, so a key
+   * that was truncated, shifted or embedded in a longer string is still found. Linear in the text.
+   */
   findLeaks(): string[] {
-    const haystack = this.texts.join('\n');
-    const lower = haystack.toLowerCase();
-    const leaks: string[] = [];
-    for (const s of this.secrets) {
-      const probes = [s.subarray(0, 12), s.subarray(s.length - 12)];
-      for (const p of probes) {
-        if (lower.includes(p.toString('hex'))) leaks.push(`hex of a secret (${s.length} bytes)`);
-        // base64 of the first 12 bytes is alignment-free at offset 0; check all three alignments of the whole.
-        for (let shift = 0; shift < 3; shift++) {
-          const b64 = s.subarray(shift).toString('base64').slice(0, 16);
-          if (b64.length === 16 && haystack.includes(b64)) leaks.push(`base64 of a secret (${s.length} bytes)`);
+    const W = 8;
+    const windows = new Map<string, number>();
+    for (const s of this.secrets) for (let i = 0; i + W <= s.length; i++) windows.set(s.subarray(i, i + W).toString('hex'), s.length);
+    const leaks = new Set<string>();
+    const scan = (bytes: Buffer, how: string) => {
+      for (let i = 0; i + W <= bytes.length; i++) {
+        const len = windows.get(bytes.subarray(i, i + W).toString('hex'));
+        if (len !== undefined) leaks.add(`${how} of a ${len}-byte secret`);
+      }
+    };
+    for (const text of this.texts) {
+      for (const [token] of text.matchAll(/[A-Za-z0-9+/_-]{11,}/g)) {
+        if (/^[0-9a-fA-F]+$/.test(token)) {
+          scan(Buffer.from(token.slice(0, token.length & ~1), 'hex'), 'hex');
+          scan(Buffer.from(token.slice(1, 1 + ((token.length - 1) & ~1)), 'hex'), 'hex');
         }
+        const b64 = token.replace(/-/g, '+').replace(/_/g, '/');
+        for (let shift = 0; shift < 4; shift++) scan(Buffer.from(b64.slice(shift), 'base64'), 'base64');
       }
     }
-    return [...new Set(leaks)];
+    return [...leaks];
   }
 }
