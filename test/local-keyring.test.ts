@@ -4,7 +4,7 @@ import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { NotUnderSourceError, type WrappedDek } from '../src/kek/kek-provider.ts';
 import { ItemError } from '../src/errors.ts';
-import { aesUnwrap, aesWrap, CEK } from './support/s3ec-fixture.ts';
+import { aesUnwrap, aesWrap, CEK } from '../src/reference/s3ec-client.ts';
 
 const m1 = randomBytes(32);
 const m2 = randomBytes(32);

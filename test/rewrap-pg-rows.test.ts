@@ -11,8 +11,8 @@ import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { rewrapBatch } from '../src/rewrap/rewrap-batch.ts';
 import { countOutcomes } from '../src/rewrap/outcome.ts';
-import { insertRows, unwrapAll, type RowKek } from './support/pg-rows-fixture.ts';
-import { aesWrap } from './support/s3ec-fixture.ts';
+import { insertRows, unwrapAll, type RowKek } from '../src/reference/row-client.ts';
+import { aesWrap } from '../src/reference/s3ec-client.ts';
 import { LeakGuard } from './support/leak-guard.ts';
 
 const v1: RowKek = { id: 'rows', version: '1', material: randomBytes(32) };

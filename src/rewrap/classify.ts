@@ -19,10 +19,13 @@ export function currentKek(env: Envelope, provider: KekProvider): KekVersionRef 
 
 export type Classification =
   | { kind: 'rewrap'; current?: KekVersionRef }
-  | { kind: 'skip'; reason: SkipReason; current: KekVersionRef }
+  | { kind: 'skip'; reason: SkipReason; current?: KekVersionRef }
   | { kind: 'unknown-kek' };
 
 export function classify(env: Envelope, provider: KekProvider, from: KekSelector, to: KekSelector): Classification {
+  // A KMS blob is never under a keyring KEK, and a raw-AES-wrapped key never under a KMS key.
+  const foreign = (provider.kind === 'kms') !== (env.dek.wrapAlg === 'kms+context');
+  if (foreign) return { kind: 'skip', reason: 'not-under-source', current: env.stamp ?? env.dek.kek };
   const identified = provider.identify(env.dek);
   const current = identified ?? env.stamp ?? env.dek.kek;
   if (current && matchesSelector(current, to) && !matchesSelector(current, from)) {

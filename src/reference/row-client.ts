@@ -1,7 +1,7 @@
 /** Envelope-encrypted rows written the way an application would, for tests and checks. */
 import type pg from 'pg';
 import { randomBytes } from 'node:crypto';
-import { aesUnwrap, aesWrap, encryptPayload } from './s3ec-fixture.ts';
+import { aesUnwrap, aesWrap, encryptPayload } from './s3ec-client.ts';
 
 export interface RowKek {
   id: string;

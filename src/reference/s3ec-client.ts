@@ -1,7 +1,8 @@
 /**
- * Independent test code for the S3 Encryption Client V2 format: writes objects the way the
- * official clients do and decrypts them end to end. Deliberately shares nothing with src/
- * so a bug in our envelope code cannot hide itself.
+ * A reference client for the S3 Encryption Client V2 format, used by the tests and the demo to
+ * write objects the way the official clients do and to decrypt them end to end afterwards.
+ * Deliberately shares nothing with the rest of src/, so a bug in our envelope code cannot hide
+ * itself behind the same bug here. It handles plaintext DEKs: never use it in the pipeline.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import {

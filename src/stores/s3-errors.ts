@@ -1,0 +1,81 @@
+/**
+ * What an S3 error means for one item: a failed precondition or a vanished object (the caller
+ * answers 'conflict'), a transient store failure (retry), access denied (permanent), or
+ * something we do not understand (thrown as is, wrapped with the item's name).
+ */
+import { permanent, transient } from '../errors.ts';
+
+interface SdkErrorShape {
+  name?: string;
+  code?: string;
+  Code?: string;
+  $metadata?: { httpStatusCode?: number };
+  $retryable?: unknown;
+}
+
+function shape(err: unknown): SdkErrorShape {
+  return typeof err === 'object' && err !== null ? (err as SdkErrorShape) : {};
+}
+
+export function httpStatus(err: unknown): number | undefined {
+  return shape(err).$metadata?.httpStatusCode;
+}
+
+function errorName(err: unknown): string {
+  const e = shape(err);
+  return e.name ?? e.Code ?? e.code ?? '';
+}
+
+export function isPreconditionFailed(err: unknown): boolean {
+  return httpStatus(err) === 412 || errorName(err) === 'PreconditionFailed';
+}
+
+export function isNotFound(err: unknown): boolean {
+  const name = errorName(err);
+  return httpStatus(err) === 404 || name === 'NoSuchKey' || name === 'NotFound';
+}
+
+export function isAbort(err: unknown): boolean {
+  return errorName(err) === 'AbortError';
+}
+
+const TRANSIENT_NAMES = new Set([
+  'SlowDown',
+  'ServiceUnavailable',
+  'InternalError',
+  'RequestTimeout',
+  'RequestTimeTooSkewed',
+  'TimeoutError',
+  'ThrottlingException',
+  'Throttling',
+  'ConditionalRequestConflict', // AWS 409: a concurrent conditional write is in flight; retry
+]);
+const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED', 'EHOSTUNREACH']);
+
+export function isTransientS3Error(err: unknown): boolean {
+  const status = httpStatus(err);
+  if (status !== undefined && (status >= 500 || status === 429)) return true;
+  if (TRANSIENT_NAMES.has(errorName(err))) return true;
+  const code = shape(err).code;
+  return code !== undefined && NETWORK_CODES.has(code);
+}
+
+export function isAccessDenied(err: unknown): boolean {
+  return httpStatus(err) === 403 || errorName(err) === 'AccessDenied';
+}
+
+/**
+ * Turns an S3 error that is neither a precondition failure nor a missing object into what the
+ * pipeline understands. `what` names the call and the item, e.g. "CopyObject s3://b/k".
+ * Abort errors pass through unchanged: the caller asked to stop.
+ */
+export function toItemFailure(err: unknown, what: string): Error {
+  if (isAbort(err)) return err as Error;
+  if (isAccessDenied(err)) {
+    return permanent('access-denied', `${what}: S3 refused access (${errorName(err) || 'HTTP 403'}); grant s3:GetObject and s3:PutObject on the bucket`, err);
+  }
+  if (isTransientS3Error(err)) {
+    return transient('store-unavailable', `${what}: S3 failed or timed out (${errorName(err) || `HTTP ${httpStatus(err) ?? '?'}`})`, err);
+  }
+  return new Error(`${what}: unexpected S3 error (${errorName(err) || `HTTP ${httpStatus(err) ?? '?'}`})`, { cause: err });
+}
