@@ -19,7 +19,7 @@ import { rewrapBatch } from '../src/rewrap/rewrap-batch.ts';
 import type { ItemOutcome } from '../src/rewrap/outcome.ts';
 import type { KekProvider, KekSelector } from '../src/kek/kek-provider.ts';
 import type { EnvelopeStore } from '../src/stores/envelope-store.ts';
-import { envelopeFields, encryptPayload, putEncrypted, aesWrap } from '../src/reference/s3ec-client.ts';
+import { envelopeFields, encryptPayload, aesWrap, type Wrapping } from '../src/reference/s3ec-client.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
 import { LeakGuard } from './support/leak-guard.ts';
@@ -62,7 +62,7 @@ async function validMeta(wrap: 'aes' | 'kms', overrides: Record<string, string |
   guard.secret(dek);
   const payload = randomBytes(64);
   const { iv, body: ct } = encryptPayload(dek, payload);
-  const w = wrap === 'aes' ? { kind: 'aes' as const, material: k1, matdesc: { kek: 'photos@1' } } : { kind: 'kms' as const, kms, keyId: kmsKeyId, matdesc: { app: 'x' } };
+  const w: Wrapping = wrap === 'aes' ? { kind: 'aes' as const, material: k1, matdesc: { kek: 'photos@1' } } : { kind: 'kms' as const, kms, keyId: kmsKeyId, matdesc: { app: 'x' } };
   const meta = { ...(await envelopeFields(w, dek, iv, payload.length)), ...overrides };
   for (const [k, v] of Object.entries(meta)) if (v === undefined) delete meta[k];
   return { meta: meta as Record<string, string>, body: ct };

@@ -1,0 +1,11 @@
+FROM node:20-slim
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY bin bin
+COPY src src
+COPY workers workers
+COPY scheduler scheduler
+COPY tsconfig.json ./
+USER node
+ENTRYPOINT []
