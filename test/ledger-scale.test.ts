@@ -8,7 +8,7 @@ import { freshSchema, type TestSchema } from './harness/pg.ts';
 import { DEFAULT_OPTIONS, type CampaignSpec } from '../src/campaign/spec.ts';
 import { addPlannedItems, campaignProgress, createCampaign, getCampaign, migrate, nextPendingBatches } from '../src/ledger/index.ts';
 
-const PLANNED_KEYS = 1_000_000;
+const PLANNED_KEYS = 200_000;
 const PAGE = 10_000;
 const BATCH = 500;
 const STORE = 's3://scale-bucket';

@@ -1,0 +1,28 @@
+/** The ledger (progress store): the only way scheduler, workers, API and CLI touch rewrap's Postgres tables. */
+export * from './types.ts';
+export { CampaignConflictError, CampaignNotFoundError } from './ledger-errors.ts';
+export { migrate } from './migrate.ts';
+export { withTransaction } from './transaction.ts';
+export { scopesOverlap } from './scopes.ts';
+export { createCampaign } from './sql/createCampaign.ts';
+export { getCampaign } from './sql/getCampaign.ts';
+export { listCampaigns } from './sql/listCampaigns.ts';
+export { setCampaignState } from './sql/setCampaignState.ts';
+export { addPlannedItems } from './sql/addPlannedItems.ts';
+export { replanItems } from './sql/replanItems.ts';
+export { savePlanCursor } from './sql/savePlanCursor.ts';
+export { beginDeltaPass } from './sql/beginDeltaPass.ts';
+export { nextPendingBatches } from './sql/nextPendingBatches.ts';
+export { markEnqueued } from './sql/markEnqueued.ts';
+export { markPending } from './sql/markPending.ts';
+export { countInFlight } from './sql/countInFlight.ts';
+export { listEnqueuedUnfinished } from './sql/listEnqueuedUnfinished.ts';
+export { claimBatch } from './sql/claimBatch.ts';
+export { renewLease } from './sql/renewLease.ts';
+export { releaseLease } from './sql/releaseLease.ts';
+export { commitBatch } from './sql/commitBatch.ts';
+export { campaignProgress } from './sql/campaignProgress.ts';
+export { campaignFailures } from './sql/campaignFailures.ts';
+export { failureCountsByReason } from './sql/failureCountsByReason.ts';
+export { inventoryByKek } from './sql/inventoryByKek.ts';
+export { isCampaignComplete } from './sql/isCampaignComplete.ts';

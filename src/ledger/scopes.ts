@@ -1,0 +1,27 @@
+/** Campaign scopes: validation and the overlap rule that keeps two campaigns off the same items. */
+import { ConfigError } from '../errors.ts';
+import type { Scope } from './types.ts';
+
+export function validateScopes(scopes: unknown): Scope[] {
+  if (!Array.isArray(scopes) || scopes.length === 0) throw new ConfigError('campaign scopes: expected a non-empty array of { storeId, prefix? }');
+  return scopes.map((s, i) => {
+    const r = s as Record<string, unknown> | null;
+    if (!r || typeof r.storeId !== 'string' || r.storeId.length === 0) {
+      throw new ConfigError(`campaign scopes[${i}].storeId: expected a non-empty store id such as "s3://bucket" or "pg:public.t"`);
+    }
+    if (r.prefix !== undefined && typeof r.prefix !== 'string') throw new ConfigError(`campaign scopes[${i}].prefix: expected a string`);
+    // An empty prefix covers the whole store, exactly like no prefix.
+    return r.prefix ? { storeId: r.storeId, prefix: r.prefix } : { storeId: r.storeId };
+  });
+}
+
+/** Same store, and one prefix contains the other (no prefix = the whole store). */
+export function scopesOverlap(a: Scope, b: Scope): boolean {
+  if (a.storeId !== b.storeId) return false;
+  if (a.prefix === undefined || b.prefix === undefined) return true;
+  return a.prefix.startsWith(b.prefix) || b.prefix.startsWith(a.prefix);
+}
+
+export function formatScope(s: Scope): string {
+  return s.prefix === undefined ? s.storeId : `${s.storeId} prefix "${s.prefix}"`;
+}

@@ -1,0 +1,23 @@
+/** One transaction on one pooled client: BEGIN, the work, COMMIT; ROLLBACK on any error; release always. */
+import type pg from 'pg';
+
+export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    try {
+      await client.query('ROLLBACK');
+    } catch (rollbackErr) {
+      // The connection is unusable: destroy it instead of returning it to the pool.
+      broken = rollbackErr instanceof Error ? rollbackErr : new Error('ROLLBACK failed', { cause: rollbackErr });
+    }
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}

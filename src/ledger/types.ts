@@ -1,0 +1,186 @@
+/** Shared types of the ledger (progress store). Everything here is stored in Postgres; nothing is secret. */
+import type pg from 'pg';
+import type { CampaignSpec } from '../campaign/spec.ts';
+
+/** Anything that runs one statement: the pool, or a client inside a caller's transaction. */
+export type Queryable = pg.Pool | pg.PoolClient;
+
+export type CampaignKind = 'routine' | 'incident';
+export type CampaignState = 'planning' | 'running' | 'paused' | 'cancelled' | 'completed';
+export const CAMPAIGN_STATES: readonly CampaignState[] = ['planning', 'running', 'paused', 'cancelled', 'completed'];
+/** A campaign in one of these states may still write to its stores: its scopes are taken. */
+export const ACTIVE_STATES: readonly CampaignState[] = ['planning', 'running', 'paused'];
+export const TERMINAL_STATES: readonly CampaignState[] = ['cancelled', 'completed'];
+
+/** What a campaign covers: a whole store, or the keys of an S3 store under a prefix. */
+export interface Scope {
+  storeId: string;
+  prefix?: string;
+}
+
+export interface Campaign {
+  /** 'c' + 10 base32 characters: safe in BullMQ job ids (no ':'). */
+  id: string;
+  name: string;
+  kind: CampaignKind;
+  state: CampaignState;
+  spec: CampaignSpec;
+  scopes: Scope[];
+  priority: number;
+  /** The planner's enumeration cursor, saved with each page of planned items. */
+  planCursor: unknown;
+  planDone: boolean;
+  planStartedAt: Date | null;
+  deltaPasses: number;
+  pauseReason: string | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  updatedAt: Date;
+}
+
+export interface NewCampaign {
+  name: string;
+  kind: CampaignKind;
+  spec: CampaignSpec;
+  scopes: Scope[];
+  /** Higher runs first; default 0. */
+  priority?: number;
+}
+
+export type BatchState = 'pending' | 'enqueued' | 'done';
+
+export interface BatchRef {
+  batchNo: number;
+  storeId: string;
+  itemCount: number;
+}
+
+export interface EnqueuedBatch extends BatchRef {
+  attempts: number;
+  enqueuedAt: Date | null;
+  leaseOwner: string | null;
+  leaseUntil: Date | null;
+}
+
+/** The result of planning one page of keys. */
+export interface PlanResult {
+  /** Items newly added to the plan (already planned ones are not counted). */
+  planned: number;
+  /** Items of an earlier pass put back into a new batch (replanItems only). */
+  requeued: number;
+  /** The batches created for them, in order. */
+  batchNos: number[];
+}
+
+export interface LeaseRequest {
+  campaignId: string;
+  batchNo: number;
+  /** Who holds the lease: a worker id + job id, never containing key material. */
+  owner: string;
+  leaseMs: number;
+}
+
+export type ClaimResult =
+  | {
+      status: 'claimed';
+      batch: { batchNo: number; storeId: string; /** only items without an outcome */ items: string[]; attempts: number; leaseUntil: Date };
+      campaign: Campaign;
+    }
+  | { status: 'done' }
+  | { status: 'leased'; leaseOwner: string; leaseUntil: Date }
+  | { status: 'campaign-not-running'; state: CampaignState }
+  | { status: 'not-found' };
+
+export interface RenewResult {
+  ok: boolean;
+  /** undefined when the campaign does not exist. */
+  campaignState: CampaignState | undefined;
+  leaseUntil?: Date;
+}
+
+/** A KEK as recorded in the ledger (ids and versions only). */
+export interface KekRecord {
+  id: string;
+  version?: string;
+  materialId?: string;
+}
+
+export interface ItemOutcomeRecord {
+  storeId: string;
+  itemKey: string;
+  outcome: 'rewrapped' | 'skipped' | 'failed';
+  /** Reason code (src/rewrap/reasons.ts); required for skipped and failed. */
+  reason?: string;
+  /** Produced by our code; never holds key bytes. */
+  detail?: string;
+  from?: KekRecord;
+  /** Required for 'rewrapped': the KEK that wraps the DEK now. */
+  to?: KekRecord;
+  /** The KEK seen wrapping the item (skipped/failed), if known: goes to the inventory. */
+  currentKek?: KekRecord;
+}
+
+export interface CommitRequest {
+  campaignId: string;
+  batchNo: number;
+  owner: string;
+  outcomes: ItemOutcomeRecord[];
+  /** The worker is finished with this batch: mark it done if every item has an outcome. */
+  final: boolean;
+}
+
+export type CommitResult =
+  | { status: 'fenced'; leaseOwner: string | null }
+  | {
+      status: 'committed';
+      /** Items whose recorded outcome changed (0 when the same commit is applied twice). */
+      changed: number;
+      /** Outcomes given for items that are not (or no longer) in this batch: ignored. */
+      notInBatch: number;
+      /** Items of the batch still without an outcome. */
+      remaining: number;
+      batchDone: boolean;
+      autoPaused: boolean;
+    };
+
+export interface Counters {
+  planned: number;
+  rewrapped: number;
+  skipped: number;
+  failed: number;
+}
+
+export interface CampaignProgress extends Counters {
+  remaining: number;
+  /** Items that reached an outcome per second, over the last 60 s (or since the campaign started). */
+  doneRatePerSec: number;
+  /** remaining / doneRatePerSec; null while nothing is moving. */
+  etaSeconds: number | null;
+  state: CampaignState;
+  planDone: boolean;
+  pauseReason: string | null;
+  batches: Record<BatchState, number>;
+}
+
+export interface FailedItem {
+  storeId: string;
+  itemKey: string;
+  reason: string | null;
+  detail: string | null;
+  from: KekRecord | null;
+  doneAt: Date | null;
+}
+
+export interface ReasonCount {
+  reason: string;
+  items: number;
+}
+
+export interface InventoryCount {
+  storeId: string;
+  kekId: string;
+  kekVersion: string | null;
+  materialId: string | null;
+  items: number;
+}
