@@ -12,6 +12,8 @@ import { LOCK_NAMESPACE } from '../src/ledger/lock-keys.ts';
 import { assertNoEviction, createBatchQueue, createRedis } from '../src/queue/batch-queue.ts';
 import { planStep } from './planner.ts';
 import { feed, reconcile, withdraw } from './feeder.ts';
+import { ProcessMetrics } from '../src/metrics/process-metrics.ts';
+import { serveMetrics } from '../src/metrics/metrics-server.ts';
 
 export interface RunningScheduler {
   /** Resolves after the next full tick (tests and the demo wait on it instead of sleeping). */
@@ -23,7 +25,10 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
   const redis = createRedis(config.redisUrl);
   redis.on('error', (err) => log.warn({ err }, 'redis connection error'));
   await assertNoEviction(redis);
-  const res = new Resources(config, redis);
+  const metrics = new ProcessMetrics('scheduler');
+  const res = new Resources(config, redis, metrics);
+  const metricsServer = config.metricsPort !== undefined ? await serveMetrics(metrics.registry, config.metricsPort) : undefined;
+  if (metricsServer) log.info({ url: metricsServer.url }, 'metrics served');
   await migrate(res.ledger);
   const queue = createBatchQueue(redis, config.queuePrefix);
   queue.on('error', (err) => log.warn({ err }, 'queue error'));
@@ -109,6 +114,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
         stopping = true;
         await loop;
         leader.release(true); // destroys the session, and with it the advisory lock
+        await metricsServer?.close();
         await queue.close();
         await res.close();
         redis.disconnect();

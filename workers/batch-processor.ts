@@ -90,7 +90,18 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
     const records = outcomes.flatMap(toRecord(batch.storeId));
     const counts = countOutcomes(outcomes);
     const final = interrupted === undefined && counts.retry === 0;
-    const commit = await commitBatch(pool, { campaignId, batchNo, owner, outcomes: records, final });
+    const m = d.res.metrics;
+    const commitStarted = performance.now();
+    const commit = await commitBatch(pool, { campaignId, batchNo, owner, outcomes: records, final }).catch((err: unknown) => {
+      m?.batchCommits.inc({ outcome: 'error' });
+      throw err;
+    });
+    m?.batchCommits.inc({ outcome: commit.status });
+    m?.batchCommitLatency.observe({ outcome: commit.status }, (performance.now() - commitStarted) / 1000);
+    if (m) {
+      const labels = { store_kind: batch.storeId.startsWith('s3://') ? 's3' : 'pg', provider: spec.provider.type, campaign_kind: campaign.kind };
+      for (const o of outcomes) m.items.inc({ ...labels, result: o.status, reason: o.status === 'rewrapped' ? '' : o.reason });
+    }
     if (commit.status === 'fenced') {
       log.warn({ leaseOwner: commit.leaseOwner }, 'batch lease was taken over; nothing committed (the new owner re-reads every item)');
       return 'fenced';

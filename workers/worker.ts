@@ -10,6 +10,8 @@ import { Resources } from '../src/runtime/resources.ts';
 import { migrate } from '../src/ledger/index.ts';
 import { BATCH_QUEUE, assertNoEviction, batchBackoffMs, createRedis, type BatchJobData } from '../src/queue/batch-queue.ts';
 import { processBatch, RetryLaterError } from './batch-processor.ts';
+import { ProcessMetrics } from '../src/metrics/process-metrics.ts';
+import { serveMetrics } from '../src/metrics/metrics-server.ts';
 
 export interface RunningWorker {
   close(): Promise<void>;
@@ -19,7 +21,10 @@ export async function startWorker(config: ProcessConfig, log: Logger): Promise<R
   const redis = createRedis(config.redisUrl);
   redis.on('error', (err) => log.warn({ err }, 'redis connection error'));
   await assertNoEviction(redis);
-  const res = new Resources(config, redis);
+  const metrics = new ProcessMetrics('worker');
+  const res = new Resources(config, redis, metrics);
+  const metricsServer = config.metricsPort !== undefined ? await serveMetrics(metrics.registry, config.metricsPort) : undefined;
+  if (metricsServer) log.info({ url: metricsServer.url }, 'metrics served');
   await migrate(res.ledger);
   const aborts = new Set<AbortController>();
   const deps = { res, log, workerId: config.worker.id, leaseMs: config.worker.leaseMs };
@@ -29,9 +34,11 @@ export async function startWorker(config: ProcessConfig, log: Logger): Promise<R
     async (job: Job<BatchJobData>) => {
       const ac = new AbortController();
       aborts.add(ac);
+      metrics.jobsInFlight.inc();
       try {
         return await processBatch(deps, job.data.campaignId, job.data.batchNo, job.id ?? 'unknown', ac.signal);
       } finally {
+        metrics.jobsInFlight.dec();
         aborts.delete(ac);
       }
     },
@@ -67,6 +74,7 @@ export async function startWorker(config: ProcessConfig, log: Logger): Promise<R
           await worker.close();
         } finally {
           clearTimeout(timer);
+          await metricsServer?.close();
           await res.close();
           redis.disconnect();
         }

@@ -48,6 +48,8 @@ export interface CampaignSpec {
   from: KekSelector;
   to: KekSelector;
   options: CampaignOptions;
+  /** ISO 8601 time by which the backlog must be drained (alerts compare it with the ETA). */
+  deadline?: string;
 }
 
 export const DEFAULT_OPTIONS: CampaignOptions = {
@@ -103,7 +105,12 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
   }
   if (options.batchSize < 1 || !Number.isInteger(options.batchSize)) throw new ConfigError('campaign spec.options.batchSize: expected an integer >= 1');
   if (options.concurrency < 1) throw new ConfigError('campaign spec.options.concurrency: expected >= 1');
-  return { name: r.name, kind, sources, provider, from, to, options };
+  let deadline: string | undefined;
+  if (r.deadline !== undefined) {
+    if (typeof r.deadline !== 'string' || !Number.isFinite(Date.parse(r.deadline))) throw new ConfigError('campaign spec.deadline: expected an ISO 8601 time, e.g. "2026-12-31T00:00:00Z"');
+    deadline = r.deadline;
+  }
+  return { name: r.name, kind, sources, provider, from, to, options, ...(deadline ? { deadline } : {}) };
 }
 
 function parseSelector(v: unknown, at: string): KekSelector {

@@ -23,6 +23,8 @@ import { loadKeyringFile } from '../kek/keyring-file.ts';
 import { BudgetedKekProvider } from '../kek/budgeted-kek-provider.ts';
 import { KmsBudget } from '../queue/kms-budget.ts';
 import type { Source } from '../sources/source.ts';
+import type { ProcessMetrics } from '../metrics/process-metrics.ts';
+import { InstrumentedKekProvider, instrumentStore } from '../metrics/instrumented.ts';
 import { S3ListSource } from '../sources/s3-list-source.ts';
 import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
 import { PgTableSource } from '../sources/pg-table-source.ts';
@@ -38,6 +40,7 @@ export class Resources {
   constructor(
     readonly config: ProcessConfig,
     private readonly redis?: Redis,
+    readonly metrics?: ProcessMetrics,
   ) {
     this.ledger = new pg.Pool({ connectionString: config.databaseUrl, max: 10 });
     this.ledger.on('error', () => {}); // idle-client errors surface on the next query
@@ -102,6 +105,7 @@ export class Resources {
     } else {
       throw new ConfigError(`unknown store id ${storeId}: expected s3://<bucket> or pg:<table>`);
     }
+    if (this.metrics) store = instrumentStore(store, this.metrics);
     this.stores.set(key, store);
     return store;
   }
@@ -116,6 +120,7 @@ export class Resources {
     } else {
       p = new KmsKekProvider(this.kmsClient(spec));
     }
+    if (this.metrics) p = new InstrumentedKekProvider(p, this.metrics);
     if (spec.options.kmsRequestsPerSecond > 0 && this.redis) {
       const scope = spec.provider.type === 'kms' ? `kms-${spec.provider.region ?? this.config.kms.region}` : `local-${campaignId}`;
       p = new BudgetedKekProvider(p, new KmsBudget(this.redis, `${this.config.queuePrefix}:budget:${scope}`, spec.options.kmsRequestsPerSecond));

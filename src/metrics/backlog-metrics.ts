@@ -1,0 +1,51 @@
+/**
+ * Backlog gauges, read from the ledger at scrape time (cached briefly) and exported once per
+ * deployment by `rewrap api`, never per worker. Labels: campaign id, name and kind (a bounded
+ * set), store id and KEK id/version (a handful each).
+ */
+import type pg from 'pg';
+import { Gauge, type Registry } from 'prom-client';
+import { campaignProgress, inventoryByKek, listCampaigns } from '../ledger/index.ts';
+import type { CampaignState } from '../ledger/types.ts';
+
+const STATES: CampaignState[] = ['planning', 'running', 'paused', 'cancelled', 'completed'];
+
+export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheMs = 2000): void {
+  let last = 0;
+  let inflight: Promise<void> | undefined;
+  const labels = ['campaign', 'name', 'kind'] as const;
+  const remaining = new Gauge({ name: 'rewrap_campaign_items_remaining', help: 'Items of the campaign without an outcome yet (the backlog).', labelNames: labels, registers: [registry] });
+  const items = new Gauge({ name: 'rewrap_campaign_items', help: 'Items of the campaign by status (planned, rewrapped, skipped, failed).', labelNames: [...labels, 'status'], registers: [registry] });
+  const rate = new Gauge({ name: 'rewrap_campaign_done_rate', help: 'Items reaching an outcome per second over the last minute.', labelNames: labels, registers: [registry] });
+  const eta = new Gauge({ name: 'rewrap_campaign_eta_seconds', help: 'Estimated seconds until the backlog drains at the current rate (absent while nothing moves).', labelNames: labels, registers: [registry] });
+  const deadline = new Gauge({ name: 'rewrap_campaign_deadline_timestamp_seconds', help: 'When the campaign must be done (Unix time), if it has a deadline.', labelNames: labels, registers: [registry] });
+  const state = new Gauge({ name: 'rewrap_campaign_state', help: '1 for the state the campaign is in.', labelNames: [...labels, 'state'], registers: [registry] });
+  const inventory = new Gauge({ name: 'rewrap_inventory_items', help: 'Items known to the ledger by store and the KEK id and version that wraps them.', labelNames: ['store', 'kek_id', 'kek_version'], registers: [registry] });
+
+  async function refresh(): Promise<void> {
+    for (const g of [remaining, items, rate, eta, deadline, state, inventory]) g.reset();
+    const campaigns = await listCampaigns(pool);
+    for (const c of campaigns) {
+      const l = { campaign: c.id, name: c.name, kind: c.kind };
+      for (const s of STATES) state.set({ ...l, state: s }, c.state === s ? 1 : 0);
+      if (c.state === 'completed' || c.state === 'cancelled') continue;
+      const p = await campaignProgress(pool, c.id);
+      remaining.set(l, p.remaining);
+      for (const status of ['planned', 'rewrapped', 'skipped', 'failed'] as const) items.set({ ...l, status }, p[status]);
+      rate.set(l, p.doneRatePerSec);
+      if (p.etaSeconds !== null) eta.set(l, p.etaSeconds);
+      const d = c.spec.deadline ? Date.parse(c.spec.deadline) : NaN;
+      if (Number.isFinite(d)) deadline.set(l, d / 1000);
+    }
+    for (const r of await inventoryByKek(pool)) inventory.set({ store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? '' }, r.items);
+  }
+
+  // prom-client calls collect() on one metric per scrape pass; refresh all of them once per cacheMs.
+  const collect = async () => {
+    if (Date.now() - last < cacheMs) return inflight;
+    last = Date.now();
+    inflight = refresh();
+    return inflight;
+  };
+  for (const g of [remaining, items, rate, eta, deadline, state, inventory]) (g as unknown as { collect: () => Promise<void> }).collect = collect;
+}

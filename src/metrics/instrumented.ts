@@ -1,0 +1,86 @@
+/** Decorators that count provider and store calls into the process metrics. */
+import { performance } from 'node:perf_hooks';
+import { ItemError } from '../errors.ts';
+import type { KekProvider, KekSelector, RewrapResult, WrappedDek } from '../kek/kek-provider.ts';
+import { NotUnderSourceError } from '../kek/kek-provider.ts';
+import { isBatchStore, type BatchEnvelopeStore, type EnvelopeStore } from '../stores/envelope-store.ts';
+import type { ProcessMetrics } from './process-metrics.ts';
+
+export class InstrumentedKekProvider implements KekProvider {
+  constructor(
+    private readonly inner: KekProvider,
+    private readonly m: ProcessMetrics,
+  ) {}
+
+  get kind(): KekProvider['kind'] {
+    return this.inner.kind;
+  }
+
+  identify(dek: WrappedDek) {
+    return this.inner.identify(dek);
+  }
+
+  async rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
+    const operation = this.inner.kind === 'kms' ? 'ReEncrypt' : 'rewrap';
+    const t = performance.now();
+    let outcome = 'ok';
+    try {
+      return await this.inner.rewrap(dek, from, to, signal);
+    } catch (err) {
+      outcome = err instanceof ItemError && err.reason === 'throttled' ? 'throttled' : err instanceof NotUnderSourceError ? 'ok' : 'error';
+      throw err;
+    } finally {
+      this.m.kekRequests.inc({ provider: this.inner.kind, operation, outcome });
+      this.m.kekLatency.observe({ provider: this.inner.kind, operation }, (performance.now() - t) / 1000);
+    }
+  }
+}
+
+export function storeKind(store: EnvelopeStore): string {
+  return store.id.startsWith('s3://') ? 's3' : store.id.startsWith('pg:') ? 'pg' : 'other';
+}
+
+export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): EnvelopeStore {
+  const store_kind = storeKind(inner);
+  const count = (operation: string, outcome: string, n = 1) => m.storeOps.inc({ store_kind, operation, outcome }, n);
+  const guard = async <T>(operation: string, fn: () => Promise<T>, n = 1): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      count(operation, 'error', n);
+      throw err;
+    }
+  };
+  const base: EnvelopeStore = {
+    id: inner.id,
+    casLevel: (item, signal) => inner.casLevel(item, signal),
+    read: (item, signal) => guard('read', async () => {
+      const r = await inner.read(item, signal);
+      count('read', 'ok');
+      return r;
+    }),
+    writeIfUnchanged: (item, token, next, signal) => guard('write', async () => {
+      const r = await inner.writeIfUnchanged(item, token, next, signal);
+      count('write', r === 'written' ? 'ok' : 'conflict');
+      return r;
+    }),
+  };
+  if (!isBatchStore(inner)) return base;
+  const batch: BatchEnvelopeStore = {
+    ...base,
+    readMany: (items, signal) => guard('read', async () => {
+      const r = await inner.readMany(items, signal);
+      count('read', 'ok', items.length);
+      return r;
+    }, items.length),
+    writeManyIfUnchanged: (writes, signal) => guard('write', async () => {
+      const r = await inner.writeManyIfUnchanged(writes, signal);
+      let ok = 0;
+      for (const v of r.values()) if (v === 'written') ok++;
+      if (ok) count('write', 'ok', ok);
+      if (r.size - ok) count('write', 'conflict', r.size - ok);
+      return r;
+    }, writes.length),
+  };
+  return batch;
+}
