@@ -17,6 +17,10 @@ export class BudgetedKekProvider implements KekProvider {
     return this.inner.identify(dek);
   }
 
+  close(): void {
+    (this.inner as { close?: () => void }).close?.();
+  }
+
   async rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
     await this.budget.take(signal);
     try {

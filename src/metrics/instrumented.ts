@@ -20,6 +20,10 @@ export class InstrumentedKekProvider implements KekProvider {
     return this.inner.identify(dek);
   }
 
+  close(): void {
+    (this.inner as { close?: () => void }).close?.();
+  }
+
   async rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
     const operation = this.inner.kind === 'kms' ? 'ReEncrypt' : 'rewrap';
     const t = performance.now();

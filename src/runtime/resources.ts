@@ -21,6 +21,7 @@ import { KmsKekProvider } from '../kek/kms-kek-provider.ts';
 import { LocalKeyringProvider } from '../kek/local-keyring-provider.ts';
 import { loadKeyringFile } from '../kek/keyring-file.ts';
 import { BudgetedKekProvider } from '../kek/budgeted-kek-provider.ts';
+import { DedupingKekProvider } from '../kek/deduping-kek-provider.ts';
 import { KmsBudget } from '../queue/kms-budget.ts';
 import type { Source } from '../sources/source.ts';
 import type { ProcessMetrics } from '../metrics/process-metrics.ts';
@@ -125,6 +126,8 @@ export class Resources {
       const scope = spec.provider.type === 'kms' ? `kms-${spec.provider.region ?? this.config.kms.region}` : `local-${campaignId}`;
       p = new BudgetedKekProvider(p, new KmsBudget(this.redis, `${this.config.queuePrefix}:budget:${scope}`, spec.options.kmsRequestsPerSecond));
     }
+    // Outermost: a DEK shared by many items costs one provider call (and one budget token).
+    p = new DedupingKekProvider(p);
     this.providers.set(campaignId, p);
     return p;
   }
