@@ -14,6 +14,7 @@ import { planStep } from './planner.ts';
 import { feed, reconcile, withdraw } from './feeder.ts';
 import { ProcessMetrics } from '../src/metrics/process-metrics.ts';
 import { serveMetrics } from '../src/metrics/metrics-server.ts';
+import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
 
 export interface RunningScheduler {
   /** Resolves after the next full tick (tests and the demo wait on it instead of sleeping). */
@@ -40,6 +41,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
   /** delta pass number that found nothing new, per campaign: the campaign may complete. */
   const cleanDelta = new Map<string, number>();
   const deltaPlanned = new Map<string, number>();
+  const yielding = new Set<string>();
   let lastReconcile = 0;
   let stopping = false;
   let waiters: (() => void)[] = [];
@@ -47,18 +49,22 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
   async function tickOnce(): Promise<void> {
     const campaigns = await listCampaigns(res.ledger, { states: ['planning', 'running', 'paused', 'cancelled'] });
     const reconcileNow = Date.now() - lastReconcile >= config.scheduler.reconcileEveryMs;
+    /* Incidents first; while one runs, routine campaigns stop feeding and yield the workers. */
+    campaigns.sort((a, b) => Number(b.kind === 'incident') - Number(a.kind === 'incident'));
+    const incident = campaigns.find((c) => c.kind === 'incident' && c.state === 'running');
     for (const c of campaigns) {
       const clog = log.child({ campaignId: c.id });
       try {
-        await tickCampaign(c, reconcileNow, clog);
+        await tickCampaign(c, reconcileNow, clog, c.kind === 'routine' ? incident : undefined);
       } catch (err) {
         clog.error({ err }, 'campaign tick failed; retrying next tick');
       }
     }
     if (reconcileNow) lastReconcile = Date.now();
+    await runDueSchedules(res, log, new Date());
   }
 
-  async function tickCampaign(c: Campaign, reconcileNow: boolean, clog: Logger): Promise<void> {
+  async function tickCampaign(c: Campaign, reconcileNow: boolean, clog: Logger, yieldTo?: Campaign): Promise<void> {
     if (c.state === 'paused' || c.state === 'cancelled') {
       const n = await withdraw(res.ledger, queue, c);
       if (n) clog.info({ batches: n }, `jobs withdrawn from Redis (campaign ${c.state})`);
@@ -72,6 +78,13 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       }
     }
     if (c.state !== 'running') return;
+    if (yieldTo) {
+      if (!yielding.has(c.id)) clog.info({ incident: yieldTo.id }, 'routine campaign yields to an incident: no new batches until it ends');
+      yielding.add(c.id);
+      await withdraw(res.ledger, queue, c); // waiting jobs leave Redis; batches in hand finish
+      return;
+    }
+    if (yielding.delete(c.id)) clog.info('incident over: routine campaign resumes');
     const fed = await feed(res.ledger, queue, c, config.scheduler.windowBatches);
     if (reconcileNow) {
       const n = await reconcile(res.ledger, queue, c, config.scheduler.reconcileEveryMs);

@@ -123,7 +123,8 @@ export class Resources {
     }
     if (this.metrics) p = new InstrumentedKekProvider(p, this.metrics);
     if (spec.options.kmsRequestsPerSecond > 0 && this.redis) {
-      const scope = spec.provider.type === 'kms' ? `kms-${spec.provider.region ?? this.config.kms.region}` : `local-${campaignId}`;
+      // Incidents get a budget of their own: they must not queue behind routine work's tokens.
+      const scope = spec.provider.type === 'kms' ? `kms-${spec.provider.region ?? this.config.kms.region}-${spec.kind}` : `local-${campaignId}`;
       p = new BudgetedKekProvider(p, new KmsBudget(this.redis, `${this.config.queuePrefix}:budget:${scope}`, spec.options.kmsRequestsPerSecond));
     }
     // Outermost: a DEK shared by many items costs one provider call (and one budget token).

@@ -1,0 +1,89 @@
+/**
+ * Issue acceptance (campaign kinds) 2: with a routine campaign of 20,000 items in progress, an
+ * incident campaign of 2,000 items preempts it: its first items are written within 5 s of its
+ * creation, and it finishes before the routine campaign resumes its full rate.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
+import { insertRows, unwrapAll } from '../src/reference/row-client.ts';
+import { runRewrap } from '../src/demo/processes.ts';
+import { readFileSync } from 'node:fs';
+import { startPipeline, type Pipeline } from './support/pipeline.ts';
+
+const r1 = { id: 'routine', version: '1', material: randomBytes(32) };
+const r2 = { id: 'routine', version: '2', material: randomBytes(32) };
+const x1 = { id: 'leaked', version: '1', material: randomBytes(32) };
+const x2 = { id: 'leaked', version: '2', material: randomBytes(32) };
+let pipe: Pipeline;
+
+const pgSource = (table: string) => ({ type: 'pg', table, idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version' });
+
+beforeAll(async () => {
+  pipe = await startPipeline({ label: 'incident', workers: 2 });
+  await createEnvelopeTable(pipe.db.pool, 'routine_rows');
+  await createEnvelopeTable(pipe.db.pool, 'leaked_rows');
+  await insertRows(pipe.db.pool, 'routine_rows', 20_000, r1);
+  await insertRows(pipe.db.pool, 'leaked_rows', 2_000, x1);
+}, 120_000);
+
+afterAll(async () => {
+  await pipe?.stop();
+});
+
+async function movedRows(table: string, version: string): Promise<number> {
+  const { rows } = await pipe.db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE kek_version = $1`, [version]);
+  return Number(rows[0]!.n);
+}
+
+describe('incident campaigns', () => {
+  it('preempt routine work: first incident items written within 5 s, incident done before routine resumes its full rate', async () => {
+    const keyringFile = await pipe.keyringFile([r1, r2, x1, x2]);
+    const routine = await pipe.create({ name: 'routine', sources: [pgSource('routine_rows')], provider: { type: 'local', keyringFile }, from: 'routine@1', to: 'routine@2', options: { batchSize: 100, concurrency: 4 } });
+    await pipe.waitFor(routine.id, 'under way', (p) => p.rewrapped >= 1000, 120_000);
+    const rateWindowStart = Date.now();
+    const before0 = await movedRows('routine_rows', '2');
+    await pipe.waitFor(routine.id, 'measured', () => Date.now() - rateWindowStart >= 3000, 10_000);
+    const routineRate = ((await movedRows('routine_rows', '2')) - before0) / ((Date.now() - rateWindowStart) / 1000);
+
+    const specFile = join(pipe.dir, 'incident.json');
+    await writeFile(specFile, JSON.stringify({ name: 'leaked KEK', sources: [pgSource('leaked_rows')], provider: { type: 'local', keyringFile }, from: 'leaked@1', to: 'leaked@2', options: { batchSize: 100, concurrency: 8 } }));
+    const r = await runRewrap(['incident', 'start', '--kek', 'leaked@1', '--spec', specFile, '--decrypt-only', '--json'], pipe.env);
+    const created = Date.now(); // the campaign exists by the time the CLI returns: a conservative start
+    const routineAtIncident = await movedRows('routine_rows', '2');
+    expect(r.code, r.stderr).toBe(0);
+    const incident = JSON.parse(r.stdout) as { id: string; warning: string };
+    expect(incident.warning).toMatch(/re-encrypted under new DEKs/);
+    // The compromised version can no longer wrap anything new, but still unwraps for the move.
+    const ring = JSON.parse(readFileSync(keyringFile, 'utf8')) as { keks: { id: string; version: string; state: string }[] };
+    expect(ring.keks.find((k) => k.id === 'leaked' && k.version === '1')!.state).toBe('decrypt-only');
+
+    // First items written in the store within 5 s of creation.
+    for (;;) {
+      if ((await movedRows('leaked_rows', '2')) > 0) break;
+      expect(Date.now() - created, 'first incident write').toBeLessThan(5000);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    const firstWriteMs = Date.now() - created;
+
+    const done = await pipe.waitFor(incident.id, 'completed', (p) => p.state === 'completed', 120_000);
+    const incidentSeconds = (Date.now() - created) / 1000;
+    // While the incident ran, the routine campaign only finished the batches its workers already
+    // had in hand (2 workers x 2 jobs x 100 items) plus what the next scheduler tick let through.
+    const routineDuring = (await movedRows('routine_rows', '2')) - routineAtIncident;
+    console.log(
+      `incident: first write ${firstWriteMs} ms after creation, done in ${incidentSeconds.toFixed(1)} s; routine moved ${routineDuring} rows meanwhile (its rate before: ${routineRate.toFixed(0)}/s)`,
+    );
+    expect(done).toMatchObject({ planned: 2000, rewrapped: 2000, failed: 0 });
+    if (routineDuring >= 1000) console.log(pipe.scheduler.lines.filter((l) => /yield|withdr|incident|error/i.test(l)).join('\n'));
+    expect(routineDuring).toBeLessThan(Math.min(1000, routineRate * incidentSeconds * 0.5));
+    expect((await pipe.progress(routine.id)).state).toBe('running'); // the routine one is not done yet
+
+    // And the routine campaign resumes and completes afterwards.
+    await pipe.waitFor(routine.id, 'completed', (p) => p.state === 'completed', 300_000);
+    const rows = await unwrapAll(pipe.db.pool, 'leaked_rows', [x2]);
+    expect(rows.size).toBe(2000);
+  }, 600_000);
+});
