@@ -36,6 +36,11 @@ export interface ProcessConfig {
   };
   logLevel: string;
   metricsPort?: number;
+  /**
+   * Bearer token the API (`rewrap api`) requires for every mutating call (REWRAP_API_TOKEN, at
+   * least 16 characters). Unset: the API serves read-only calls and refuses every mutation.
+   */
+  apiToken?: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -84,5 +89,13 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
     },
     logLevel: env.LOG_LEVEL || 'info',
     metricsPort: env.REWRAP_METRICS_PORT ? int(env, 'REWRAP_METRICS_PORT', 0, 0) : undefined,
+    apiToken: apiToken(env.REWRAP_API_TOKEN),
   };
+}
+
+/** The message names the variable and the rule, never the value (it is a secret). */
+function apiToken(v: string | undefined): string | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (v.trim().length < 16) throw new ConfigError('REWRAP_API_TOKEN: expected at least 16 characters (e.g. `openssl rand -hex 24`)');
+  return v;
 }

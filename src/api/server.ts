@@ -1,0 +1,149 @@
+/**
+ * `rewrap api`: the read-mostly HTTP server. JSON API over the ledger, the live dashboard, and
+ * /metrics (this process's metrics plus the backlog gauges, exported once per deployment here,
+ * never per worker). Mutating calls need `Authorization: Bearer <REWRAP_API_TOKEN>`.
+ * Invariant 5: request logs carry method, route name, status and duration only: never headers
+ * (the token), never bodies.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type pg from 'pg';
+import { Counter, Histogram } from 'prom-client';
+import type { ProcessConfig } from '../config.ts';
+import type { Logger } from '../log.ts';
+import { ProcessMetrics } from '../metrics/process-metrics.ts';
+import { registerBacklogMetrics } from '../metrics/backlog-metrics.ts';
+import { CampaignNotFoundError } from '../ledger/index.ts';
+import { bearerTokenCheck } from './auth.ts';
+import { HttpError, sendJson } from './http-io.ts';
+import { matchRoute, type Route } from './router.ts';
+import { readRoutes } from './read-routes.ts';
+import { writeRoutes } from './write-routes.ts';
+import { staticRoutes } from './static-routes.ts';
+
+const MISNAMED_DEFAULT_GAUGES = ['handles', 'requests', 'resources'].map((x) => `rewrap_process_nodejs_active_${x}_total`);
+
+export interface ApiServerOptions {
+  /** The ledger pool, created once by the caller (and closed by it). */
+  pool: pg.Pool;
+  config: ProcessConfig;
+  log: Logger;
+  /** 0 picks a free port. */
+  port: number;
+  /** Default 127.0.0.1: expose it deliberately. */
+  host?: string;
+  /** Required for mutating calls; default config.apiToken. Unset: every mutation is refused (403). */
+  token?: string;
+}
+
+export interface ApiServer {
+  /** e.g. http://127.0.0.1:4600 (no trailing slash). */
+  url: string;
+  /** Stops accepting connections, ends open ones within `timeoutMs`; idempotent. */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
+  const host = opts.host ?? '127.0.0.1';
+  const log = opts.log.child({ component: 'api' });
+  const checkToken = bearerTokenCheck(opts.token ?? opts.config.apiToken);
+  const metrics = new ProcessMetrics('api');
+  // prom-client's default metrics name three gauges `*_total`, which `promtool check metrics`
+  // rejects (counter suffix on a gauge); the API's /metrics must pass promtool, so they go.
+  for (const name of MISNAMED_DEFAULT_GAUGES) metrics.registry.removeSingleMetric(name);
+  registerBacklogMetrics(metrics.registry, opts.pool);
+  const requests = new Counter({ name: 'rewrap_api_requests_total', help: 'API requests by route name and status code.', labelNames: ['route', 'status'], registers: [metrics.registry] });
+  const latency = new Histogram({
+    name: 'rewrap_api_request_duration_seconds',
+    help: 'API request latency by route name.',
+    labelNames: ['route'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [metrics.registry],
+  });
+
+  const metricsRoute: Route = {
+    method: 'GET',
+    path: '/metrics',
+    name: 'metrics',
+    async handle({ res }) {
+      const text = await metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' }).end(text);
+    },
+  };
+  const routes = [...readRoutes(opts.pool), ...writeRoutes(opts.pool), ...staticRoutes(), metricsRoute];
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<string> {
+    const url = new URL(req.url ?? '/', 'http://api.invalid');
+    const m = matchRoute(routes, req.method ?? 'GET', url.pathname);
+    if (!m) throw new HttpError(404, `no such endpoint: ${req.method} ${url.pathname}`);
+    if (!('route' in m)) {
+      res.setHeader('allow', m.allowed.join(', '));
+      throw new HttpError(405, `${req.method} ${url.pathname}: expected ${m.allowed.join(' or ')}`);
+    }
+    if (m.route.mutating) checkToken(req);
+    await m.route.handle({ req, res, url, params: m.params });
+    return m.route.name;
+  }
+
+  const server = createServer((req, res) => {
+    const t0 = performance.now();
+    let route = 'unmatched';
+    handle(req, res)
+      .then((name) => {
+        route = name;
+      })
+      .catch((err: unknown) => {
+        route = routeName(routes, req) ?? route;
+        const status = err instanceof HttpError ? err.status : err instanceof CampaignNotFoundError ? 404 : 500;
+        if (status === 500) log.error({ err, method: req.method, route }, 'api request failed');
+        if (status === 401) res.setHeader('www-authenticate', 'Bearer');
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        const message = err instanceof Error ? err.message : String(err);
+        sendJson(res, status, { error: status === 500 ? `internal error: ${message}` : message, ...(err instanceof HttpError ? err.extra : {}) });
+      })
+      .finally(() => {
+        const seconds = (performance.now() - t0) / 1000;
+        requests.inc({ route, status: String(res.statusCode) });
+        latency.observe({ route }, seconds);
+        log.debug({ method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'api request');
+      });
+  });
+  server.on('clientError', (_err, socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  const url = `http://${shownHost}:${port}`;
+  log.info({ url, mutations: opts.token ?? opts.config.apiToken ? 'token required' : 'disabled (no REWRAP_API_TOKEN)' }, 'api listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    close(timeoutMs = 5000) {
+      closing ??= new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.closeAllConnections(), timeoutMs);
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+/** The route name of a request that failed before its route was known (for logs and metrics). */
+function routeName(routes: Route[], req: IncomingMessage): string | undefined {
+  const m = matchRoute(routes, req.method ?? 'GET', new URL(req.url ?? '/', 'http://api.invalid').pathname);
+  return m && 'route' in m ? m.route.name : undefined;
+}

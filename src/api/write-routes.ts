@@ -1,0 +1,65 @@
+/**
+ * Mutating endpoints (bearer token required, checked by the server before any of these runs):
+ * create a campaign from a spec, and move a campaign between states as the CLI does.
+ */
+import type pg from 'pg';
+import { CampaignConflictError, getCampaign, setCampaignState } from '../ledger/index.ts';
+import type { CampaignState } from '../ledger/types.ts';
+import { admitCampaign } from '../campaign/create.ts';
+import { parseCampaignSpec } from '../campaign/spec.ts';
+import { ConfigError } from '../errors.ts';
+import { HttpError, readJsonBody, sendJson } from './http-io.ts';
+import type { Route } from './router.ts';
+import { notFound } from './read-routes.ts';
+
+/** The same transitions as `rewrap campaign start|pause|resume|cancel`. */
+export const TRANSITIONS: Record<string, { from: CampaignState[]; to: CampaignState }> = {
+  start: { from: ['planning'], to: 'running' },
+  pause: { from: ['running', 'planning'], to: 'paused' },
+  resume: { from: ['paused'], to: 'running' },
+  cancel: { from: ['planning', 'running', 'paused'], to: 'cancelled' },
+};
+
+export function writeRoutes(pool: pg.Pool): Route[] {
+  const create: Route = {
+    method: 'POST',
+    path: '/api/campaigns',
+    name: 'campaigns.create',
+    mutating: true,
+    async handle({ req, res, url }) {
+      const body = await readJsonBody(req);
+      const start = url.searchParams.get('start');
+      if (start !== null && start !== 'true' && start !== 'false') throw new HttpError(400, `query parameter start=${JSON.stringify(start)}: expected true or false`);
+      try {
+        const c = await admitCampaign(pool, parseCampaignSpec(body));
+        const started = start === 'true' && (await setCampaignState(pool, c.id, ['planning'], 'running'));
+        res.setHeader('location', `/api/campaigns/${c.id}`);
+        sendJson(res, 201, { id: c.id, name: c.name, state: started ? 'running' : c.state });
+      } catch (err) {
+        if (err instanceof ConfigError) throw new HttpError(400, err.message, undefined, { cause: err });
+        if (err instanceof CampaignConflictError) {
+          throw new HttpError(409, err.message, { otherCampaignId: err.otherCampaignId, otherState: err.otherState, retryAfter: err.retryAfter ?? null }, { cause: err });
+        }
+        throw err;
+      }
+    },
+  };
+  const transitions: Route[] = Object.entries(TRANSITIONS).map(([action, t]) => ({
+    method: 'POST',
+    path: `/api/campaigns/:id/${action}`,
+    name: `campaigns.${action}`,
+    mutating: true,
+    async handle({ res, params }) {
+      const id = params.id!;
+      const c = await getCampaign(pool, id);
+      if (!c) throw notFound(id);
+      const ok = await setCampaignState(pool, id, t.from, t.to, action === 'pause' ? 'paused by operator (API)' : undefined);
+      if (!ok) {
+        const now = (await getCampaign(pool, id))?.state ?? c.state;
+        throw new HttpError(409, `campaign ${id} is ${now}; ${action} needs ${t.from.join(' or ')}`, { state: now });
+      }
+      sendJson(res, 200, { id, state: t.to });
+    },
+  }));
+  return [create, ...transitions];
+}
