@@ -38,6 +38,11 @@ export interface CampaignOptions {
   allowUnconditionalWrites: boolean;
   /** S3 objects above this size are rewritten by multipart copy. */
   multipartThresholdBytes: number;
+  /**
+   * Canary stage: this fraction of the items (at least one) is rewrapped and decrypted end to end
+   * before the campaign fans out; 0 = no canary. 0.001 (0.1 %) is a good start.
+   */
+  canaryFraction: number;
 }
 
 export interface CampaignSpec {
@@ -61,6 +66,7 @@ export const DEFAULT_OPTIONS: CampaignOptions = {
   minItemsForRatio: 100,
   allowUnconditionalWrites: false,
   multipartThresholdBytes: 5 * 1024 ** 3,
+  canaryFraction: 0,
 };
 
 export function storeIdOf(s: SourceSpec): string[] {
@@ -105,6 +111,7 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
   }
   if (options.batchSize < 1 || !Number.isInteger(options.batchSize)) throw new ConfigError('campaign spec.options.batchSize: expected an integer >= 1');
   if (options.concurrency < 1) throw new ConfigError('campaign spec.options.concurrency: expected >= 1');
+  if (options.canaryFraction > 1) throw new ConfigError('campaign spec.options.canaryFraction: expected a fraction from 0 to 1, e.g. 0.001 for 0.1 %');
   let deadline: string | undefined;
   if (r.deadline !== undefined) {
     if (typeof r.deadline !== 'string' || !Number.isFinite(Date.parse(r.deadline))) throw new ConfigError('campaign spec.deadline: expected an ISO 8601 time, e.g. "2026-12-31T00:00:00Z"');

@@ -17,6 +17,10 @@ export class BudgetedKekProvider implements KekProvider {
     return this.inner.identify(dek);
   }
 
+  withUnwrapped<T>(dek: WrappedDek, kek: KekSelector, fn: (plaintextDek: Buffer) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.inner.withUnwrapped(dek, kek, fn, signal);
+  }
+
   close(): void {
     (this.inner as { close?: () => void }).close?.();
   }

@@ -22,6 +22,10 @@ export class DedupingKekProvider implements KekProvider {
     return this.inner.identify(dek);
   }
 
+  withUnwrapped<T>(dek: WrappedDek, kek: KekSelector, fn: (plaintextDek: Buffer) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.inner.withUnwrapped(dek, kek, fn, signal);
+  }
+
   rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
     const key = cacheKey(dek, from, to);
     const hit = this.cache.get(key);

@@ -53,6 +53,21 @@ export interface KekProvider {
    * answers IncorrectKeyException because SourceKeyId is set), ItemError otherwise.
    */
   rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult>;
+  /**
+   * For verification only (canary, retirement): unwraps the DEK under exactly `kek`, hands the
+   * plaintext to `fn` and zeroes it afterwards, whatever `fn` does. Throws ItemError /
+   * NotUnderSourceError when the DEK does not unwrap under `kek`.
+   */
+  withUnwrapped<T>(dek: WrappedDek, kek: KekSelector, fn: (plaintextDek: Buffer) => Promise<T>, signal?: AbortSignal): Promise<T>;
+}
+
+/** Runs `fn` on `plain` and zeroes `plain` afterwards (invariant 5: plaintext is short-lived). */
+export async function zeroAfter<T>(plain: Buffer, fn: (b: Buffer) => Promise<T>): Promise<T> {
+  try {
+    return await fn(plain);
+  } finally {
+    plain.fill(0);
+  }
 }
 
 export function formatKek(ref: KekVersionRef | KekSelector): string {

@@ -3,7 +3,7 @@
  * the plaintext DEK never leaves KMS. `SourceKeyId` is always set, so KMS itself refuses a DEK
  * that is not under the campaign source (IncorrectKeyException -> NotUnderSourceError).
  */
-import { ReEncryptCommand, type KMSClient, type ReEncryptCommandOutput } from '@aws-sdk/client-kms';
+import { DecryptCommand, ReEncryptCommand, type KMSClient, type ReEncryptCommandOutput } from '@aws-sdk/client-kms';
 import { permanent, transient } from '../errors.ts';
 import {
   formatKek,
@@ -13,6 +13,7 @@ import {
   type KekVersionRef,
   type RewrapResult,
   type WrappedDek,
+  zeroAfter,
 } from './kek-provider.ts';
 
 /** The reserved encryption-context key S3EC V2 binds the content cipher to (kms+context). */
@@ -51,6 +52,27 @@ export class KmsKekProvider implements KekProvider {
   /** KMS blobs are opaque: only the store's KEK columns or a valid stamp can say. */
   identify(dek: WrappedDek): KekVersionRef | undefined {
     return dek.kek;
+  }
+
+  /** Decrypt with KeyId set, so KMS refuses a blob under any other key; the plaintext is zeroed after `fn`. */
+  async withUnwrapped<T>(dek: WrappedDek, kek: KekSelector, fn: (plaintextDek: Buffer) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    let plain: Buffer;
+    try {
+      const out = await this.#client.send(
+        new DecryptCommand({ CiphertextBlob: dek.wrapped, KeyId: kek.id, EncryptionContext: kmsEncryptionContext(dek) }),
+        { abortSignal: signal },
+      );
+      if (kek.version !== undefined && out.KeyMaterialId !== undefined && out.KeyMaterialId !== kek.version) {
+        (out.Plaintext as Uint8Array).fill(0);
+        throw new NotUnderSourceError(`wrapped by key material ${out.KeyMaterialId}, not ${kek.version}`, { id: kek.id, materialId: out.KeyMaterialId });
+      }
+      plain = Buffer.from(out.Plaintext!);
+      (out.Plaintext as Uint8Array).fill(0);
+    } catch (err) {
+      if (err instanceof NotUnderSourceError) throw err;
+      throw classifyKmsError(err, kek, kek, signal);
+    }
+    return zeroAfter(plain, fn);
   }
 
   /**

@@ -13,6 +13,7 @@ import {
   type KekVersionRef,
   type RewrapResult,
   type WrappedDek,
+  zeroAfter,
 } from './kek-provider.ts';
 
 export class LocalKeyringProvider implements KekProvider {
@@ -75,6 +76,15 @@ export class LocalKeyringProvider implements KekProvider {
       /* Postcondition: the plaintext DEK does not outlive this call. */
       plain.fill(0);
     }
+  }
+
+  async withUnwrapped<T>(dek: WrappedDek, kek: KekSelector, fn: (plaintextDek: Buffer) => Promise<T>): Promise<T> {
+    const e = this.entry(kek);
+    if (!e) throw permanent('unknown-kek', `KEK ${formatKek(kek)} is not in the keyring`);
+    if (e.state === 'disabled') throw permanent('kek-disabled', `KEK ${e.id}@${e.version} is disabled`);
+    const plain = gcmUnwrap(e.material, dek.wrapped, dek.cekAlg);
+    if (!plain) throw permanent('invalid-ciphertext', `wrapped key does not authenticate under ${e.id}@${e.version}`);
+    return zeroAfter(plain, fn);
   }
 
   /** Zeroes all key material; the provider is unusable afterwards. */

@@ -37,6 +37,8 @@ export interface Campaign {
   startedAt: Date | null;
   finishedAt: Date | null;
   updatedAt: Date;
+  /** The canary stage: null until it ran (or when the campaign has none). */
+  canaryState: 'passed' | 'failed' | null;
 }
 
 export interface NewCampaign {

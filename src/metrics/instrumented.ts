@@ -20,6 +20,10 @@ export class InstrumentedKekProvider implements KekProvider {
     return this.inner.identify(dek);
   }
 
+  withUnwrapped<T>(dek: WrappedDek, kek: KekSelector, fn: (plaintextDek: Buffer) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.inner.withUnwrapped(dek, kek, fn, signal);
+  }
+
   close(): void {
     (this.inner as { close?: () => void }).close?.();
   }
@@ -58,6 +62,7 @@ export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): Envelo
   const base: EnvelopeStore = {
     id: inner.id,
     casLevel: (item, signal) => inner.casLevel(item, signal),
+    ...(inner.contentDecrypts ? { contentDecrypts: inner.contentDecrypts.bind(inner) } : {}),
     read: (item, signal) => guard('read', async () => {
       const r = await inner.read(item, signal);
       count('read', 'ok');

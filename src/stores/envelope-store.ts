@@ -49,6 +49,11 @@ export interface EnvelopeStore {
   writeIfUnchanged(item: ItemRef, token: unknown, next: Envelope, signal?: AbortSignal): Promise<WriteResult>;
   /** The compare-and-swap this store gives for `item`, after probing the endpoint if needed. */
   casLevel(item: ItemRef, signal?: AbortSignal): Promise<CasLevel>;
+  /**
+   * Where the store holds the payload too (S3): whether it decrypts with `dek` end to end.
+   * Used by the canary stage; stores that hold only envelopes (rows) leave it out.
+   */
+  contentDecrypts?(item: ItemRef, env: Envelope, dek: Buffer, signal?: AbortSignal): Promise<boolean>;
 }
 
 /** A store that can read and write many items in one round trip (Postgres). */

@@ -22,6 +22,7 @@ import { ConfigError, permanent } from '../errors.ts';
 import type { CasLevel, Envelope, EnvelopeStore, ItemRef, ReadResult, WriteResult } from './envelope-store.ts';
 import { copyLevel, instructionLevel, multipartLevel, probeS3Capabilities, type S3Capabilities } from './s3-capabilities.ts';
 import { isNotFound, toItemFailure } from './s3-errors.ts';
+import { contentDecrypts } from './s3-content-check.ts';
 import { readInstructionFile, writeInstructionFile } from './s3-instruction-placement.ts';
 import { writeMetadataEnvelope } from './s3-metadata-placement.ts';
 import { isS3ItemToken, makeToken, objectState, type S3ItemToken } from './s3-object-token.ts';
@@ -94,6 +95,10 @@ export class S3EnvelopeStore implements EnvelopeStore {
       throw err;
     });
     return this.probe;
+  }
+
+  contentDecrypts(item: ItemRef, env: Envelope, dek: Buffer, signal?: AbortSignal): Promise<boolean> {
+    return contentDecrypts(this.client, this.bucket, item.key, env, dek, signal);
   }
 
   async read(item: ItemRef, signal?: AbortSignal): Promise<ReadResult> {

@@ -1,0 +1,74 @@
+/**
+ * The canary stage: before a campaign fans out, a small fraction of its items is rewrapped, read
+ * back and decrypted end to end (the DEK unwraps under the target KEK; where the store holds the
+ * payload, the payload decrypts with it). Only if all of them pass does the campaign fan out; a
+ * failure stops it with a report. The plaintext DEK lives only inside provider.withUnwrapped.
+ */
+import { rewrapItem } from '../rewrap/rewrap-item.ts';
+import { matchesSelector } from '../rewrap/classify.ts';
+import type { Resources } from '../runtime/resources.ts';
+import type { Campaign } from '../ledger/types.ts';
+import { canaryItems } from '../ledger/index.ts';
+import type { KekVersionRef } from '../kek/kek-provider.ts';
+
+export interface CanaryItemResult {
+  store: string;
+  item: string;
+  ok: boolean;
+  step: 'rewrap' | 'read-back' | 'unwrap' | 'content' | 'passed';
+  reason?: string;
+}
+
+export interface CanaryReport {
+  items: number;
+  passed: number;
+  failed: CanaryItemResult[];
+}
+
+export type CanaryVerdict = { verdict: 'passed' | 'failed'; report: CanaryReport } | { verdict: 'retry-later'; why: string };
+
+/** Items the canary takes: the fraction of the planned total, at least one. */
+export function canarySize(fraction: number, planned: number): number {
+  return Math.max(1, Math.ceil(fraction * planned));
+}
+
+export async function runCanary(res: Resources, c: Campaign, planned: number, signal?: AbortSignal): Promise<CanaryVerdict> {
+  const spec = c.spec;
+  const sample = await canaryItems(res.ledger, c.id, canarySize(spec.options.canaryFraction, planned));
+  const provider = res.provider(c.id, spec);
+  const results: CanaryItemResult[] = [];
+  for (const { storeId, itemKey } of sample) {
+    const store = res.store(spec, storeId);
+    const base = { store: storeId, item: itemKey };
+    const o = await rewrapItem({ store, provider, from: spec.from, to: spec.to, signal }, { key: itemKey });
+    if (o.status === 'retry') return { verdict: 'retry-later', why: `${itemKey}: ${o.reason}` };
+    if (o.status === 'failed') {
+      results.push({ ...base, ok: false, step: 'rewrap', reason: o.reason });
+      continue;
+    }
+    if (o.status === 'skipped' && o.reason === 'not-under-source') {
+      results.push({ ...base, ok: true, step: 'passed' });
+      continue;
+    }
+    const read = await store.read({ key: itemKey }, signal);
+    if (read.kind !== 'envelope') {
+      results.push({ ...base, ok: false, step: 'read-back', reason: read.reason });
+      continue;
+    }
+    const target: KekVersionRef | undefined = o.status === 'rewrapped' ? o.to : o.current;
+    if (!target || !matchesSelector(target, spec.to)) {
+      results.push({ ...base, ok: false, step: 'read-back', reason: 'not-at-target' });
+      continue;
+    }
+    try {
+      const contentOk = await provider.withUnwrapped(read.envelope.dek, { id: target.id, version: target.version }, async (dek) =>
+        store.contentDecrypts ? store.contentDecrypts({ key: itemKey }, read.envelope, dek, signal) : true,
+      );
+      results.push({ ...base, ok: contentOk, step: contentOk ? 'passed' : 'content', reason: contentOk ? undefined : 'payload-does-not-decrypt' });
+    } catch (err) {
+      results.push({ ...base, ok: false, step: 'unwrap', reason: (err as { reason?: string }).reason ?? (err as Error).name });
+    }
+  }
+  const failed = results.filter((r) => !r.ok);
+  return { verdict: failed.length === 0 ? 'passed' : 'failed', report: { items: results.length, passed: results.length - failed.length, failed } };
+}

@@ -1,0 +1,81 @@
+/**
+ * Issue acceptance (campaign kinds) 3: a canary stage rewraps a fraction of the items and
+ * decrypts them end to end before the campaign fans out; a failed canary stops the campaign
+ * before more than the canary fraction was written.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { CreateKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { createKmsClient } from '../src/kek/kms-client.ts';
+import { createS3Client } from '../src/stores/s3-client.ts';
+import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
+import { getCampaign } from '../src/ledger/index.ts';
+import { getDecrypted, putEncrypted } from '../src/reference/s3ec-client.ts';
+import { insertRows } from '../src/reference/row-client.ts';
+import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
+import { startPipeline, type Pipeline } from './support/pipeline.ts';
+
+let pipe: Pipeline;
+let kms: KMSClient;
+let s3: S3Client;
+let tb: TestBucket;
+
+beforeAll(async () => {
+  pipe = await startPipeline({ label: 'canary', workers: 1 });
+  kms = createKmsClient({ endpoint: pipe.kms.url, region: 'us-east-1', credentials: { accessKeyId: 't', secretAccessKey: 't' } });
+  const env = s3TestEnv();
+  s3 = createS3Client({ endpoint: env.endpoint, region: env.region, credentials: env });
+  tb = await freshBucket(s3, 'canary');
+}, 120_000);
+
+afterAll(async () => {
+  await tb?.cleanup();
+  await pipe?.stop();
+});
+
+describe('canary stage', () => {
+  it('a passing canary (S3 objects read back and decrypted end to end) lets the campaign fan out and complete', async () => {
+    const [a, b] = await Promise.all([0, 1].map(async () => (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!));
+    const payloads = new Map<string, Buffer>();
+    for (let i = 0; i < 300; i += 30) {
+      await Promise.all(
+        Array.from({ length: 30 }, async (_, j) => {
+          const key = `c/${i + j}`;
+          const payload = randomBytes(300);
+          payloads.set(key, payload);
+          await putEncrypted(s3, tb.bucket, key, payload, { placement: j % 2 ? 'instruction' : 'metadata', wrap: { kind: 'kms', kms, keyId: a, matdesc: { t: 'x' } } });
+        }),
+      );
+    }
+    const c = await pipe.create({ name: 'canary ok', sources: [{ type: 's3', bucket: tb.bucket }], provider: { type: 'kms' }, from: a, to: b, options: { canaryFraction: 0.01 } });
+    const p = await pipe.waitFor(c.id, 'completed', (x) => x.state === 'completed' || x.state === 'paused', 180_000);
+    expect(p.state).toBe('completed');
+    expect((await getCampaign(pipe.db.pool, c.id))!.canaryState).toBe('passed');
+    expect(p.rewrapped + p.skipped).toBe(300);
+    expect(pipe.scheduler.lines.some((l) => /canary passed/.test(l))).toBe(true);
+    for (const [key, payload] of payloads) expect((await getDecrypted(s3, tb.bucket, key, { kms, kmsKeyId: b })).payload.equals(payload)).toBe(true);
+  });
+
+  it('a failing canary (destination KEK disabled) stops the campaign before more than the canary fraction is written', async () => {
+    const v1 = { id: 'rows', version: '1', material: randomBytes(32) };
+    const v2 = { id: 'rows', version: '2', material: randomBytes(32), state: 'disabled' };
+    await createEnvelopeTable(pipe.db.pool, 'canary_rows');
+    await insertRows(pipe.db.pool, 'canary_rows', 2000, v1);
+    const keyringFile = await pipe.keyringFile([v1, v2]);
+    const c = await pipe.create({
+      name: 'canary fails',
+      sources: [{ type: 'pg', table: 'canary_rows', idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version' }],
+      provider: { type: 'local', keyringFile },
+      from: 'rows@1',
+      to: 'rows@2',
+      options: { canaryFraction: 0.001 },
+    });
+    const p = await pipe.waitFor(c.id, 'stopped', (x) => x.state === 'paused', 120_000);
+    expect(p.pauseReason).toMatch(/canary failed: 2 of 2 items \(rewrap:kek-disabled\)/);
+    expect((await getCampaign(pipe.db.pool, c.id))!.canaryState).toBe('failed');
+    const written = await pipe.db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM canary_rows WHERE kek_version <> '1'`);
+    expect(Number(written.rows[0]!.n)).toBeLessThanOrEqual(Math.ceil(0.001 * 2000));
+    expect(p.rewrapped + p.skipped + p.failed).toBe(0); // no batch ever went out
+  });
+});
