@@ -22,7 +22,6 @@ import { readRoutes } from './read-routes.ts';
 import { writeRoutes } from './write-routes.ts';
 import { staticRoutes } from './static-routes.ts';
 
-const MISNAMED_DEFAULT_GAUGES = ['handles', 'requests', 'resources'].map((x) => `rewrap_process_nodejs_active_${x}_total`);
 
 export interface ApiServerOptions {
   /** The ledger pool, created once by the caller (and closed by it). */
@@ -49,9 +48,6 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const log = opts.log.child({ component: 'api' });
   const checkToken = bearerTokenCheck(opts.token ?? opts.config.apiToken);
   const metrics = new ProcessMetrics('api');
-  // prom-client's default metrics name three gauges `*_total`, which `promtool check metrics`
-  // rejects (counter suffix on a gauge); the API's /metrics must pass promtool, so they go.
-  for (const name of MISNAMED_DEFAULT_GAUGES) metrics.registry.removeSingleMetric(name);
   registerBacklogMetrics(metrics.registry, opts.pool);
   const requests = new Counter({ name: 'rewrap_api_requests_total', help: 'API requests by route name and status code.', labelNames: ['route', 'status'], registers: [metrics.registry] });
   const latency = new Histogram({

@@ -21,6 +21,9 @@ export class ProcessMetrics {
   constructor(role: 'worker' | 'scheduler' | 'api') {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: 'rewrap_process_' });
+    // prom-client names three gauges `*_total`, which `promtool check metrics` rejects (a counter
+    // suffix on a gauge): every role's /metrics must pass promtool, so they go.
+    for (const x of ['handles', 'requests', 'resources']) r.removeSingleMetric(`rewrap_process_nodejs_active_${x}_total`);
     this.up = new Gauge({ name: 'rewrap_up', help: 'A rewrap process of this role is running.', labelNames: ['role'], registers: [r] });
     this.up.set({ role }, 1);
     this.items = new Counter({
@@ -62,5 +65,8 @@ export class ProcessMetrics {
       registers: [r],
     });
     this.jobsInFlight = new Gauge({ name: 'rewrap_jobs_in_flight', help: 'Batch jobs this process is working on.', registers: [r] });
+    // A labelled counter appears only after its first increment, so rate() would never see the
+    // first error of a process: start the failure series at zero.
+    for (const outcome of ['committed', 'fenced', 'error']) this.batchCommits.inc({ outcome }, 0);
   }
 }
