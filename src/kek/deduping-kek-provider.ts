@@ -5,28 +5,19 @@
  */
 import { createHash } from 'node:crypto';
 import type { KekProvider, KekSelector, RewrapResult, WrappedDek } from './kek-provider.ts';
+import { ForwardingKekProvider } from './forwarding-kek-provider.ts';
 
-export class DedupingKekProvider implements KekProvider {
+export class DedupingKekProvider extends ForwardingKekProvider {
   private readonly cache = new Map<string, Promise<RewrapResult>>();
 
   constructor(
-    private readonly inner: KekProvider,
+    inner: KekProvider,
     private readonly maxEntries = 100_000,
-  ) {}
-
-  get kind(): KekProvider['kind'] {
-    return this.inner.kind;
+  ) {
+    super(inner);
   }
 
-  identify(dek: WrappedDek) {
-    return this.inner.identify(dek);
-  }
-
-  withUnwrapped<T>(dek: WrappedDek, kek: KekSelector, fn: (plaintextDek: Buffer) => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return this.inner.withUnwrapped(dek, kek, fn, signal);
-  }
-
-  rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
+  override rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
     const key = cacheKey(dek, from, to);
     const hit = this.cache.get(key);
     if (hit) return hit;
@@ -38,9 +29,9 @@ export class DedupingKekProvider implements KekProvider {
     return p;
   }
 
-  close(): void {
+  override close(): void {
     this.cache.clear();
-    (this.inner as { close?: () => void }).close?.();
+    super.close();
   }
 }
 

@@ -5,30 +5,17 @@ import type { KekProvider, KekSelector, RewrapResult, WrappedDek } from '../kek/
 import { NotUnderSourceError } from '../kek/kek-provider.ts';
 import { isBatchStore, type BatchEnvelopeStore, type EnvelopeStore } from '../stores/envelope-store.ts';
 import type { ProcessMetrics } from './process-metrics.ts';
+import { ForwardingKekProvider } from '../kek/forwarding-kek-provider.ts';
 
-export class InstrumentedKekProvider implements KekProvider {
+export class InstrumentedKekProvider extends ForwardingKekProvider {
   constructor(
-    private readonly inner: KekProvider,
+    inner: KekProvider,
     private readonly m: ProcessMetrics,
-  ) {}
-
-  get kind(): KekProvider['kind'] {
-    return this.inner.kind;
+  ) {
+    super(inner);
   }
 
-  identify(dek: WrappedDek) {
-    return this.inner.identify(dek);
-  }
-
-  withUnwrapped<T>(dek: WrappedDek, kek: KekSelector, fn: (plaintextDek: Buffer) => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return this.inner.withUnwrapped(dek, kek, fn, signal);
-  }
-
-  close(): void {
-    (this.inner as { close?: () => void }).close?.();
-  }
-
-  async rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
+  override async rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
     const operation = this.inner.kind === 'kms' ? 'ReEncrypt' : 'rewrap';
     const t = performance.now();
     let outcome = 'ok';

@@ -1,0 +1,27 @@
+/** Base of the provider decorators (budget, metrics, dedupe): everything forwards to `inner`. */
+import type { KekProvider, KekSelector, RewrapResult, WrappedDek } from './kek-provider.ts';
+
+export abstract class ForwardingKekProvider implements KekProvider {
+  constructor(protected readonly inner: KekProvider) {}
+
+  get kind(): KekProvider['kind'] {
+    return this.inner.kind;
+  }
+
+  identify(dek: WrappedDek) {
+    return this.inner.identify(dek);
+  }
+
+  rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
+    return this.inner.rewrap(dek, from, to, signal);
+  }
+
+  withUnwrapped<T>(dek: WrappedDek, kek: KekSelector, fn: (plaintextDek: Buffer) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.inner.withUnwrapped(dek, kek, fn, signal);
+  }
+
+  /** Zeroes key material held below (the local keyring). */
+  close(): void {
+    (this.inner as { close?: () => void }).close?.();
+  }
+}
