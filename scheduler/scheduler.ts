@@ -6,11 +6,12 @@ import type pg from 'pg';
 import type { ProcessConfig } from '../src/config.ts';
 import type { Logger } from '../src/log.ts';
 import { Resources } from '../src/runtime/resources.ts';
-import { beginDeltaPass, campaignProgress, listCampaigns, migrate, setCampaignState } from '../src/ledger/index.ts';
+import { beginDeltaPass, campaignProgress, listCampaigns, migrate, recordCanary, setCampaignState } from '../src/ledger/index.ts';
 import type { Campaign } from '../src/ledger/types.ts';
 import { LOCK_NAMESPACE } from '../src/ledger/lock-keys.ts';
 import { assertNoEviction, createBatchQueue, createRedis } from '../src/queue/batch-queue.ts';
 import { planStep } from './planner.ts';
+import { runCanary } from '../src/campaign/canary.ts';
 import { feed, reconcile, withdraw } from './feeder.ts';
 import { ProcessMetrics } from '../src/metrics/process-metrics.ts';
 import { serveMetrics } from '../src/metrics/metrics-server.ts';
@@ -85,6 +86,10 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       return;
     }
     if (yielding.delete(c.id)) clog.info('incident over: routine campaign resumes');
+    if (c.spec.options.canaryFraction > 0 && c.canaryState !== 'passed') {
+      await canaryStage(c, clog);
+      return;
+    }
     const fed = await feed(res.ledger, queue, c, config.scheduler.windowBatches);
     if (reconcileNow) {
       const n = await reconcile(res.ledger, queue, c, config.scheduler.reconcileEveryMs);
@@ -103,6 +108,25 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     const pass = await beginDeltaPass(res.ledger, c.id);
     deltaPlanned.set(c.id, 0);
     clog.info({ pass }, 'delta pass: looking for items that appeared since the plan');
+  }
+
+  /** Before fan-out: the whole plan, then the canary sample; nothing is fed until it passes. */
+  async function canaryStage(c: Campaign, clog: Logger): Promise<void> {
+    if (!c.planDone) return; // a 'failed' canary runs again when the operator resumes the campaign
+    const p = await campaignProgress(res.ledger, c.id);
+    const v = await runCanary(res, c, p.planned);
+    if (v.verdict === 'retry-later') {
+      clog.info({ why: v.why }, 'canary: transient failure, trying again');
+      return;
+    }
+    await recordCanary(res.ledger, c.id, v.verdict, v.report);
+    if (v.verdict === 'passed') {
+      clog.info({ items: v.report.items }, 'canary passed: fanning out');
+      return;
+    }
+    const reasons = [...new Set(v.report.failed.map((f) => `${f.step}:${f.reason}`))].join(', ');
+    await setCampaignState(res.ledger, c.id, ['running'], 'paused', `canary failed: ${v.report.failed.length} of ${v.report.items} items (${reasons}); see the canary report`);
+    clog.error({ report: v.report }, 'canary failed: campaign stopped before fanning out');
   }
 
   const loop = (async () => {

@@ -1,11 +1,8 @@
 /** `rewrap campaign ...`: talks to the ledger directly. */
-import { createWriteStream } from 'node:fs';
-import { once } from 'node:events';
 import { loadConfig } from '../config.ts';
 import { Resources } from '../runtime/resources.ts';
 import {
   CampaignConflictError,
-  campaignFailures,
   campaignProgress,
   failureCountsByReason,
   getCampaign,
@@ -18,6 +15,7 @@ import { admitCampaign, loadSpecFile } from '../campaign/create.ts';
 import { dryRun } from '../campaign/dry-run.ts';
 import { EXIT, UsageError, out, requireId, type Command } from './args.ts';
 import { renderStatus, watchStatus } from './status-view.ts';
+import { parseReportOptions, writeCampaignReport, type ReportResult } from '../reports/campaign-report.ts';
 
 async function withLedger<T>(fn: (res: Resources) => Promise<T>): Promise<T> {
   const res = new Resources(loadConfig());
@@ -135,44 +133,48 @@ const status: Command = {
 
 const report: Command = {
   name: 'campaign report',
-  summary: 'Write every failed item with its reason code (JSONL or CSV) to a file or stdout.',
-  usage: 'rewrap campaign report <id> [--out <file>] [--format jsonl|csv]\n\nExit codes: 0 ok, 4 no such campaign.',
-  options: { out: { type: 'string' }, format: { type: 'string' } },
+  summary: 'Write a campaign report (JSONL or CSV) to stdout, a file or S3: failures (default), completion (every item), exposure (incidents).',
+  usage: `rewrap campaign report <id> [--kind failures|completion|exposure] [--format jsonl|csv] [--out <file>|s3://<bucket>/<key>] [--json]
+
+  failures     every failed item with its reason code
+  completion   every item: outcome, reason code, from/to KEK and KMS material id, KEK now, time
+  exposure     every item that was under the campaign's (compromised) source KEK: moved when, or
+               still exposed; totals and a timeline of items moved per minute go to stdout
+               (with --out) or stderr (report on stdout)
+
+Exit codes: 0 ok, 2 bad flags, 4 no such campaign.`,
+  options: { out: { type: 'string' }, format: { type: 'string' }, kind: { type: 'string' } },
   async run({ values, positionals }) {
     const id = requireId(positionals, 'campaign report');
-    const format = (values.format as string | undefined) ?? 'jsonl';
-    if (format !== 'jsonl' && format !== 'csv') throw new UsageError('campaign report: --format must be jsonl or csv');
+    const o = parseReportOptions(values.kind, values.format);
+    const outTo = values.out as string | undefined;
     return withLedger(async (res) => {
-      if (!(await getCampaign(res.ledger, id))) {
+      const c = await getCampaign(res.ledger, id);
+      if (!c) {
         process.stderr.write(`no campaign ${id}\n`);
         return EXIT.notFound;
       }
-      const sink = typeof values.out === 'string' ? createWriteStream(values.out) : process.stdout;
-      if (format === 'csv') sink.write('store,item,reason,detail,from_kek,at\n');
-      let afterKey: { storeId: string; itemKey: string } | undefined;
-      for (;;) {
-        const page = await campaignFailures(res.ledger, id, { limit: 1000, after: afterKey });
-        for (const f of page) {
-          const line =
-            format === 'csv'
-              ? [f.storeId, f.itemKey, f.reason ?? '', f.detail ?? '', f.from ? `${f.from.id}${f.from.version ? '@' + f.from.version : ''}` : '', f.doneAt?.toISOString() ?? ''].map(csv).join(',')
-              : JSON.stringify({ store: f.storeId, item: f.itemKey, outcome: 'failed', reason: f.reason, detail: f.detail, from: f.from, at: f.doneAt });
-          if (!sink.write(line + '\n')) await once(sink, 'drain');
-        }
-        if (page.length < 1000) break;
-        afterKey = { storeId: page[page.length - 1]!.storeId, itemKey: page[page.length - 1]!.itemKey };
-      }
-      if (sink !== process.stdout) {
-        sink.end();
-        await once(sink, 'finish');
-      }
+      const r = await writeCampaignReport(res, c, { ...o, out: outTo });
+      if (r.kind === 'failures' && !values.json) return EXIT.ok;
+      // The report itself may be on stdout: the summary then goes to stderr.
+      const summary = values.json ? JSON.stringify(r, null, 2) : summaryText(r);
+      (outTo === undefined || outTo === '-' ? process.stderr : process.stdout).write(summary + '\n');
       return EXIT.ok;
     });
   },
 };
 
-function csv(v: string): string {
-  return /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
+function summaryText(r: ReportResult): string {
+  if (r.kind === 'failures') return `${r.items} failed item(s) -> ${r.location}`;
+  if (r.kind === 'completion') return `${r.items} item(s) (${Object.entries(r.byOutcome).map(([k, n]) => `${k} ${n}`).join(', ')}) -> ${r.location}`;
+  const t = r.totals;
+  return [
+    `exposure of ${r.compromisedKek} (campaign ${r.campaignId}, ${r.state}) -> ${r.location}`,
+    `  under the KEK: ${t.underKek}  moved: ${t.moved}  still exposed: ${t.exposed}  (never under it: ${t.neverUnderKek}, no envelope: ${t.noEnvelope})`,
+    ...Object.entries(r.exposedByStore).map(([s, n]) => `  exposed in ${s}: ${n}`),
+    ...Object.entries(r.stillUnderKekByStore).map(([s, n]) => `  ledger: still under the KEK in ${s} (all campaigns): ${n}`),
+    `  moved per minute: ${r.timeline.map((m) => `${m.minute.slice(11, 16)} ${m.moved}`).join(', ') || 'none'}`,
+  ].join('\n');
 }
 
 export const campaignCommands: Command[] = [

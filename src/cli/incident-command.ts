@@ -4,7 +4,7 @@ import { Resources } from '../runtime/resources.ts';
 import { CampaignConflictError, migrate, setCampaignState } from '../ledger/index.ts';
 import { admitCampaign, loadSpecFile } from '../campaign/create.ts';
 import { parseCampaignSpec } from '../campaign/spec.ts';
-import { setKekState } from '../kek/keyring-writer.ts';
+import { setKeyringState } from '../kek/keyring-file-edit.ts';
 import { EXIT, UsageError, out, type Command } from './args.ts';
 
 export const INCIDENT_PRIORITY = 1000;
@@ -47,7 +47,7 @@ Exit codes: 0 started, 2 bad input, 3 refused (overlaps an active campaign: paus
       if (spec.provider.type !== 'local' || spec.from.version === undefined) {
         throw new UsageError('incident start: --decrypt-only needs a local keyring provider and --kek <id>@<version>');
       }
-      setKekState(spec.provider.keyringFile, spec.from.id, spec.from.version, 'decrypt-only');
+      await setKeyringState(spec.provider.keyringFile, spec.from.id, spec.from.version, 'decrypt-only');
     }
     const res = new Resources(loadConfig());
     try {

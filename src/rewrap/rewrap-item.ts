@@ -78,7 +78,9 @@ export async function prepare(t: RewrapTarget, key: string, read: ReadResult): P
     return { token: read.token, next: withNewKey(env, r.wrapped, r.matdesc, r.to), from: r.from, to: r.to, requestId: r.requestId };
   } catch (err) {
     if (err instanceof NotUnderSourceError) return { status: 'skipped', key, reason: 'not-under-source', current: err.actual };
-    return fromError(key, err);
+    const o = fromError(key, err);
+    // A failed item still counts under the KEK that wraps it (the inventory, the retirement gate).
+    return o.status === 'failed' ? { ...o, current: c.current ?? env.dek.kek } : o;
   }
 }
 

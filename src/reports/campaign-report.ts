@@ -1,0 +1,40 @@
+/** `rewrap campaign report`: picks the report kind, opens the sink, writes, says where it went. */
+import type { Campaign } from '../ledger/types.ts';
+import type { Resources } from '../runtime/resources.ts';
+import { ConfigError } from '../errors.ts';
+import { openReportSink } from './report-sink.ts';
+import type { ReportFormat } from './report-format.ts';
+import { writeFailuresReport } from './failures-report.ts';
+import { writeCompletionReport, type CompletionSummary } from './completion-report.ts';
+import { writeExposureReport, type ExposureSummary } from './exposure-report.ts';
+
+export const REPORT_KINDS = ['failures', 'completion', 'exposure'] as const;
+export type ReportKind = (typeof REPORT_KINDS)[number];
+
+export type ReportResult =
+  | { kind: 'failures'; location: string; items: number }
+  | ({ kind: 'completion'; location: string } & CompletionSummary)
+  | ({ kind: 'exposure'; location: string } & ExposureSummary);
+
+export function parseReportOptions(kind: unknown, format: unknown): { kind: ReportKind; format: ReportFormat } {
+  const k = kind ?? 'failures';
+  if (!REPORT_KINDS.includes(k as ReportKind)) throw new ConfigError(`campaign report --kind: expected ${REPORT_KINDS.join(', ')}`);
+  const f = format ?? 'jsonl';
+  if (f !== 'jsonl' && f !== 'csv') throw new ConfigError('campaign report --format: expected jsonl or csv');
+  return { kind: k as ReportKind, format: f };
+}
+
+export async function writeCampaignReport(res: Resources, campaign: Campaign, o: { kind: ReportKind; format: ReportFormat; out?: string }): Promise<ReportResult> {
+  const sink = await openReportSink(o.out, () => res.s3Client(), o.format === 'csv' ? 'text/csv' : 'application/x-ndjson');
+  try {
+    let r: ReportResult;
+    if (o.kind === 'failures') r = { kind: 'failures', location: '', ...(await writeFailuresReport(res.ledger, campaign.id, o.format, sink)) };
+    else if (o.kind === 'completion') r = { kind: 'completion', location: '', ...(await writeCompletionReport(res.ledger, campaign.id, o.format, sink)) };
+    else r = { kind: 'exposure', location: '', ...(await writeExposureReport(res.ledger, campaign, o.format, sink)) };
+    r.location = await sink.close();
+    return r;
+  } catch (err) {
+    await sink.abort();
+    throw err;
+  }
+}

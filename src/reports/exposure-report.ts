@@ -1,0 +1,102 @@
+/**
+ * The exposure report of an incident campaign: every item that was under the compromised KEK
+ * (the campaign's `from`), whether and when it was moved, and what is still exposed, with totals
+ * and a timeline of items moved per minute.
+ *   moved    the campaign rewrapped it (at = when);
+ *   exposed  still under the compromised KEK as far as rewrap knows: not moved yet, or it failed
+ *            for a reason that leaves it under the KEK (kek-disabled, invalid-ciphertext, ...),
+ *            unless the inventory saw it under another KEK since.
+ * Items that were never under it (skipped as not-under-source or already at the target) and items
+ * without a readable envelope (not-encrypted, malformed...) are counted in the totals, not listed.
+ * `stillUnderKekByStore` adds what the ledger knows beyond this campaign, over every campaign that
+ * drained the compromised KEK: items the inventory saw under it, planned and not moved, or failed.
+ */
+import type { Campaign, KekRecord, Queryable } from '../ledger/types.ts';
+import { campaignItems, campaignsFromKek, itemsMovedPerMinute, kekUsage } from '../ledger/index.ts';
+import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
+import { kekText, lineWriter, type ReportFormat } from './report-format.ts';
+import type { ReportSink } from './report-sink.ts';
+
+export const EXPOSURE_COLUMNS = ['store', 'item', 'status', 'moved_at', 'to_kek', 'reason', 'kek_now'] as const;
+export type ExposureRow = Record<(typeof EXPOSURE_COLUMNS)[number], string | null>;
+
+/** Failures that say nothing about which KEK wraps the item: there is no usable envelope. */
+export const NO_ENVELOPE_REASONS: readonly string[] = [
+  'item-missing', 'not-encrypted', 'instruction-file-missing', 'instruction-file-malformed', 'unsupported-v1', 'unsupported-v3',
+  'unsupported-wrap-alg', 'unsupported-cek-alg', 'malformed-envelope', 'malformed-wrapped-key', 'malformed-iv', 'malformed-tag-length', 'malformed-matdesc',
+];
+const NO_ENVELOPE = new Set(NO_ENVELOPE_REASONS);
+
+export interface ExposureSummary {
+  campaignId: string;
+  compromisedKek: string;
+  state: string;
+  totals: { underKek: number; moved: number; exposed: number; neverUnderKek: number; noEnvelope: number };
+  exposedByStore: Record<string, number>;
+  stillUnderKekByStore: Record<string, number>;
+  firstMovedAt: string | null;
+  lastMovedAt: string | null;
+  timeline: { minute: string; moved: number }[];
+}
+
+const under = (k: KekRecord | null, c: KekSelector) => k !== null && k.id === c.id && (c.version === undefined || k.version === c.version || k.materialId === c.version);
+
+export async function writeExposureReport(db: Queryable, campaign: Campaign, format: ReportFormat, sink: ReportSink, pageSize = 2000): Promise<ExposureSummary> {
+  const compromised = campaign.spec.from;
+  const w = lineWriter<ExposureRow>(format, [...EXPOSURE_COLUMNS]);
+  if (w.header) await sink.write(w.header);
+  const totals = { underKek: 0, moved: 0, exposed: 0, neverUnderKek: 0, noEnvelope: 0 };
+  const exposedByStore: Record<string, number> = {};
+  for (let after: { storeId: string; itemKey: string } | undefined; ; ) {
+    const page = await campaignItems(db, campaign.id, { limit: pageSize, after });
+    for (const r of page) {
+      let status: 'moved' | 'exposed';
+      if (r.outcome === 'rewrapped') status = 'moved';
+      else if (r.outcome === 'skipped') {
+        totals.neverUnderKek++;
+        continue;
+      } else if (r.outcome === 'failed' && NO_ENVELOPE.has(r.reason ?? '')) {
+        totals.noEnvelope++;
+        continue;
+      } else if (r.kekNow !== null && !under(r.kekNow, compromised)) {
+        totals.neverUnderKek++;
+        continue;
+      } else status = 'exposed';
+      totals.underKek++;
+      totals[status]++;
+      if (status === 'exposed') exposedByStore[r.storeId] = (exposedByStore[r.storeId] ?? 0) + 1;
+      await sink.write(
+        w.line({
+          store: r.storeId,
+          item: r.itemKey,
+          status,
+          moved_at: status === 'moved' ? (r.doneAt?.toISOString() ?? null) : null,
+          to_kek: status === 'moved' ? kekText(r.to) : null,
+          reason: status === 'exposed' ? (r.reason ?? 'not-moved-yet') : null,
+          kek_now: kekText(r.kekNow) || null,
+        }),
+      );
+    }
+    if (page.length < pageSize) break;
+    after = { storeId: page[page.length - 1]!.storeId, itemKey: page[page.length - 1]!.itemKey };
+  }
+  const stillUnderKekByStore: Record<string, number> = {};
+  const drained = await campaignsFromKek(db, compromised);
+  const usage = await kekUsage(db, compromised, drained.map((c) => c.id), NO_ENVELOPE_REASONS);
+  for (const u of usage.stores) {
+    const n = u.underKek + u.notYetMoved + u.failedNotMoved;
+    if (n > 0) stillUnderKekByStore[u.storeId] = n;
+  }
+  const timeline = (await itemsMovedPerMinute(db, campaign.id)).map((t) => ({ minute: t.minute.toISOString(), moved: t.items }));
+  return {
+    campaignId: campaign.id,
+    compromisedKek: formatKek(compromised),
+    state: campaign.state,
+    totals,
+    exposedByStore,
+    stillUnderKekByStore,
+    firstMovedAt: timeline[0]?.minute ?? null,
+    lastMovedAt: timeline[timeline.length - 1]?.minute ?? null,
+    timeline,
+  };
+}

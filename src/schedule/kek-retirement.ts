@@ -1,0 +1,154 @@
+/**
+ * The KEK retirement gate (`rewrap kek retire`). A KEK version may be disabled only when
+ *   - the ledger's inventory shows no item under it in any store it knows, no campaign draining it
+ *     is still active and none of its planned items is still unmoved;
+ *   - a grace period has passed since the last item moved away from it;
+ *   - a random sample of moved items, re-read from the stores through the EnvelopeStore port,
+ *     decrypts under the KEK that wraps it now (and not under the one being retired).
+ * Irreversible steps (removing material) also need a full pass: every item in scope re-read from
+ * the stores themselves, not from the ledger. Anything that blocks is said in `blockers`.
+ */
+import type { Campaign } from '../ledger/types.ts';
+import { ACTIVE_STATES } from '../ledger/types.ts';
+import { campaignsFromKek, kekUsage, sampleMovedItems } from '../ledger/index.ts';
+import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
+import { LocalKeyringProvider } from '../kek/local-keyring-provider.ts';
+import { loadKeyringFile } from '../kek/keyring-file.ts';
+import type { Resources } from '../runtime/resources.ts';
+import { keyringPath } from './new-kek-version.ts';
+import { NO_ENVELOPE_REASONS } from '../reports/exposure-report.ts';
+import { kmsUnwrapChecker, localUnwrapChecker, type UnwrapChecker } from './unwrap-check.ts';
+
+export interface RetirementOptions {
+  /** The injectable clock. */
+  now: Date;
+  graceMs: number;
+  sampleSize: number;
+  /** Re-read every item in scope from the stores (required before anything irreversible). */
+  fullPass: boolean;
+  /** Local keyring file; default: the one of the newest campaign that drained the KEK. */
+  keyringFile?: string;
+}
+
+export interface ItemProblem {
+  storeId: string;
+  itemKey: string;
+  problem: string;
+}
+
+export interface RetirementCheck {
+  kek: string;
+  provider: 'local' | 'kms' | null;
+  keyringFile?: string;
+  ok: boolean;
+  /** Human sentences, one per thing that blocks; empty when ok. */
+  blockers: string[];
+  stores: { storeId: string; underKek: number; notYetMoved: number; failedNotMoved: number }[];
+  activeCampaigns: { id: string; name: string; state: string }[];
+  lastMovedAt: Date | null;
+  graceLeftMs: number;
+  sample: { checked: number; failed: ItemProblem[] };
+  fullPass?: { checked: number; underKek: Record<string, number>; failed: ItemProblem[]; unreadable: number };
+}
+
+const minutes = (ms: number) => (ms >= 3_600_000 ? `${(ms / 3_600_000).toFixed(1)} h` : `${Math.ceil(ms / 60_000)} min`);
+
+export async function checkRetirement(res: Resources, kek: KekSelector, o: RetirementOptions, signal?: AbortSignal): Promise<RetirementCheck> {
+  const name = formatKek(kek);
+  const campaigns = await campaignsFromKek(res.ledger, kek);
+  const usage = await kekUsage(res.ledger, kek, campaigns.map((c) => c.id), NO_ENVELOPE_REASONS);
+  const blockers: string[] = [];
+  for (const s of usage.stores) {
+    if (s.underKek > 0) blockers.push(`${s.storeId}: ${s.underKek} item(s) still under ${name} (ledger inventory)`);
+    if (s.notYetMoved > 0) blockers.push(`${s.storeId}: ${s.notYetMoved} planned item(s) not moved yet`);
+    if (s.failedNotMoved > 0) blockers.push(`${s.storeId}: ${s.failedNotMoved} item(s) failed to move and may still be under ${name} (rewrap campaign report <id>)`);
+  }
+  const active = campaigns.filter((c) => ACTIVE_STATES.includes(c.state)).map((c) => ({ id: c.id, name: c.name, state: c.state }));
+  for (const c of active) blockers.push(`campaign ${c.id} (${c.name}) draining ${name} is still ${c.state}`);
+  const graceLeftMs = usage.lastMovedAt ? Math.max(0, usage.lastMovedAt.getTime() + o.graceMs - o.now.getTime()) : 0;
+  if (graceLeftMs > 0) blockers.push(`grace period: the last item moved at ${usage.lastMovedAt!.toISOString()}; ${minutes(graceLeftMs)} left (--grace)`);
+
+  const base = { kek: name, stores: usage.stores, activeCampaigns: active, lastMovedAt: usage.lastMovedAt, graceLeftMs };
+  const newest = campaigns[0];
+  if (!newest) {
+    blockers.push(`no campaign ever drained ${name}: nothing shows it unused (run a campaign from it first)`);
+    return { ...base, provider: null, ok: false, blockers, sample: { checked: 0, failed: [] } };
+  }
+  const provider = newest.spec.provider;
+  const keyringFile = provider.type === 'local' ? keyringPath(o.keyringFile ?? provider.keyringFile) : undefined;
+  const keyring = keyringFile ? new LocalKeyringProvider(loadKeyringFile(keyringFile)) : undefined;
+  try {
+    const checker = keyring ? localUnwrapChecker(keyring, kek) : kmsUnwrapChecker(res.kmsClient(newest.spec), kek);
+    const sample = await checkSample(res, campaigns, checker, o.sampleSize, signal);
+    if (sample.checked === 0) blockers.push(`no item moved away from ${name} to sample`);
+    for (const f of sample.failed) blockers.push(`sample ${f.storeId} ${f.itemKey}: ${f.problem}`);
+    let fullPass: RetirementCheck['fullPass'];
+    if (o.fullPass) {
+      fullPass = await verifyEveryItem(res, campaigns, checker, signal);
+      for (const [storeId, n] of Object.entries(fullPass.underKek)) blockers.push(`${storeId}: ${n} item(s) under ${name} found re-reading the store`);
+      for (const f of fullPass.failed.slice(0, 20)) blockers.push(`${f.storeId} ${f.itemKey}: ${f.problem}`);
+      if (fullPass.failed.length > 20) blockers.push(`... and ${fullPass.failed.length - 20} more item(s) that do not decrypt`);
+    }
+    return { ...base, provider: provider.type, keyringFile, ok: blockers.length === 0, blockers, sample, ...(fullPass ? { fullPass } : {}) };
+  } finally {
+    keyring?.close();
+  }
+}
+
+async function checkSample(res: Resources, campaigns: Campaign[], checker: UnwrapChecker, size: number, signal?: AbortSignal) {
+  const byId = new Map(campaigns.map((c) => [c.id, c]));
+  const items = await sampleMovedItems(res.ledger, [...byId.keys()], size);
+  const failed: ItemProblem[] = [];
+  for (const it of items) {
+    const store = res.store(byId.get(it.campaignId)!.spec, it.storeId);
+    const read = await store.read({ key: it.itemKey }, signal);
+    if (read.kind !== 'envelope') {
+      failed.push({ storeId: it.storeId, itemKey: it.itemKey, problem: `cannot be read back: ${read.reason}` });
+      continue;
+    }
+    const v = await checker.check(read.envelope.dek, it.to.id, signal);
+    if (!v.ok) failed.push({ storeId: it.storeId, itemKey: it.itemKey, problem: v.problem });
+  }
+  return { checked: items.length, failed };
+}
+
+/** Every item of every source of the campaigns that drained the KEK, read from its store. */
+async function verifyEveryItem(res: Resources, campaigns: Campaign[], checker: UnwrapChecker, signal?: AbortSignal) {
+  const seen = new Set<string>();
+  const underKek: Record<string, number> = {};
+  const failed: ItemProblem[] = [];
+  let checked = 0;
+  let unreadable = 0;
+  for (const c of campaigns) {
+    for (let i = 0; i < c.spec.sources.length; i++) {
+      const source = res.source(c.spec, i);
+      for (let cursor: unknown = null, done = false; !done; ) {
+        const page = await source.page(cursor, 1000, signal);
+        for (const g of page.groups) {
+          const store = res.store(c.spec, g.storeId);
+          const keys = g.keys.filter((k) => !seen.has(`${g.storeId}\u0000${k}`));
+          for (const k of keys) seen.add(`${g.storeId}\u0000${k}`);
+          for (let j = 0; j < keys.length; j += 32) {
+            await Promise.all(
+              keys.slice(j, j + 32).map(async (key) => {
+                const read = await store.read({ key }, signal);
+                checked++;
+                if (read.kind !== 'envelope') {
+                  if (read.reason !== 'item-missing') unreadable++;
+                  return;
+                }
+                const v = await checker.check(read.envelope.dek, undefined, signal);
+                if (v.ok) return;
+                if (v.underRetiring) underKek[g.storeId] = (underKek[g.storeId] ?? 0) + 1;
+                else failed.push({ storeId: g.storeId, itemKey: key, problem: v.problem });
+              }),
+            );
+          }
+        }
+        cursor = page.cursor;
+        done = page.done;
+      }
+    }
+  }
+  return { checked, underKek, failed, unreadable };
+}

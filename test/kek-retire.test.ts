@@ -1,0 +1,111 @@
+/**
+ * The KEK retirement gate (`rewrap kek retire`, the real CLI) against a real deployment: it refuses
+ * while items remain under the version (naming the count per store) and during the grace period,
+ * succeeds after the drain, and afterwards the ORIGINAL wrapped DEK no longer unwraps (kek-disabled);
+ * --delete removes the material after a full pass over the store.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { setCampaignState } from '../src/ledger/index.ts';
+import { loadKeyringFile } from '../src/kek/keyring-file.ts';
+import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
+import type { WrappedDek } from '../src/kek/kek-provider.ts';
+import { ItemError } from '../src/errors.ts';
+import { startPipeline, type Pipeline } from './support/pipeline.ts';
+import { jsonOf, rewrapCli } from './support/cli.ts';
+import { rowSource, rowTable, rowsAt } from './support/row-fixture.ts';
+import { LeakGuard } from './support/leak-guard.ts';
+
+const r1 = { id: 'r', version: '1', material: randomBytes(32) };
+const r2 = { id: 'r', version: '2', material: randomBytes(32) };
+const guard = new LeakGuard();
+guard.secret(r1.material, r2.material);
+let pipe: Pipeline;
+let keyringFile: string;
+let original: WrappedDek;
+
+interface RetireJson {
+  retired: boolean;
+  action: string | null;
+  blockers: string[];
+  stores: { storeId: string; underKek: number; notYetMoved: number; failedNotMoved: number }[];
+  graceLeftMs: number;
+  sample: { checked: number; failed: unknown[] };
+  fullPass?: { checked: number };
+}
+
+beforeAll(async () => {
+  pipe = await startPipeline({ label: 'retire', workers: 1 });
+  keyringFile = await pipe.keyringFile([r1, r2]);
+  await rowTable(pipe.db.pool, 'vault', 200, r1);
+  // A copy of one original envelope, taken before the rotation.
+  const { rows } = await pipe.db.pool.query<{ wrapped_dek: Buffer }>('SELECT wrapped_dek FROM vault WHERE id = 7');
+  original = { wrapAlg: 'AES/GCM', cekAlg: 'AES/GCM/NoPadding', wrapped: rows[0]!.wrapped_dek, matdesc: {}, kek: { id: 'r', version: '1' } };
+}, 120_000);
+
+afterAll(async () => {
+  await pipe?.stop();
+});
+
+async function retire(...args: string[]): Promise<{ code: number; json: RetireJson }> {
+  const r = await rewrapCli(pipe, ['kek', 'retire', 'r@1', '--json', ...args]);
+  guard.text(r.stdout, r.stderr);
+  return { code: r.code, json: jsonOf<RetireJson>(r) };
+}
+
+function unwrapOriginal(): unknown {
+  const provider = new LocalKeyringProvider(loadKeyringFile(keyringFile));
+  return provider.rewrap(original, { id: 'r', version: '1' }, { id: 'r', version: '2' }).then(
+    () => 'unwrapped',
+    (err: unknown) => err,
+  );
+}
+
+describe('kek retire', () => {
+  it('refuses while items remain under the version, naming the count per store, and during the grace period; succeeds after the drain', async () => {
+    const c = await pipe.create(
+      { name: 'drain r@1', sources: [rowSource('vault')], provider: { type: 'local', keyringFile }, from: 'r@1', to: 'r@2', options: { batchSize: 50 } },
+      false,
+    );
+    await pipe.waitFor(c.id, 'planned', (p) => p.planned === 200 && p.planDone, 60_000);
+    const planned = await retire('--grace', '0');
+    expect(planned.code).toBe(3);
+    expect(planned.json.retired).toBe(false);
+    expect(planned.json.stores).toContainEqual({ storeId: 'pg:vault', underKek: 0, notYetMoved: 200, failedNotMoved: 0 });
+    expect(planned.json.blockers).toContain('pg:vault: 200 planned item(s) not moved yet');
+    expect(planned.json.blockers.some((b) => b.startsWith(`campaign ${c.id}`))).toBe(true);
+
+    await setCampaignState(pipe.db.pool, c.id, ['planning'], 'running');
+    await pipe.waitFor(c.id, 'completed', (p) => p.state === 'completed', 120_000);
+    expect(await rowsAt(pipe.db.pool, 'vault', 'r', '1')).toBe(0);
+
+    const inGrace = await retire(); // default grace: 24 h since the last item moved
+    expect(inGrace.code).toBe(3);
+    expect(inGrace.json.graceLeftMs).toBeGreaterThan(23 * 3_600_000);
+    expect(inGrace.json.blockers).toEqual([expect.stringMatching(/^grace period: the last item moved at .*; 2\d\.\d h left/)]);
+    expect(await unwrapOriginal()).toBe('unwrapped'); // nothing was disabled yet
+
+    const done = await retire('--grace', '0', '--sample', '40');
+    expect(done.code).toBe(0);
+    expect(done.json).toMatchObject({ retired: true, action: 'disabled', blockers: [], sample: { checked: 40, failed: [] } });
+    expect(loadKeyringFile(keyringFile).map((e) => `${e.id}@${e.version}:${e.state}`)).toEqual(['r@1:disabled', 'r@2:enabled']);
+
+    // The original envelope, from before the rotation, no longer unwraps through the provider.
+    const err = await unwrapOriginal();
+    expect(err).toBeInstanceOf(ItemError);
+    expect((err as ItemError).reason).toBe('kek-disabled');
+  }, 240_000);
+
+  it('--delete re-reads the store in full, then removes the version and its material from the keyring file', async () => {
+    const r = await retire('--grace', '0', '--delete');
+    expect(r.code).toBe(0);
+    expect(r.json).toMatchObject({ action: 'deleted', fullPass: { checked: 0 } }); // no row of the table is under r@1 any more
+    expect(loadKeyringFile(keyringFile).map((e) => `${e.id}@${e.version}`)).toEqual(['r@2']);
+    expect(((await unwrapOriginal()) as ItemError).reason).toBe('unknown-kek');
+  }, 60_000);
+
+  it('no key bytes in any process log or CLI output (invariant 5)', () => {
+    guard.text(pipe.logs());
+    expect(guard.findLeaks()).toEqual([]);
+  });
+});
