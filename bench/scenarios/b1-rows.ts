@@ -1,0 +1,121 @@
+/**
+ * B1: Postgres rows under a local keyring. (a) rewrap end to end (scheduler + 2 workers) against
+ * (b) the store's raw limit (the same conditional UPDATE ... FROM unnest, precomputed values, no
+ * queue, no crypto, same batch size and concurrency) and (c) the naive one-row-at-a-time loop.
+ */
+import { createEnvelopeTable } from '../../src/stores/pg-table-schema.ts';
+import { insertRows, type RowKek } from '../../src/reference/row-client.ts';
+import { aesUnwrap } from '../../src/reference/s3ec-client.ts';
+import type pg from 'pg';
+import { Deployment, measureCampaign, round } from '../lib/deployment.ts';
+import { runDrivers, splitRange } from '../lib/drivers.ts';
+import { benchKeyring, scenarioEnv, target, type BenchContext, type ScenarioEnv, type ScenarioResult } from '../lib/context.ts';
+
+export const ROW_BATCH = 500;
+export const ROW_CONCURRENCY = 16;
+/** REWRAP_WORKER_JOBS default: batches per worker process at once. */
+export const JOBS_PER_WORKER = 2;
+
+export function rowSpec(name: string, table: string, keyringFile: string, from: string, to: string): unknown {
+  return {
+    name,
+    sources: [{ type: 'pg', table, idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version' }],
+    provider: { type: 'local', keyringFile },
+    from,
+    to,
+    options: { batchSize: ROW_BATCH, concurrency: ROW_CONCURRENCY },
+  };
+}
+
+/** Inserts rows 1..n under `kek`; keeps the DEKs of a sample (every 997th row) for verification. */
+export async function insertRowFixture(pool: pg.Pool, table: string, n: number, kek: RowKek): Promise<Map<string, Buffer>> {
+  await createEnvelopeTable(pool, table);
+  const sample = new Map<string, Buffer>();
+  for (let first = 1; first <= n; first += 50_000) {
+    const deks = await insertRows(pool, table, Math.min(50_000, n - first + 1), kek, first);
+    for (const [id, dek] of deks) if (Number(id) % 997 === 1) sample.set(id, dek);
+  }
+  await pool.query(`ANALYZE ${table}`);
+  return sample;
+}
+
+/** Every sampled row unwraps under `kek` to its original DEK. Returns the mismatches. */
+export async function verifyRowSample(pool: pg.Pool, table: string, kek: RowKek, sample: Map<string, Buffer>): Promise<string[]> {
+  const { rows } = await pool.query<{ id: string; wrapped_dek: Buffer; kek_version: string }>(`SELECT id::text, wrapped_dek, kek_version FROM ${table} WHERE id = ANY($1::bigint[])`, [[...sample.keys()]]);
+  const bad: string[] = [];
+  for (const r of rows) {
+    try {
+      if (r.kek_version !== kek.version || !aesUnwrap(kek.material, r.wrapped_dek).equals(sample.get(r.id)!)) bad.push(`row ${r.id}: wrong DEK or version ${r.kek_version}`);
+    } catch {
+      bad.push(`row ${r.id}: does not unwrap under ${kek.id}@${kek.version}`);
+    }
+  }
+  if (rows.length !== sample.size) bad.push(`${sample.size - rows.length} sampled rows missing`);
+  return bad;
+}
+
+export async function runB1(ctx: BenchContext): Promise<ScenarioResult> {
+  const started = performance.now();
+  const n = ctx.quick ? 50_000 : 1_000_000;
+  const rawRows = Math.min(n, ctx.quick ? 50_000 : 200_000);
+  const naiveRows = ctx.quick ? 2_000 : 5_000;
+  const workers = 2;
+  const env = await scenarioEnv(ctx, 'b1');
+  const table = 'envelopes';
+  try {
+    const { keks, file } = await benchKeyring(env.dir, 'bench', 3);
+    const [v1, v2, v3] = keks as [RowKek, RowKek, RowKek];
+    ctx.say(`  B1: inserting ${n.toLocaleString('en')} rows under bench@1 ...`);
+    let t = performance.now();
+    const sample = await insertRowFixture(env.db.pool, table, n, v1);
+    ctx.say(`  B1: inserted in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+
+    ctx.say(`  B1 (b): raw conditional UPDATE ... FROM unnest on ${rawRows.toLocaleString('en')} rows, ${workers} processes x ${JOBS_PER_WORKER} batches of ${ROW_BATCH} in flight`);
+    const raw = await runDrivers(
+      splitRange(1, rawRows + 1, workers).map((ids, i) => ({ mode: 'pg-update' as const, url: env.db.url(`driver-${i}`), table, ids, batchSize: ROW_BATCH, concurrency: JOBS_PER_WORKER })),
+      env.meter,
+    );
+    if (raw.ok !== rawRows) throw new Error(`B1 (b): ${raw.ok} of ${rawRows} rows written`);
+    ctx.say(`    ${raw.itemsPerSec.toLocaleString('en')} rows/s`);
+
+    ctx.say(`  B1 (a): rewrap end to end, scheduler + ${workers} workers, bench@1 -> bench@2`);
+    const d = await Deployment.start({ db: env.db, redisUrl: env.redis.url, prefix: env.prefix, dir: env.dir, meter: env.meter }, workers);
+    let e2e;
+    try {
+      e2e = await measureCampaign(d, env.meter, rowSpec('bench B1', table, file, 'bench@1', 'bench@2'), n, 30 * 60_000, ctx.say);
+    } finally {
+      await d.stop();
+    }
+    ctx.say(`    ${e2e.itemsPerSec.toLocaleString('en')} rows/s (${e2e.seconds} s; all items done at ${e2e.itemsDoneSeconds} s)`);
+    const bad = await verifyRowSample(env.db.pool, table, v2, sample);
+    if (bad.length) throw new Error(`B1: verification failed:\n${bad.slice(0, 10).join('\n')}`);
+
+    ctx.say(`  B1 (c): naive loop (SELECT one row, rewrap, UPDATE), ${naiveRows.toLocaleString('en')} rows`);
+    t = performance.now();
+    const naive = await runDrivers(
+      [{ mode: 'pg-naive', url: env.db.url('naive'), table, ids: [1, naiveRows + 1], fromKek: rawKek(v2), toKek: rawKek(v3) }],
+      env.meter,
+    );
+    if (naive.ok !== naiveRows) throw new Error(`B1 (c): ${naive.ok} of ${naiveRows} rows rewrapped`);
+    ctx.say(`    ${naive.itemsPerSec.toLocaleString('en')} rows/s`);
+
+    const ab = round(e2e.itemsPerSec / raw.itemsPerSec);
+    const ac = round(e2e.itemsPerSec / naive.itemsPerSec, 1);
+    return {
+      id: 'B1',
+      title: 'Postgres rows, local keyring',
+      params: { rows: n, rawRows, naiveRows, workers, jobsPerWorker: JOBS_PER_WORKER, batchSize: ROW_BATCH, concurrency: ROW_CONCURRENCY },
+      phases: { a_endToEnd: e2e, b_storeRaw: raw, c_naive: naive, verifiedSample: sample.size },
+      ratios: { 'a/b': ab, 'a/c': ac },
+      targets: { 'a/b': target(ab, '>=', 0.6), 'a/c': target(ac, '>=', 10) },
+      notes: [],
+      seconds: round((performance.now() - started) / 1000, 1),
+    };
+  } finally {
+    await env.close();
+  }
+}
+
+export const rawKek = (k: RowKek) => ({ id: k.id, version: k.version, material: k.material.toString('base64') });
+
+export type { ScenarioEnv };
