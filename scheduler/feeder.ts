@@ -4,7 +4,7 @@
  * of paused or cancelled campaigns back out.
  */
 import type { Queue } from 'bullmq';
-import { countInFlight, listEnqueuedUnfinished, markEnqueued, markPending, nextPendingBatches } from '../src/ledger/index.ts';
+import { countInFlight, countNotInFlight, listEnqueuedUnfinished, markEnqueued, markPending, nextPendingBatches } from '../src/ledger/index.ts';
 import type { Campaign } from '../src/ledger/types.ts';
 import type pg from 'pg';
 import { batchJobId, type BatchJobData } from '../src/queue/batch-queue.ts';
@@ -15,7 +15,9 @@ export function jobPriority(c: Campaign): number {
 }
 
 export async function feed(pool: pg.Pool, queue: Queue<BatchJobData>, c: Campaign, window: number): Promise<number> {
-  const room = window - (await countInFlight(pool, c.id));
+  const inFlight = await countInFlight(pool, c.id);
+  if (inFlight >= window) return 0;
+  const room = window - inFlight - (await finishedButInRedis(pool, queue, c.id));
   if (room <= 0) return 0;
   const batches = await nextPendingBatches(pool, c.id, room);
   if (batches.length === 0) return 0;
@@ -30,6 +32,21 @@ export async function feed(pool: pg.Pool, queue: Queue<BatchJobData>, c: Campaig
     })),
   );
   return batches.length;
+}
+
+/**
+ * Jobs of this campaign that Redis still holds although the ledger no longer counts their batch
+ * in flight: a worker commits a batch (done) a moment before BullMQ removes its job, and a job
+ * recovered from a dead worker may wait for a batch that is already done. They count against the
+ * window, or Redis would briefly hold more than `window` of the campaign's jobs.
+ * Read after countInFlight: a batch finishing in between is counted twice, never missed.
+ * Cheap: Redis only ever holds the bounded windows, so these id lists are short.
+ */
+async function finishedButInRedis(pool: pg.Pool, queue: Queue<BatchJobData>, campaignId: string): Promise<number> {
+  const mark = `${campaignId}-b`;
+  const ids = await queue.getRanges(['active', 'waiting', 'paused', 'prioritized', 'delayed'], 0, -1);
+  const batchNos = ids.filter((id) => id.startsWith(mark)).map((id) => Number(id.slice(mark.length)));
+  return countNotInFlight(pool, campaignId, batchNos);
 }
 
 /** Re-adds enqueued, unfinished batches whose job Redis lost. Returns how many were re-added. */

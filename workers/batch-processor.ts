@@ -60,6 +60,7 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
       (r) => {
         if (r.ok) lease.renewed(at);
         else {
+          if (!ac.signal.aborted) log.warn({ campaignState: r.campaignState ?? 'gone' }, 'batch lease lost: this batch writes nothing more');
           lease.lose(`campaign is ${r.campaignState ?? 'gone'}`);
           ac.abort(new LeaseLostError(`lease of batch ${campaignId}/${batchNo} lost: campaign is ${r.campaignState ?? 'gone'}`));
         }
@@ -110,6 +111,7 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
     log.info({ ...counts, changed: commit.changed, batchDone: commit.batchDone }, 'batch committed');
     if (commit.autoPaused) log.warn('campaign auto-paused: failure threshold crossed');
     if (interrupted !== undefined) {
+      if (interrupted instanceof LeaseLostError) log.warn({ reason: interrupted.message }, 'batch fenced: stopped before a store write');
       if (interrupted instanceof LeaseLostError || ac.signal.aborted) return 'fenced';
       throw interrupted;
     }

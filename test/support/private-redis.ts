@@ -19,6 +19,9 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   });
   const url = `redis://127.0.0.1:${port}`;
   const client = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, retryStrategy: () => 100 });
+  // Refused connections while the server starts (and after a test stops it) are expected here;
+  // without a listener ioredis prints each one as an "Unhandled error event".
+  client.on('error', () => undefined);
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
