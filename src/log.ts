@@ -34,7 +34,10 @@ function scrubBytes(v: unknown, depth: number): unknown {
 
 /** Errors as type, message and cause chain; no enumerable extras (SDK errors carry request data). */
 export function serializeError(err: unknown): unknown {
-  if (!(err instanceof Error)) return { message: String(err) };
+  if (!(err instanceof Error)) {
+    // Some libraries emit plain objects as errors; keep their shape, with bytes scrubbed.
+    return typeof err === 'object' && err !== null ? { message: JSON.stringify(scrubBytes(err, 1)) } : { message: String(err) };
+  }
   const out: Record<string, unknown> = { type: err.name, message: err.message };
   const code = (err as { reason?: unknown; Code?: unknown }).reason ?? (err as { Code?: unknown }).Code;
   if (typeof code === 'string') out.code = code;
