@@ -26,7 +26,12 @@ export interface RunningScheduler {
 export async function startScheduler(config: ProcessConfig, log: Logger): Promise<RunningScheduler> {
   const redis = createRedis(config.redisUrl);
   redis.on('error', (err) => log.warn({ err }, 'redis connection error'));
-  await assertNoEviction(redis);
+  try {
+    await assertNoEviction(redis);
+  } catch (err) {
+    redis.disconnect(); // refuse to start, and let the process end
+    throw err;
+  }
   const metrics = new ProcessMetrics('scheduler');
   const res = new Resources(config, redis, metrics);
   const metricsServer = config.metricsPort !== undefined ? await serveMetrics(metrics.registry, config.metricsPort) : undefined;

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
+import { loadMigrations } from '../src/ledger/migrate.ts';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
 import { DEFAULT_OPTIONS, type CampaignOptions, type CampaignSpec } from '../src/campaign/spec.ts';
 import {
@@ -109,11 +110,12 @@ describe('migrate', () => {
     // Three separate pools: three "processes" starting together.
     const pools = [0, 1, 2].map(() => new pg.Pool({ connectionString: fresh.url, max: 1 }));
     try {
+      const all = (await loadMigrations()).map((m) => m.id);
       const results = await Promise.all(pools.map((p) => migrate(p)));
-      expect(results.flat().sort()).toEqual([1]); // applied exactly once
+      expect(results.flat().sort((a, b) => a - b)).toEqual(all); // each applied exactly once
       expect(await migrate(fresh.pool)).toEqual([]);
-      const { rows } = await fresh.pool.query('SELECT id FROM rewrap_migrations');
-      expect(rows).toEqual([{ id: 1 }]);
+      const { rows } = await fresh.pool.query('SELECT id FROM rewrap_migrations ORDER BY id');
+      expect(rows).toEqual(all.map((id) => ({ id })));
     } finally {
       await Promise.all(pools.map((p) => p.end()));
       await fresh.drop();

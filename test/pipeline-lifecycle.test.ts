@@ -107,7 +107,8 @@ describe('campaign lifecycle through the CLI', () => {
     expect(jsonOf(resumed)).toEqual({ id, ok: true, state: 'running' });
     const again = await rewrapCli(pipe, ['campaign', 'resume', id, '--json']);
     expect(again.code).toBe(3); // resume of a running campaign is refused
-    expect(jsonOf(again)).toMatchObject({ id, ok: false, state: 'running' });
+    // (the last 10% may already be done by the time this CLI call starts: completed is refused too)
+    expect(jsonOf(again)).toMatchObject({ id, ok: false, state: expect.stringMatching(/^(running|completed)$/) });
 
     const p = await pipe.waitFor(id, 'completed', (x) => x.state === 'completed', 180_000);
     expect(p).toMatchObject({ planned: ROWS, rewrapped: ROWS, skipped: 0, failed: 0, remaining: 0 });

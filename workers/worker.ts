@@ -20,7 +20,12 @@ export interface RunningWorker {
 export async function startWorker(config: ProcessConfig, log: Logger): Promise<RunningWorker> {
   const redis = createRedis(config.redisUrl);
   redis.on('error', (err) => log.warn({ err }, 'redis connection error'));
-  await assertNoEviction(redis);
+  try {
+    await assertNoEviction(redis);
+  } catch (err) {
+    redis.disconnect(); // refuse to start, and let the process end
+    throw err;
+  }
   const metrics = new ProcessMetrics('worker');
   const res = new Resources(config, redis, metrics);
   const metricsServer = config.metricsPort !== undefined ? await serveMetrics(metrics.registry, config.metricsPort) : undefined;

@@ -56,9 +56,9 @@ export async function verifyRowSample(pool: pg.Pool, table: string, kek: RowKek,
 
 export async function runB1(ctx: BenchContext): Promise<ScenarioResult> {
   const started = performance.now();
-  const n = ctx.quick ? 50_000 : 1_000_000;
-  const rawRows = Math.min(n, ctx.quick ? 50_000 : 200_000);
-  const naiveRows = ctx.quick ? 2_000 : 5_000;
+  const n = ctx.quick ? 10_000 : 1_000_000;
+  const rawRows = Math.min(n, ctx.quick ? 10_000 : 200_000);
+  const naiveRows = ctx.quick ? 1_000 : 5_000;
   const workers = 2;
   const env = await scenarioEnv(ctx, 'b1');
   const table = 'envelopes';

@@ -91,10 +91,10 @@ export async function needsUnconditional(s3: S3Client, bucket: string): Promise<
 export async function runB2(ctx: BenchContext): Promise<ScenarioResult> {
   if (!ctx.s3) throw new Error('B2 needs S3');
   const started = performance.now();
-  const n = ctx.quick ? 2_000 : 20_000;
-  const rawObjects = Math.min(n, ctx.quick ? 2_000 : 5_000);
-  const kmsCalls = Math.min(n, ctx.quick ? 2_000 : 10_000);
-  const naiveObjects = ctx.quick ? 150 : 400;
+  const n = ctx.quick ? 300 : 20_000;
+  const rawObjects = Math.min(n, ctx.quick ? 300 : 5_000);
+  const kmsCalls = Math.min(n, ctx.quick ? 300 : 10_000);
+  const naiveObjects = ctx.quick ? 60 : 400;
   const workers = 2;
   const perProcess = JOBS_PER_WORKER * S3_CONCURRENCY;
   const env = await scenarioEnv(ctx, 'b2');

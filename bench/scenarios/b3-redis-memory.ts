@@ -15,8 +15,8 @@ const PLAN_PAGE = 50_000;
 
 export async function runB3(ctx: BenchContext): Promise<ScenarioResult> {
   const started = performance.now();
-  const n = ctx.quick ? 1_000_000 : 10_000_000;
-  const runSeconds = ctx.quick ? 10 : 60;
+  const n = ctx.quick ? 200_000 : 10_000_000;
+  const runSeconds = ctx.quick ? 5 : 60;
   const env = await scenarioEnv(ctx, 'b3');
   const table = 'big';
   try {

@@ -18,7 +18,7 @@ const R = 200;
 
 export async function runB5(ctx: BenchContext): Promise<ScenarioResult> {
   const started = performance.now();
-  const windowSeconds = ctx.quick ? 15 : 60;
+  const windowSeconds = ctx.quick ? 8 : 60;
   const warmupSeconds = 3;
   const rows = Math.ceil(R * (windowSeconds + warmupSeconds + 10) * 1.5);
   const env = await scenarioEnv(ctx, 'b5');

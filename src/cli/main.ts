@@ -61,5 +61,7 @@ main(process.argv.slice(2)).then(
       if (err instanceof Error && err.cause) process.stderr.write(`  cause: ${err.cause instanceof Error ? err.cause.message : String(err.cause)}\n`);
       process.exitCode = EXIT.failed;
     }
+    // A command that failed has nothing left to do: don't wait for open connections to drain.
+    process.exit();
   },
 );
