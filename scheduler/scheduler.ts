@@ -5,16 +5,14 @@
 import type pg from 'pg';
 import type { ProcessConfig } from '../src/config.ts';
 import type { Logger } from '../src/log.ts';
-import { Resources } from '../src/runtime/resources.ts';
-import { beginDeltaPass, campaignProgress, listCampaigns, migrate, recordCanary, setCampaignState } from '../src/ledger/index.ts';
+import { beginDeltaPass, campaignProgress, listCampaigns, recordCanary, setCampaignState } from '../src/ledger/index.ts';
 import type { Campaign } from '../src/ledger/types.ts';
 import { LOCK_NAMESPACE } from '../src/ledger/lock-keys.ts';
-import { assertNoEviction, createBatchQueue, createRedis } from '../src/queue/batch-queue.ts';
+import { createBatchQueue } from '../src/queue/batch-queue.ts';
 import { planStep } from './planner.ts';
 import { runCanary } from '../src/campaign/canary.ts';
 import { feed, reconcile, withdraw } from './feeder.ts';
-import { ProcessMetrics } from '../src/metrics/process-metrics.ts';
-import { serveMetrics } from '../src/metrics/metrics-server.ts';
+import { startProcessRuntime } from '../src/runtime/process-runtime.ts';
 import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
 
 export interface RunningScheduler {
@@ -24,19 +22,8 @@ export interface RunningScheduler {
 }
 
 export async function startScheduler(config: ProcessConfig, log: Logger): Promise<RunningScheduler> {
-  const redis = createRedis(config.redisUrl);
-  redis.on('error', (err) => log.warn({ err }, 'redis connection error'));
-  try {
-    await assertNoEviction(redis);
-  } catch (err) {
-    redis.disconnect(); // refuse to start, and let the process end
-    throw err;
-  }
-  const metrics = new ProcessMetrics('scheduler');
-  const res = new Resources(config, redis, metrics);
-  const metricsServer = config.metricsPort !== undefined ? await serveMetrics(metrics.registry, config.metricsPort) : undefined;
-  if (metricsServer) log.info({ url: metricsServer.url }, 'metrics served');
-  await migrate(res.ledger);
+  const rt = await startProcessRuntime(config, log, 'scheduler');
+  const { redis, res } = rt;
   const queue = createBatchQueue(redis, config.queuePrefix);
   queue.on('error', (err) => log.warn({ err }, 'queue error'));
 
@@ -156,10 +143,8 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
         stopping = true;
         await loop;
         leader.release(true); // destroys the session, and with it the advisory lock
-        await metricsServer?.close();
         await queue.close();
-        await res.close();
-        redis.disconnect();
+        await rt.close();
         log.info('scheduler stopped');
       })();
       return closing;

@@ -62,8 +62,12 @@ describe('rewrap CLI', () => {
   });
 
   it('status --watch --json streams progress until the campaign completes', async () => {
-    const created = jsonOf<{ id: string }>(await runRewrap(['campaign', 'create', '--spec', await spec({ batchSize: 100, kmsRequestsPerSecond: 500 }), '--start', '--json'], pipe.env));
-    const r = await runRewrap(['campaign', 'status', created.id, '--watch', '--interval-ms', '200', '--json'], pipe.env);
+    // Created but not started, so the watch is surely running before the first item moves.
+    const created = jsonOf<{ id: string }>(await runRewrap(['campaign', 'create', '--spec', await spec({ batchSize: 100, kmsRequestsPerSecond: 300 }), '--json'], pipe.env));
+    const watching = runRewrap(['campaign', 'status', created.id, '--watch', '--interval-ms', '200', '--json'], pipe.env);
+    const started = await runRewrap(['campaign', 'start', created.id, '--json'], pipe.env);
+    expect(started.code, started.stderr).toBe(0);
+    const r = await watching;
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { state: string; remaining: number; rewrapped: number });
     expect(lines.length).toBeGreaterThan(1);

@@ -6,31 +6,17 @@
 import { Worker, type Job } from 'bullmq';
 import type { ProcessConfig } from '../src/config.ts';
 import type { Logger } from '../src/log.ts';
-import { Resources } from '../src/runtime/resources.ts';
-import { migrate } from '../src/ledger/index.ts';
-import { BATCH_QUEUE, assertNoEviction, batchBackoffMs, createRedis, type BatchJobData } from '../src/queue/batch-queue.ts';
+import { BATCH_QUEUE, batchBackoffMs, type BatchJobData } from '../src/queue/batch-queue.ts';
 import { processBatch, RetryLaterError } from './batch-processor.ts';
-import { ProcessMetrics } from '../src/metrics/process-metrics.ts';
-import { serveMetrics } from '../src/metrics/metrics-server.ts';
+import { startProcessRuntime } from '../src/runtime/process-runtime.ts';
 
 export interface RunningWorker {
   close(): Promise<void>;
 }
 
 export async function startWorker(config: ProcessConfig, log: Logger): Promise<RunningWorker> {
-  const redis = createRedis(config.redisUrl);
-  redis.on('error', (err) => log.warn({ err }, 'redis connection error'));
-  try {
-    await assertNoEviction(redis);
-  } catch (err) {
-    redis.disconnect(); // refuse to start, and let the process end
-    throw err;
-  }
-  const metrics = new ProcessMetrics('worker');
-  const res = new Resources(config, redis, metrics);
-  const metricsServer = config.metricsPort !== undefined ? await serveMetrics(metrics.registry, config.metricsPort) : undefined;
-  if (metricsServer) log.info({ url: metricsServer.url }, 'metrics served');
-  await migrate(res.ledger);
+  const rt = await startProcessRuntime(config, log, 'worker');
+  const { redis, res, metrics } = rt;
   const aborts = new Set<AbortController>();
   const deps = { res, log, workerId: config.worker.id, leaseMs: config.worker.leaseMs };
 
@@ -79,9 +65,7 @@ export async function startWorker(config: ProcessConfig, log: Logger): Promise<R
           await worker.close();
         } finally {
           clearTimeout(timer);
-          await metricsServer?.close();
-          await res.close();
-          redis.disconnect();
+          await rt.close();
         }
         log.info('worker stopped');
       })();
