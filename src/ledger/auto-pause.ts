@@ -32,13 +32,11 @@ export function thresholdExceeded(c: Counters, o: AutoPauseOptions): string | un
   return undefined;
 }
 
-/** Runs inside commitBatch's transaction, after the counters moved from `before` to `after`. */
-export async function applyAutoPause(client: pg.PoolClient, campaignId: string, before: Counters, after: Counters): Promise<boolean> {
-  // Successes can cross too: they carry the done count past minItemsForRatio.
-  if (after.failed === before.failed && after.rewrapped === before.rewrapped && after.skipped === before.skipped) return false;
-  const { rows } = await client.query<{ spec: unknown; state: string }>('SELECT spec, state FROM rewrap_campaigns WHERE id = $1', [campaignId]);
-  if (rows[0]?.state !== 'running') return false;
-  const options = autoPauseOptions(rows[0].spec);
+/**
+ * Runs inside commitBatch's transaction, after the counters moved from `before` to `after`, with
+ * the thresholds of a campaign that was running. Queries only when a threshold was just crossed.
+ */
+export async function applyAutoPause(client: pg.PoolClient, campaignId: string, options: AutoPauseOptions, before: Counters, after: Counters): Promise<boolean> {
   const now = thresholdExceeded(after, options);
   if (now === undefined || thresholdExceeded(before, options) !== undefined) return false;
   const { rows: top } = await client.query<{ reason: string; items: string }>(

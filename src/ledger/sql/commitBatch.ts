@@ -10,17 +10,24 @@
  * - the batch is 'done' only when `final` and every one of its items has an outcome.
  * Ownership is lease_owner: an expired lease nobody has claimed since is still ours (claimBatch is
  * the only way ownership moves), so a slow worker's truthful outcomes are not thrown away.
+ *
+ * Contention: every commit of a campaign moves the same counters row (and the same per-second
+ * progress row), so whoever holds it blocks every other worker's commit until COMMIT. The per-item
+ * work therefore comes first (ITEMS_SQL, no shared row touched), and the shared rows are moved by
+ * one last statement (TOTALS_SQL) right before COMMIT: the lock is held for two round trips, not
+ * six. Measured on B1 (bench/): the commit statement's wall time under 4 concurrent batches fell
+ * from ~200 ms, most of it waiting for that lock, to the statement's own cost.
  */
 import type pg from 'pg';
 import { withTransaction } from '../transaction.ts';
 import { validateLease } from '../lease-guard.ts';
-import { applyAutoPause } from '../auto-pause.ts';
+import { applyAutoPause, autoPauseOptions } from '../auto-pause.ts';
 import { ConfigError } from '../../errors.ts';
 import type { CommitRequest, CommitResult, Counters, ItemOutcomeRecord, KekRecord } from '../types.ts';
 
 const OUTCOMES = new Set(['rewrapped', 'skipped', 'failed']);
 
-const UPSERT_SQL = `
+const ITEMS_SQL = `
 WITH input AS (
   SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
                        $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
@@ -63,33 +70,20 @@ changed AS (
   RETURNING d.old_outcome, d.old_reason, ci.outcome AS new_outcome, ci.reason AS new_reason
 ),
 deltas AS (
-  SELECT coalesce(sum((new_outcome = 'rewrapped')::int - (old_outcome IS NOT DISTINCT FROM 'rewrapped')::int), 0) AS d_rewrapped,
-         coalesce(sum((new_outcome = 'skipped')::int - (old_outcome IS NOT DISTINCT FROM 'skipped')::int), 0) AS d_skipped,
-         coalesce(sum((new_outcome = 'failed')::int - (old_outcome IS NOT DISTINCT FROM 'failed')::int), 0) AS d_failed,
-         count(*) FILTER (WHERE old_outcome IS NULL) AS newly_done,
-         count(*) AS changed
+  SELECT coalesce(sum((new_outcome = 'rewrapped')::int - (old_outcome IS NOT DISTINCT FROM 'rewrapped')::int), 0)::int AS d_rewrapped,
+         coalesce(sum((new_outcome = 'skipped')::int - (old_outcome IS NOT DISTINCT FROM 'skipped')::int), 0)::int AS d_skipped,
+         coalesce(sum((new_outcome = 'failed')::int - (old_outcome IS NOT DISTINCT FROM 'failed')::int), 0)::int AS d_failed,
+         count(*) FILTER (WHERE old_outcome IS NULL)::int AS newly_done,
+         count(*)::int AS changed
     FROM changed
 ),
-counted AS (
-  UPDATE rewrap_campaign_counters k
-     SET rewrapped = k.rewrapped + d.d_rewrapped, skipped = k.skipped + d.d_skipped, failed = k.failed + d.d_failed
-    FROM deltas d
-   WHERE k.campaign_id = $1
-  RETURNING k.planned, k.rewrapped, k.skipped, k.failed, d.d_rewrapped, d.d_skipped, d.d_failed
-),
-reasons AS (
-  INSERT INTO rewrap_campaign_failure_reasons AS r (campaign_id, reason, items)
-  SELECT $1, reason, sum(delta) FROM (
-    SELECT coalesce(new_reason, 'unspecified') AS reason, 1 AS delta FROM changed WHERE new_outcome = 'failed'
-    UNION ALL
-    SELECT coalesce(old_reason, 'unspecified'), -1 FROM changed WHERE old_outcome = 'failed'
-  ) x GROUP BY reason HAVING sum(delta) <> 0
-  ON CONFLICT (campaign_id, reason) DO UPDATE SET items = r.items + EXCLUDED.items
-),
-progress AS (
-  INSERT INTO rewrap_progress AS p (campaign_id, at_second, items)
-  SELECT $1, date_trunc('second', now()), newly_done FROM deltas WHERE newly_done > 0
-  ON CONFLICT (campaign_id, at_second) DO UPDATE SET items = p.items + EXCLUDED.items
+reason_deltas AS (
+  SELECT coalesce(array_agg(reason ORDER BY reason), '{}') AS reasons, coalesce(array_agg(delta ORDER BY reason), '{}') AS reason_deltas
+    FROM (SELECT reason, sum(delta)::int AS delta FROM (
+            SELECT coalesce(new_reason, 'unspecified') AS reason, 1 AS delta FROM changed WHERE new_outcome = 'failed'
+            UNION ALL
+            SELECT coalesce(old_reason, 'unspecified'), -1 FROM changed WHERE old_outcome = 'failed'
+          ) x GROUP BY reason HAVING sum(delta) <> 0) y
 ),
 inventory AS (
   -- The newest observation of which KEK wraps the item (items of this batch only).
@@ -98,10 +92,58 @@ inventory AS (
   ON CONFLICT (store_id, item_key) DO UPDATE
      SET kek_id = EXCLUDED.kek_id, kek_version = EXCLUDED.kek_version, material_id = EXCLUDED.material_id,
          campaign_id = EXCLUDED.campaign_id, updated_at = EXCLUDED.updated_at
+),
+open_before AS (
+  -- The statement's snapshot does not see its own UPDATE: open now = open before - newly done.
+  SELECT count(*)::int AS n FROM rewrap_campaign_items WHERE campaign_id = $1 AND batch_no = $2 AND outcome IS NULL
+),
+finished AS (
+  -- Done batches keep lease_owner (a repeated final commit by the same worker is idempotent)
+  -- but hold no live lease.
+  UPDATE rewrap_batches b SET state = 'done', done_at = coalesce(b.done_at, now()), lease_until = NULL
+    FROM deltas d, open_before ob
+   WHERE b.campaign_id = $1 AND b.batch_no = $2 AND $17::boolean AND b.state <> 'done' AND ob.n - d.newly_done = 0
+  RETURNING 1
 )
-SELECT (SELECT count(*) FROM old)::int AS matched, c.changed::int AS changed,
-       k.planned, k.rewrapped, k.skipped, k.failed, k.d_rewrapped, k.d_skipped, k.d_failed
-  FROM deltas c CROSS JOIN counted k`;
+SELECT (SELECT count(*) FROM old)::int AS matched, d.changed, d.d_rewrapped, d.d_skipped, d.d_failed, d.newly_done,
+       (ob.n - d.newly_done)::int AS remaining, EXISTS (SELECT 1 FROM finished) AS finished, r.reasons, r.reason_deltas
+  FROM deltas d CROSS JOIN open_before ob CROSS JOIN reason_deltas r`;
+
+/** The campaign-wide rows, moved by the exact deltas of ITEMS_SQL; last before COMMIT (see above). */
+const TOTALS_SQL = `
+WITH counted AS (
+  UPDATE rewrap_campaign_counters k
+     SET rewrapped = k.rewrapped + $2, skipped = k.skipped + $3, failed = k.failed + $4
+   WHERE k.campaign_id = $1
+  RETURNING k.planned, k.rewrapped, k.skipped, k.failed
+),
+reasons AS (
+  INSERT INTO rewrap_campaign_failure_reasons AS r (campaign_id, reason, items)
+  SELECT $1, u.reason, u.delta FROM unnest($6::text[], $7::int[]) AS u(reason, delta)
+  ON CONFLICT (campaign_id, reason) DO UPDATE SET items = r.items + EXCLUDED.items
+),
+progress AS (
+  INSERT INTO rewrap_progress AS p (campaign_id, at_second, items)
+  SELECT $1, date_trunc('second', now()), $5::int WHERE $5::int > 0
+  ON CONFLICT (campaign_id, at_second) DO UPDATE SET items = p.items + EXCLUDED.items
+),
+pruned AS (
+  DELETE FROM rewrap_progress WHERE campaign_id = $1 AND at_second < now() - interval '1 hour'
+)
+SELECT planned, rewrapped, skipped, failed FROM counted`;
+
+interface ItemsRow {
+  matched: number;
+  changed: number;
+  d_rewrapped: number;
+  d_skipped: number;
+  d_failed: number;
+  newly_done: number;
+  remaining: number;
+  finished: boolean;
+  reasons: string[];
+  reason_deltas: number[];
+}
 
 function validateOutcome(where: string, o: ItemOutcomeRecord): void {
   if (typeof o.storeId !== 'string' || o.storeId.length === 0) throw new ConfigError(`${where}.storeId: expected a non-empty store id`);
@@ -131,14 +173,18 @@ export async function commitBatch(pool: pg.Pool, req: CommitRequest): Promise<Co
   const inventoryKek = (o: ItemOutcomeRecord) => (o.outcome === 'rewrapped' ? o.to : o.currentKek);
 
   return withTransaction(pool, async (client) => {
-    const { rows: batches } = await client.query<{ lease_owner: string | null; state: string }>(
-      'SELECT lease_owner, state FROM rewrap_batches WHERE campaign_id = $1 AND batch_no = $2 FOR UPDATE',
+    /* The auto-pause thresholds are read here, before any shared row is locked. */
+    const { rows: batches } = await client.query<{ lease_owner: string | null; state: string; spec: unknown; campaign_state: string }>(
+      `SELECT b.lease_owner, b.state, c.spec, c.state AS campaign_state
+         FROM rewrap_batches b JOIN rewrap_campaigns c ON c.id = b.campaign_id
+        WHERE b.campaign_id = $1 AND b.batch_no = $2 FOR UPDATE OF b`,
       [req.campaignId, req.batchNo],
     );
     if (batches.length === 0) throw new Error(`commitBatch: batch ${req.batchNo} of campaign ${req.campaignId} does not exist in the ledger`);
-    if (batches[0].lease_owner !== req.owner) return { status: 'fenced', leaseOwner: batches[0].lease_owner };
+    const batch = batches[0];
+    if (batch.lease_owner !== req.owner) return { status: 'fenced', leaseOwner: batch.lease_owner };
 
-    const { rows } = await client.query(UPSERT_SQL, [
+    const { rows } = await client.query<ItemsRow>(ITEMS_SQL, [
       req.campaignId,
       req.batchNo,
       col(outcomes, (o) => o.storeId),
@@ -149,34 +195,26 @@ export async function commitBatch(pool: pg.Pool, req: CommitRequest): Promise<Co
       ...kekCols(outcomes, (o) => o.from),
       ...kekCols(outcomes, (o) => o.to),
       ...kekCols(outcomes, inventoryKek),
+      req.final,
     ]);
     const r = rows[0];
-    const after: Counters = { planned: Number(r.planned), rewrapped: Number(r.rewrapped), skipped: Number(r.skipped), failed: Number(r.failed) };
-    const before: Counters = {
-      planned: after.planned,
-      rewrapped: after.rewrapped - Number(r.d_rewrapped),
-      skipped: after.skipped - Number(r.d_skipped),
-      failed: after.failed - Number(r.d_failed),
-    };
+    const batchDone = batch.state === 'done' || r.finished;
+    const result = { status: 'committed' as const, changed: r.changed, notInBatch: outcomes.length - r.matched, remaining: r.remaining, batchDone, autoPaused: false };
+    if (r.changed === 0) return result;
 
-    const { rows: left } = await client.query<{ remaining: number }>(
-      'SELECT count(*)::int AS remaining FROM rewrap_campaign_items WHERE campaign_id = $1 AND batch_no = $2 AND outcome IS NULL',
-      [req.campaignId, req.batchNo],
-    );
-    const remaining = left[0].remaining;
-    let batchDone = batches[0].state === 'done';
-    if (!batchDone && req.final && remaining === 0) {
-      // Done batches keep lease_owner (a repeated final commit by the same worker is idempotent)
-      // but hold no live lease.
-      await client.query(
-        `UPDATE rewrap_batches SET state = 'done', done_at = coalesce(done_at, now()), lease_until = NULL
-          WHERE campaign_id = $1 AND batch_no = $2`,
-        [req.campaignId, req.batchNo],
-      );
-      batchDone = true;
-    }
-    await client.query(`DELETE FROM rewrap_progress WHERE campaign_id = $1 AND at_second < now() - interval '1 hour'`, [req.campaignId]);
-    const autoPaused = await applyAutoPause(client, req.campaignId, before, after);
-    return { status: 'committed', changed: r.changed, notInBatch: outcomes.length - r.matched, remaining, batchDone, autoPaused };
+    const { rows: totals } = await client.query<Record<keyof Counters, string>>(TOTALS_SQL, [
+      req.campaignId,
+      r.d_rewrapped,
+      r.d_skipped,
+      r.d_failed,
+      r.newly_done,
+      r.reasons,
+      r.reason_deltas,
+    ]);
+    const t = totals[0];
+    const after: Counters = { planned: Number(t.planned), rewrapped: Number(t.rewrapped), skipped: Number(t.skipped), failed: Number(t.failed) };
+    const before: Counters = { planned: after.planned, rewrapped: after.rewrapped - r.d_rewrapped, skipped: after.skipped - r.d_skipped, failed: after.failed - r.d_failed };
+    if (batch.campaign_state === 'running') result.autoPaused = await applyAutoPause(client, req.campaignId, autoPauseOptions(batch.spec), before, after);
+    return result;
   });
 }
