@@ -6,7 +6,7 @@
  * under the source KEK (except permanent failures), since a row rewritten under the old KEK
  * after we moved it must move again.
  */
-import { addPlannedItems, replanItems } from '../src/ledger/index.ts';
+import { addPlannedItems, refreshStatistics, replanItems } from '../src/ledger/index.ts';
 import { savePlanCursor } from '../src/ledger/sql/savePlanCursor.ts';
 import type { Campaign } from '../src/ledger/types.ts';
 import type { Resources } from '../src/runtime/resources.ts';
@@ -54,5 +54,25 @@ export async function planStep(res: Resources, campaign: Campaign, pageSize: num
     if (planDone) return { planned, planDone: true };
     cur = next;
     if (Date.now() - started >= budgetMs) return { planned, planDone: false };
+  }
+}
+
+/**
+ * When to refresh the ledger's statistics (refreshStatistics): after a campaign's first planned
+ * page, whenever its plan has doubled since, and when it is fully planned. O(log n) ANALYZEs.
+ */
+export class StatisticsSchedule {
+  private readonly next = new Map<string, number>();
+  private readonly seen = new Map<string, number>();
+
+  async afterPlanStep(res: Resources, campaignId: string, step: PlanStepResult): Promise<void> {
+    const total = (this.seen.get(campaignId) ?? 0) + step.planned;
+    this.seen.set(campaignId, total);
+    const due = this.next.get(campaignId) ?? 1;
+    if (step.planDone) {
+      this.seen.delete(campaignId);
+      this.next.delete(campaignId);
+    } else if (total >= due) this.next.set(campaignId, total * 2);
+    if ((step.planDone && total > 0) || total >= due) await refreshStatistics(res.ledger);
   }
 }

@@ -9,7 +9,7 @@ import { beginDeltaPass, campaignProgress, listCampaigns, recordCanary, setCampa
 import type { Campaign } from '../src/ledger/types.ts';
 import { LOCK_NAMESPACE } from '../src/ledger/lock-keys.ts';
 import { createBatchQueue } from '../src/queue/batch-queue.ts';
-import { planStep } from './planner.ts';
+import { planStep, StatisticsSchedule } from './planner.ts';
 import { runCanary } from '../src/campaign/canary.ts';
 import { feed, reconcile, withdraw } from './feeder.ts';
 import { startProcessRuntime } from '../src/runtime/process-runtime.ts';
@@ -35,6 +35,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
   const cleanDelta = new Map<string, number>();
   const deltaPlanned = new Map<string, number>();
   const yielding = new Set<string>();
+  const statistics = new StatisticsSchedule();
   let lastReconcile = 0;
   let stopping = false;
   let waiters: (() => void)[] = [];
@@ -65,6 +66,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     }
     if (!c.planDone) {
       const r = await planStep(res, c, config.scheduler.planPageSize, 200);
+      await statistics.afterPlanStep(res, c.id, r);
       if (c.deltaPasses > 0) {
         deltaPlanned.set(c.id, (deltaPlanned.get(c.id) ?? 0) + r.planned);
         if (r.planDone && deltaPlanned.get(c.id) === 0) cleanDelta.set(c.id, c.deltaPasses);

@@ -11,6 +11,7 @@ export { setCampaignState } from './sql/setCampaignState.ts';
 export { addPlannedItems } from './sql/addPlannedItems.ts';
 export { replanItems } from './sql/replanItems.ts';
 export { savePlanCursor } from './sql/savePlanCursor.ts';
+export { refreshStatistics } from './sql/refreshStatistics.ts';
 export { beginDeltaPass } from './sql/beginDeltaPass.ts';
 export { nextPendingBatches } from './sql/nextPendingBatches.ts';
 export { markEnqueued } from './sql/markEnqueued.ts';
