@@ -33,6 +33,9 @@ mkdir -p "$DIR"/{run,log,mon.a,osd.0}
 trap 'rc=$?; [ $rc = 0 ] || { echo "start.sh failed (exit $rc); logs kept in $DIR/log" >&2; bash "$HERE/stop.sh" "$DIR" --keep; }' EXIT
 FSID=$(uuidgen)
 
+# Every debug subsystem off, even the in-memory ring (Ceph's default "1/5" formats each message
+# of level <= 5 into memory): measured here, ~20 % of the daemons' CPU per S3 request.
+DEBUG_OFF=$(ceph-conf -D 2>/dev/null | sed -n 's|^\(debug_[a-z_]*\) = [0-9]*/[0-9]*$|\1 = 0/0|p')
 cat >"$CONF" <<EOF
 [global]
 fsid = $FSID
@@ -51,6 +54,8 @@ log file = $DIR/log/\$name.log
 log to stderr = false
 err to stderr = true
 crash dir = $DIR/crash
+$DEBUG_OFF
+osd enable op tracker = false
 # single replica, tiny PG counts
 osd pool default size = 1
 osd pool default min size = 1
