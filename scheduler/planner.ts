@@ -48,7 +48,7 @@ export async function planStep(res: Resources, campaign: Campaign, pageSize: num
       const replan = delta && spec.sources[cur.s]!.type === 'pg';
       const r = replan
         ? await replanItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? { cursor: next, planDone } : undefined)
-        : await addPlannedItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? next : cur, last && planDone);
+        : await addPlannedItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? next : cur, last && planDone, delta);
       planned += r.planned + r.requeued;
     }
     if (planDone) return { planned, planDone: true };

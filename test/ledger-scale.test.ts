@@ -38,7 +38,7 @@ it(`plans ${PLANNED_KEYS.toLocaleString('en')} keys in pages of ${PAGE.toLocaleS
   const pages = PLANNED_KEYS / PAGE;
   const started = performance.now();
   for (let n = 0; n < pages; n++) {
-    const r = await addPlannedItems(db.pool, c.id, STORE, page(n), BATCH, { page: n + 1 }, n === pages - 1);
+    const r = await addPlannedItems(db.pool, c.id, STORE, page(n), BATCH, { page: n + 1 }, n === pages - 1, false);
     expect(r.planned).toBe(PAGE);
   }
   const seconds = (performance.now() - started) / 1000;

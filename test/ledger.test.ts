@@ -223,6 +223,19 @@ describe('planning', () => {
     expect((await getCampaign(db.pool, c.id))!.planCursor).toEqual({ page: 2 });
   });
 
+  it('a first-pass page planned without the probe still never plans a key twice nor counts it twice', async () => {
+    const store = bucket();
+    const c = await createCampaign(db.pool, campaignInput('plan-unprobed', [{ storeId: store }]));
+    expect(await addPlannedItems(db.pool, c.id, store, keys('a', 25), 10, { page: 1 }, false, false)).toEqual({ planned: 25, requeued: 0, batchNos: [1, 2, 3] });
+    // A source that lists keys again (a00020..a00024) next to new ones (a00025..a00034).
+    const next = await addPlannedItems(db.pool, c.id, store, keys('a', 15, 20), 10, { page: 2 }, true, false);
+    expect(next.planned).toBe(10);
+    const batches = await nextPendingBatches(db.pool, c.id, 10);
+    expect(batches.reduce((n, b) => n + b.itemCount, 0)).toBe(35);
+    expect(new Set(batches.map((b) => b.batchNo)).size).toBe(batches.length);
+    expect(await campaignProgress(db.pool, c.id)).toMatchObject({ planned: 35, remaining: 35, planDone: true });
+  });
+
   it('refuses a store outside the campaign scopes and a terminal campaign', async () => {
     const store = bucket();
     const c = await createCampaign(db.pool, campaignInput('plan-guard', [{ storeId: store }]));
