@@ -1,20 +1,25 @@
 /**
  * Structured JSON logs (pino). Invariant 5, by construction: any Buffer or typed array that
- * reaches a log call is replaced by its length, and fields named like key material are censored,
- * so key bytes cannot be logged even by mistake.
+ * reaches a log call is replaced by its length, and fields named like key material are censored
+ * (objects nested deeper than 5 levels are not logged), so key bytes cannot be logged even by mistake.
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
 
 export type { Logger };
 
-const SECRET_FIELDS = ['material', 'plaintext', 'dek', 'kek', 'wrapped', 'token', 'authorization', 'password', 'secretAccessKey'];
+const SECRET_FIELDS = new Set(['material', 'plaintext', 'dek', 'kek', 'wrapped', 'token', 'authorization', 'password', 'secretAccessKey']);
+const CENSOR = '[redacted]';
 
 export function createLogger(opts: { level?: string; name?: string; destination?: DestinationStream } = {}): Logger {
   return pino(
     {
       name: opts.name ?? 'rewrap',
       level: opts.level ?? 'info',
-      redact: { paths: SECRET_FIELDS.flatMap((f) => [f, `*.${f}`]), censor: '[redacted]' },
+      /* scrubBytes censors bytes and secret-named fields at every depth of a logged object in one
+         pass. pino's redact covers only what scrubBytes cannot see, the top-level keys of child
+         bindings: top-level paths cost nothing for other keys, where wildcard paths ("*.dek")
+         walked every object again (measured: half the cost of a worker's per-item audit line). */
+      redact: { paths: [...SECRET_FIELDS], censor: CENSOR },
       formatters: { log: (o) => scrubBytes(o, 0) as Record<string, unknown> },
       serializers: { err: serializeError },
     },
@@ -24,11 +29,12 @@ export function createLogger(opts: { level?: string; name?: string; destination?
 
 function scrubBytes(v: unknown, depth: number): unknown {
   if (v instanceof Uint8Array) return `[${v.length} bytes]`;
-  if (depth > 4 || typeof v !== 'object' || v === null) return v;
+  if (typeof v !== 'object' || v === null) return v;
+  if (depth > 4) return '[nested too deep to log]';
   if (v instanceof Error) return serializeError(v);
   if (Array.isArray(v)) return v.map((x) => scrubBytes(x, depth + 1));
   const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) out[k] = scrubBytes(x, depth + 1);
+  for (const [k, x] of Object.entries(v)) out[k] = SECRET_FIELDS.has(k) ? CENSOR : scrubBytes(x, depth + 1);
   return out;
 }
 
