@@ -30,8 +30,8 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await tb?.cleanup();
   await pipe?.stop();
+  await tb?.cleanup();
 });
 
 describe('canary stage', () => {

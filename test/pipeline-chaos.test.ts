@@ -61,9 +61,10 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
+  /* Processes first: a worker restarted late may still probe or write the buckets. */
+  await pipe?.stop();
   await tb?.cleanup();
   await tbi?.cleanup();
-  await pipe?.stop();
 });
 
 describe('multi-process rotation under SIGKILL', () => {

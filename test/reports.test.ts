@@ -68,8 +68,8 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  await tb?.cleanup();
   await pipe?.stop();
+  await tb?.cleanup();
 });
 
 /** What the stores say, item by item, decrypting with the reference client and only the KEKs given. */
