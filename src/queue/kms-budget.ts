@@ -7,11 +7,16 @@
 import type { Redis } from 'ioredis';
 
 // KEYS[1]: bucket hash. ARGV: maxRate (req/s), tokens wanted, mode ('take' | 'throttled').
-// Returns milliseconds to wait before trying again (0 = granted).
+// Returns {reserved, waitMs}. reserved = 1: the tokens are the caller's, to be used after waitMs
+// (tokens may go below zero: a queue of reservations, repaid as the bucket refills). reserved = 0:
+// more than HORIZON_MS of reservations are queued (or KMS just throttled): ask again after waitMs.
+// One call per request instead of every waiter polling: measured in bench B5, polling cost
+// 6.5 ms of worker CPU per KMS request.
 const SCRIPT = `
 local key = KEYS[1]
 local maxRate = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
+local horizonMs = 250
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local s = redis.call('HMGET', key, 'tokens', 'ts', 'rate', 'until')
@@ -25,21 +30,25 @@ rate = math.min(maxRate, rate + maxRate * 0.1 * elapsed / 1000)
 local burst = math.max(1, rate / 20)
 if tokens == nil then tokens = burst end
 tokens = math.min(burst, tokens + elapsed * rate / 1000)
+local reserved = 0
 local wait = 0
 if ARGV[3] == 'throttled' then
   rate = math.max(maxRate * 0.05, rate * 0.5)
-  tokens = 0
+  -- reservations already handed out stay owed; the burst allowance goes
+  tokens = math.min(tokens, 0)
   hold = now + 250
 elseif now < hold then
   wait = hold - now
-elseif tokens >= n then
+elseif tokens - n >= -rate * horizonMs / 1000 then
   tokens = tokens - n
+  reserved = 1
+  if tokens < 0 then wait = math.ceil(-tokens * 1000 / rate) end
 else
-  wait = math.ceil((n - tokens) * 1000 / rate)
+  wait = math.ceil((-(rate * horizonMs / 1000) - (tokens - n)) * 1000 / rate)
 end
 redis.call('HSET', key, 'tokens', tokens, 'ts', now, 'rate', rate, 'until', hold)
 redis.call('PEXPIRE', key, 600000)
-return wait
+return {reserved, wait}
 `;
 
 export interface BudgetState {
@@ -57,13 +66,16 @@ export class KmsBudget {
     return this.maxRatePerSec <= 0;
   }
 
-  /** Waits until one request may be sent. */
+  /** Waits until one request may be sent: reserves its token, then sleeps until the token is due. */
   async take(signal?: AbortSignal): Promise<void> {
     if (this.unlimited) return;
     for (;;) {
       signal?.throwIfAborted();
-      const wait = Number(await this.redis.eval(SCRIPT, 1, this.key, this.maxRatePerSec, 1, 'take'));
-      if (wait <= 0) return;
+      const [reserved, wait] = (await this.redis.eval(SCRIPT, 1, this.key, this.maxRatePerSec, 1, 'take')) as [number, number];
+      if (reserved === 1) {
+        if (wait > 0) await delay(wait, signal);
+        return;
+      }
       await delay(wait + Math.random() * Math.min(20, wait), signal);
     }
   }
