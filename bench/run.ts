@@ -1,7 +1,9 @@
 /**
- * `npm run bench [-- --quick] [-- --only B1,B2]`: rewrap's benchmarks against the real local
- * services, every figure a ratio measured side by side in the same run. Prints progress and a
- * table; writes bench/results/<date>.json. Not part of `npm test`.
+ * `npm run bench [-- --quick] [-- --only B1,B2] [-- --profile DIR]`: rewrap's benchmarks against
+ * the real local services, every figure a ratio measured side by side in the same run. Prints
+ * progress and a table; writes bench/results/<date>.json. Not part of `npm test`.
+ * --profile DIR writes a V8 CPU profile of every scheduler and worker process into DIR (open in
+ * Chrome DevTools); profiling slows them, so its figures are not comparable.
  */
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, cpus, loadavg } from 'node:os';
@@ -28,10 +30,15 @@ const SCENARIOS: Record<string, { needsS3: boolean; run: (ctx: BenchContext) => 
 const RESULTS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), 'results');
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, profile: { type: 'string' } }, strict: true });
   const only = values.only ? values.only.toUpperCase().split(',').map((s) => s.trim()) : Object.keys(SCENARIOS);
   for (const id of only) if (!(id in SCENARIOS)) throw new Error(`--only: unknown scenario ${id}; expected some of ${Object.keys(SCENARIOS).join(', ')}`);
   const quick = values.quick ?? false;
+  if (values.profile) {
+    await mkdir(values.profile, { recursive: true });
+    /* Read by bench/lib/deployment.ts when it spawns rewrap processes. */
+    process.env.REWRAP_BENCH_PROFILE_DIR = resolve(values.profile);
+  }
   const t0 = performance.now();
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s`;
   const say = (line: string) => process.stdout.write(`[${elapsed()}] ${line}\n`);

@@ -4,8 +4,9 @@
  * It prepares untimed (reads what it needs), prints {"ready":true}, waits for "go" on stdin,
  * runs the timed part and prints {"items":..,"ok":..,"seconds":..}.
  *
- * Modes: the raw limits of each service at the pipeline's concurrency (no queue, no ledger) and
- * the naive one-at-a-time loop a user would write by hand.
+ * Modes: the raw limits of each service at the pipeline's concurrency (no queue, no ledger), the
+ * naive one-at-a-time loop a user would write by hand, and writing S3 fixtures (several processes
+ * write them faster than the bench process alone: the SDK's CPU per PUT is the limit).
  */
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
@@ -21,6 +22,8 @@ import { PgTableStore } from '../../src/stores/pg-table-store.ts';
 import { kmsEncryptionContext } from '../../src/kek/kms-kek-provider.ts';
 import type { Envelope, ItemRef } from '../../src/stores/envelope-store.ts';
 import type { WrappedDek } from '../../src/kek/kek-provider.ts';
+import { putEncrypted } from '../../src/reference/s3ec-client.ts';
+import { fixturePayload } from '../lib/fixture-payload.ts';
 
 export interface KeyRange {
   prefix: string;
@@ -43,7 +46,8 @@ export type DriverConfig =
   | { mode: 'pg-naive'; url: string; table: string; ids: [number, number]; fromKek: RawKek; toKek: RawKek }
   | { mode: 's3-write'; s3: S3Target; keys: KeyRange; concurrency: number }
   | { mode: 'kms-reencrypt'; s3: S3Target; keys: KeyRange; kmsUrl: string; from: string; to: string; concurrency: number }
-  | { mode: 's3-naive'; s3: S3Target; keys: KeyRange; kmsUrl: string; from: string; to: string };
+  | { mode: 's3-naive'; s3: S3Target; keys: KeyRange; kmsUrl: string; from: string; to: string }
+  | { mode: 's3-fixture'; s3: S3Target; keys: KeyRange; placement: 'metadata' | 'instruction'; kmsUrl: string; keyId: string; concurrency: number };
 
 export interface RawKek {
   id: string;
@@ -168,6 +172,8 @@ async function prepare(c: DriverConfig): Promise<{ items: number; run: Timed; cl
         },
       };
     }
+    case 's3-fixture':
+      return writeFixture(c);
     case 's3-naive': {
       const s3 = s3Client(c.s3);
       const kms = createKmsClient({ endpoint: c.kmsUrl, region: 'us-east-1', credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } });
@@ -208,6 +214,28 @@ async function prepare(c: DriverConfig): Promise<{ items: number; run: Timed; cl
       };
     }
   }
+}
+
+function writeFixture(c: Extract<DriverConfig, { mode: 's3-fixture' }>): { items: number; run: Timed; close: () => Promise<void> } {
+  const s3 = s3Client(c.s3);
+  const kms = createKmsClient({ endpoint: c.kmsUrl, region: 'us-east-1', credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } });
+  const limit = pLimit(c.concurrency);
+  const keys = keysOf(c.keys);
+  const wrap = { kind: 'kms' as const, kms, keyId: c.keyId, matdesc: { app: 'bench' } };
+  return {
+    items: keys.length,
+    run: async () => {
+      /* As the official client writes them: a KMS data key per object, envelope in metadata or instruction file. */
+      await Promise.all(
+        keys.map((key, i) => limit(() => putEncrypted(s3, c.s3.bucket, key, fixturePayload(key, c.keys.from + i), { placement: c.placement, wrap, contentType: 'application/octet-stream' }))),
+      );
+      return keys.length;
+    },
+    close: async () => {
+      s3.destroy();
+      kms.destroy();
+    },
+  };
 }
 
 function s3Client(t: S3Target) {

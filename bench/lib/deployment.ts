@@ -27,7 +27,10 @@ export interface BenchProcess {
 export function spawnLogged(name: string, args: string[], env: Record<string, string>, dir: string): BenchProcess {
   const logFile = join(dir, `${name}.log`);
   const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+  /* bench --profile DIR: a V8 CPU profile of each rewrap process, written when it exits. */
+  const profileDir = process.env.REWRAP_BENCH_PROFILE_DIR;
+  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : [];
+  const child = spawn(process.execPath, [...profile, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const exited = once(child, 'exit');
   return {

@@ -15,8 +15,8 @@ const SETTINGS = [1, 2, 4];
 export async function runB4(ctx: BenchContext): Promise<ScenarioResult> {
   if (!ctx.s3) throw new Error('B4 needs S3');
   const started = performance.now();
-  const rows = ctx.quick ? 3_000 : 200_000;
-  const objects = ctx.quick ? 60 : 3_000;
+  const rows = ctx.quick ? 3_000 : 100_000;
+  const objects = ctx.quick ? 60 : 2_000;
   const env = await scenarioEnv(ctx, 'b4');
   const kms = await startKmsProcess();
   env.meter.track('kms', kms.pid);
@@ -29,7 +29,7 @@ export async function runB4(ctx: BenchContext): Promise<ScenarioResult> {
     for (let i = 0; i <= SETTINGS.length; i++) kmsKeys.push(await kms.createKey(`bench B4 ${i}`));
     ctx.say(`  B4: ${rows.toLocaleString('en')} rows and ${objects.toLocaleString('en')} objects (metadata placement) ...`);
     await insertRowFixture(env.db.pool, 'envelopes', rows, keks[0] as RowKek);
-    await writeObjectFixture(s3, kms.client, t.bucket, kmsKeys[0]!, [{ prefix: 'm/', placement: 'metadata' }], objects);
+    await writeObjectFixture(env.meter, t, kms.url, kmsKeys[0]!, [{ prefix: 'm/', placement: 'metadata' }], objects);
     const unconditional = await needsUnconditional(s3, t.bucket);
     const d = await Deployment.start({ db: env.db, redisUrl: env.redis.url, prefix: env.prefix, dir: env.dir, meter: env.meter, kmsUrl: kms.url, s3: t }, SETTINGS[0]!);
     try {
