@@ -23,37 +23,52 @@ export interface PlanStepResult {
   planDone: boolean;
 }
 
-/** Plans pages until `budgetMs` is spent or the plan is done. */
+/**
+ * Plans pages until `budgetMs` is spent or the plan is done. The next page is read from the
+ * source while this one is written to the ledger (one page ahead): the source's read and the
+ * ledger's insert run side by side. A page read ahead but not planned when the budget ends is
+ * dropped; the saved cursor still points before it.
+ */
 export async function planStep(res: Resources, campaign: Campaign, pageSize: number, budgetMs: number, signal?: AbortSignal): Promise<PlanStepResult> {
   const spec = campaign.spec;
   const started = Date.now();
   const delta = campaign.deltaPasses > 0;
   const since = campaign.planStartedAt ?? new Date(0);
+  const read = (at: PlanCursor) => {
+    const source = res.source(spec, at.s);
+    return delta ? source.deltaPage(since, at.c, pageSize, signal) : source.page(at.c, pageSize, signal);
+  };
   let cur: PlanCursor = (campaign.planCursor as PlanCursor | null) ?? { s: 0, c: null };
+  let reading = read(cur);
   let planned = 0;
-  for (;;) {
-    const source = res.source(spec, cur.s);
-    const page = delta ? await source.deltaPage(since, cur.c, pageSize, signal) : await source.page(cur.c, pageSize, signal);
-    const next: PlanCursor | null = !page.done ? { s: cur.s, c: page.cursor } : cur.s + 1 < spec.sources.length ? { s: cur.s + 1, c: null } : null;
-    const planDone = next === null;
-    const groups = page.groups.filter((g) => g.keys.length > 0);
-    if (groups.length === 0) groups.push({ storeId: '', keys: [] });
-    for (let i = 0; i < groups.length; i++) {
-      const g = groups[i]!;
-      const last = i === groups.length - 1;
-      if (g.keys.length === 0) {
-        await savePlanCursor(res.ledger, campaign.id, last ? next : cur, last && planDone);
-        continue;
+  try {
+    for (;;) {
+      const page = await reading;
+      const next: PlanCursor | null = !page.done ? { s: cur.s, c: page.cursor } : cur.s + 1 < spec.sources.length ? { s: cur.s + 1, c: null } : null;
+      const planDone = next === null;
+      if (next) reading = read(next);
+      const groups = page.groups.filter((g) => g.keys.length > 0);
+      if (groups.length === 0) groups.push({ storeId: '', keys: [] });
+      for (let i = 0; i < groups.length; i++) {
+        const g = groups[i]!;
+        const last = i === groups.length - 1;
+        if (g.keys.length === 0) {
+          await savePlanCursor(res.ledger, campaign.id, last ? next : cur, last && planDone);
+          continue;
+        }
+        const replan = delta && spec.sources[cur.s]!.type === 'pg';
+        const r = replan
+          ? await replanItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? { cursor: next, planDone } : undefined)
+          : await addPlannedItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? next : cur, last && planDone, delta);
+        planned += r.planned + r.requeued;
       }
-      const replan = delta && spec.sources[cur.s]!.type === 'pg';
-      const r = replan
-        ? await replanItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? { cursor: next, planDone } : undefined)
-        : await addPlannedItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? next : cur, last && planDone, delta);
-      planned += r.planned + r.requeued;
+      if (planDone) return { planned, planDone: true };
+      cur = next;
+      if (Date.now() - started >= budgetMs) return { planned, planDone: false };
     }
-    if (planDone) return { planned, planDone: true };
-    cur = next;
-    if (Date.now() - started >= budgetMs) return { planned, planDone: false };
+  } finally {
+    /* A page read ahead and not used: its failure (if any) is not this step's. */
+    reading.catch(() => undefined);
   }
 }
 

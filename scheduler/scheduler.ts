@@ -40,7 +40,12 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
   let stopping = false;
   let waiters: (() => void)[] = [];
 
+  /* Set by a tick that left a plan unfinished: the next tick follows at once (no tickMs pause),
+     so a large plan is enumerated continuously, with feeding and reconciling between its steps. */
+  let planning = false;
+
   async function tickOnce(): Promise<void> {
+    planning = false;
     const campaigns = await listCampaigns(res.ledger, { states: ['planning', 'running', 'paused', 'cancelled'] });
     const reconcileNow = Date.now() - lastReconcile >= config.scheduler.reconcileEveryMs;
     /* Incidents first; while one runs, routine campaigns stop feeding and yield the workers. */
@@ -67,6 +72,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     if (!c.planDone) {
       const r = await planStep(res, c, config.scheduler.planPageSize, 200);
       await statistics.afterPlanStep(res, c.id, r);
+      if (!r.planDone) planning = true;
       if (c.deltaPasses > 0) {
         deltaPlanned.set(c.id, (deltaPlanned.get(c.id) ?? 0) + r.planned);
         if (r.planDone && deltaPlanned.get(c.id) === 0) cleanDelta.set(c.id, c.deltaPasses);
@@ -133,7 +139,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       const w = waiters;
       waiters = [];
       for (const f of w) f();
-      if (!stopping) await new Promise((r) => setTimeout(r, config.scheduler.tickMs));
+      if (!stopping) await new Promise((r) => setTimeout(r, planning ? 0 : config.scheduler.tickMs));
     }
   })();
 
