@@ -82,7 +82,9 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
       shutdownTimeoutMs: int(env, 'REWRAP_SHUTDOWN_TIMEOUT_MS', 10_000, 0),
     },
     scheduler: {
-      windowBatches: int(env, 'REWRAP_WINDOW_BATCHES', 20, 1),
+      /* 20 capped a campaign at ~10,000 items/s whatever the worker count (bench B4): the workers
+         drained the window between two feeds. Redis holds a job id per batch: 64 is still tiny. */
+      windowBatches: int(env, 'REWRAP_WINDOW_BATCHES', 64, 1),
       tickMs: int(env, 'REWRAP_TICK_MS', 250, 10),
       reconcileEveryMs: int(env, 'REWRAP_RECONCILE_MS', 3000, 100),
       planPageSize: int(env, 'REWRAP_PLAN_PAGE', 5000, 1),

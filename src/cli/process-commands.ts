@@ -49,7 +49,7 @@ export const processCommands: Command[] = [
     name: 'scheduler',
     summary: 'Run the scheduler: plans campaigns into the ledger and keeps a bounded window of batches in Redis. One is active per ledger; more stand by.',
     usage: `rewrap scheduler
-  REWRAP_WINDOW_BATCHES (default 20) batches per campaign in Redis; REWRAP_TICK_MS (250);
+  REWRAP_WINDOW_BATCHES (default 64) batches per campaign in Redis; REWRAP_TICK_MS (250);
   REWRAP_RECONCILE_MS (3000): how often Redis is checked against the ledger.` + ENV_HELP,
     async run() {
       const config = loadConfig();
