@@ -20,8 +20,24 @@ export interface RewrapProcess {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | string>;
 }
 
+/* A parent that ends without stopping its rewrap processes (a failed test teardown, a crashed
+   demo) must not leave them running: they are killed when it exits. */
+const live = new Set<ChildProcess>();
+let exitHook = false;
+
+function killOnParentExit(child: ChildProcess): void {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const c of live) c.kill('SIGKILL');
+  });
+}
+
 export function startRewrapProcess(name: string, args: string[], env: Record<string, string>): RewrapProcess {
   const child = spawn(process.execPath, [REWRAP_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  killOnParentExit(child);
   const lines: string[] = [];
   const listeners = new Set<(line: string) => void>();
   for (const stream of [child.stdout!, child.stderr!]) {
