@@ -20,10 +20,12 @@ export class ProcessMetrics {
 
   constructor(role: 'worker' | 'scheduler' | 'api') {
     const r = this.registry;
-    collectDefaultMetrics({ register: r, prefix: 'rewrap_process_' });
+    /* prom-client's names already start with process_ / nodejs_: rewrap_process_cpu_seconds_total,
+       rewrap_nodejs_eventloop_lag_seconds, ... */
+    collectDefaultMetrics({ register: r, prefix: 'rewrap_' });
     // prom-client names three gauges `*_total`, which `promtool check metrics` rejects (a counter
     // suffix on a gauge): every role's /metrics must pass promtool, so they go.
-    for (const x of ['handles', 'requests', 'resources']) r.removeSingleMetric(`rewrap_process_nodejs_active_${x}_total`);
+    for (const x of ['handles', 'requests', 'resources']) r.removeSingleMetric(`rewrap_nodejs_active_${x}_total`);
     this.up = new Gauge({ name: 'rewrap_up', help: 'A rewrap process of this role is running.', labelNames: ['role'], registers: [r] });
     this.up.set({ role }, 1);
     this.items = new Counter({
