@@ -1,31 +1,19 @@
 /** `rewrap campaign ...`: talks to the ledger directly. */
-import { loadConfig } from '../config.ts';
-import { Resources } from '../runtime/resources.ts';
 import {
   CampaignConflictError,
   campaignProgress,
   failureCountsByReason,
   getCampaign,
   listCampaigns,
-  migrate,
   setCampaignState,
 } from '../ledger/index.ts';
 import type { CampaignState } from '../ledger/types.ts';
 import { admitCampaign, loadSpecFile } from '../campaign/create.ts';
 import { dryRun } from '../campaign/dry-run.ts';
+import { withLedger } from './with-ledger.ts';
 import { EXIT, UsageError, out, requireId, type Command } from './args.ts';
 import { renderStatus, watchStatus } from './status-view.ts';
 import { parseReportOptions, writeCampaignReport, type ReportResult } from '../reports/campaign-report.ts';
-
-async function withLedger<T>(fn: (res: Resources) => Promise<T>): Promise<T> {
-  const res = new Resources(loadConfig());
-  try {
-    await migrate(res.ledger);
-    return await fn(res);
-  } finally {
-    await res.close();
-  }
-}
 
 const create: Command = {
   name: 'campaign create',

@@ -1,7 +1,6 @@
 /** `rewrap incident start`: a top-priority campaign away from a KEK suspected compromised. */
-import { loadConfig } from '../config.ts';
-import { Resources } from '../runtime/resources.ts';
-import { CampaignConflictError, migrate, setCampaignState } from '../ledger/index.ts';
+import { CampaignConflictError, setCampaignState } from '../ledger/index.ts';
+import { withLedger } from './with-ledger.ts';
 import { admitCampaign, loadSpecFile } from '../campaign/create.ts';
 import { parseCampaignSpec } from '../campaign/spec.ts';
 import { setKeyringState } from '../kek/keyring-file-edit.ts';
@@ -49,22 +48,20 @@ Exit codes: 0 started, 2 bad input, 3 refused (overlaps an active campaign: paus
       }
       await setKeyringState(spec.provider.keyringFile, spec.from.id, spec.from.version, 'decrypt-only');
     }
-    const res = new Resources(loadConfig());
     try {
-      await migrate(res.ledger);
-      const c = await admitCampaign(res.ledger, spec, INCIDENT_PRIORITY);
-      await setCampaignState(res.ledger, c.id, ['planning'], 'running');
-      const kek = values.kek as string;
-      out(Boolean(values.json), { id: c.id, state: 'running', kind: 'incident', warning: WARNING(kek) }, () => `incident campaign ${c.id} running: everything under ${kek} moves to ${values.to ?? JSON.stringify(base.to)} first.\n${WARNING(kek)}`);
-      return EXIT.ok;
+      return await withLedger(async (res) => {
+        const c = await admitCampaign(res.ledger, spec, INCIDENT_PRIORITY);
+        await setCampaignState(res.ledger, c.id, ['planning'], 'running');
+        const kek = values.kek as string;
+        out(Boolean(values.json), { id: c.id, state: 'running', kind: 'incident', warning: WARNING(kek) }, () => `incident campaign ${c.id} running: everything under ${kek} moves to ${values.to ?? JSON.stringify(base.to)} first.\n${WARNING(kek)}`);
+        return EXIT.ok;
+      });
     } catch (err) {
       if (err instanceof CampaignConflictError) {
         process.stderr.write(`refused: ${err.message}\nPause or cancel the overlapping campaign first (rewrap campaign cancel <id>), then start the incident.\n`);
         return EXIT.refused;
       }
       throw err;
-    } finally {
-      await res.close();
     }
   },
 };

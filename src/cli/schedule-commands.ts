@@ -1,22 +1,11 @@
 /** `rewrap schedule create|list|delete`: rotation schedules in the ledger (the active scheduler runs them). */
 import { readFile } from 'node:fs/promises';
-import { loadConfig } from '../config.ts';
 import { ConfigError } from '../errors.ts';
-import { Resources } from '../runtime/resources.ts';
-import { createSchedule, deleteSchedule, listScheduleRuns, listSchedules, migrate } from '../ledger/index.ts';
+import { createSchedule, deleteSchedule, listScheduleRuns, listSchedules } from '../ledger/index.ts';
 import { parseScheduleSpec } from '../schedule/schedule-spec.ts';
 import type { Schedule } from '../schedule/schedule-types.ts';
+import { withLedger } from './with-ledger.ts';
 import { EXIT, UsageError, out, type Command } from './args.ts';
-
-async function withLedger<T>(fn: (res: Resources) => Promise<T>): Promise<T> {
-  const res = new Resources(loadConfig());
-  try {
-    await migrate(res.ledger);
-    return await fn(res);
-  } finally {
-    await res.close();
-  }
-}
 
 async function readJson(path: string): Promise<unknown> {
   let text: string;

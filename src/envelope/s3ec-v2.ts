@@ -112,6 +112,11 @@ export function parseV2(meta: Record<string, string>, where: string): { kind: 'e
 
 function parseMatdesc(text: string | undefined): Record<string, string> | undefined {
   if (text === undefined || text === '') return {};
+  return parseStringMap(text);
+}
+
+/** A JSON object whose values are all strings (matdesc, an instruction file), or undefined. */
+export function parseStringMap(text: string): Record<string, string> | undefined {
   let o: unknown;
   try {
     o = JSON.parse(text);

@@ -6,27 +6,16 @@
  * the document are kept. Invariant 5: material is never logged or put in an error message.
  */
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ConfigError } from '../errors.ts';
-import { parseKeyring, type KekState } from './keyring-file.ts';
+import { parseKeyring, readKeyringDocument, type KekState } from './keyring-file.ts';
 
 type RawEntry = Record<string, unknown> & { id: string; version: string | number };
 type RawDoc = Record<string, unknown> & { keks: RawEntry[] };
 
 async function readDoc(path: string): Promise<RawDoc> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`keyring file ${path} cannot be read`, { cause: err });
-  }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`keyring file ${path} is not valid JSON`, { cause: err });
-  }
+  const doc = readKeyringDocument(path);
   validate(doc, path);
   return doc as RawDoc;
 }

@@ -22,19 +22,22 @@ export interface KeyringEntry {
 }
 
 export function loadKeyringFile(path: string): KeyringEntry[] {
+  return parseKeyring(readKeyringDocument(path), path);
+}
+
+/** The keyring file's JSON document, unchecked; ConfigError when it cannot be read or parsed. */
+export function readKeyringDocument(path: string): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new ConfigError(`keyring file ${path} cannot be read`, { cause: err });
   }
-  let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
     throw new ConfigError(`keyring file ${path} is not valid JSON`, { cause: err });
   }
-  return parseKeyring(doc, path);
 }
 
 export function parseKeyring(doc: unknown, where = 'keyring'): KeyringEntry[] {

@@ -5,7 +5,7 @@
  * PutObject If-Match on its ETag, which changes with every write: a true compare-and-swap.
  */
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { ENVELOPE_KEYS, INSTRUCTION_SUFFIX, detectFormat, parseV2, serializeV2 } from '../envelope/s3ec-v2.ts';
+import { ENVELOPE_KEYS, INSTRUCTION_SUFFIX, detectFormat, parseStringMap, parseV2, serializeV2 } from '../envelope/s3ec-v2.ts';
 import type { Envelope, ReadResult } from './envelope-store.ts';
 import { normalizeEtag } from './s3-client.ts';
 import { etagAs, type EtagCheck } from './s3-capabilities.ts';
@@ -41,7 +41,7 @@ export async function readInstructionFile(client: S3Client, bucket: string, key:
     if (isNotFound(err)) return { kind: 'missing' };
     throw toItemFailure(err, `GetObject ${where}`);
   }
-  const json = parseStringObject(text);
+  const json = parseStringMap(text);
   if (!json) return { kind: 'invalid', reason: 'instruction-file-malformed', detail: `${where}: expected a JSON object whose values are all strings` };
   if (detectFormat(json) === 'none') {
     return { kind: 'invalid', reason: 'instruction-file-malformed', detail: `${where}: the JSON has no envelope (no x-amz-key-v2, x-amz-key or x-amz-3)` };
@@ -53,18 +53,6 @@ export async function readInstructionFile(client: S3Client, bucket: string, key:
     envelope: parsed.envelope,
     state: { etag: normalizeEtag(out.ETag), metadata: { ...(out.Metadata ?? {}) }, contentType: out.ContentType, json },
   };
-}
-
-function parseStringObject(text: string): Record<string, string> | undefined {
-  let o: unknown;
-  try {
-    o = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) return undefined;
-  for (const v of Object.values(o)) if (typeof v !== 'string') return undefined;
-  return o as Record<string, string>;
 }
 
 /** The new instruction file: the JSON as read, envelope keys replaced, other keys kept. */
