@@ -7,6 +7,7 @@ import { createEnvelopeTable } from '../../src/stores/pg-table-schema.ts';
 import { insertRows, type RowKek } from '../../src/reference/row-client.ts';
 import { aesUnwrap } from '../../src/reference/s3ec-client.ts';
 import type pg from 'pg';
+import pLimit from 'p-limit';
 import { Deployment, measureCampaign, round } from '../lib/deployment.ts';
 import { runDrivers, splitRange } from '../lib/drivers.ts';
 import { benchKeyring, scenarioEnv, target, type BenchContext, type ScenarioEnv, type ScenarioResult } from '../lib/context.ts';
@@ -31,10 +32,18 @@ export function rowSpec(name: string, table: string, keyringFile: string, from: 
 export async function insertRowFixture(pool: pg.Pool, table: string, n: number, kek: RowKek): Promise<Map<string, Buffer>> {
   await createEnvelopeTable(pool, table);
   const sample = new Map<string, Buffer>();
-  for (let first = 1; first <= n; first += 50_000) {
-    const deks = await insertRows(pool, table, Math.min(50_000, n - first + 1), kek, first);
-    for (const [id, dek] of deks) if (Number(id) % 997 === 1) sample.set(id, dek);
-  }
+  /* Two chunks at once: this process wraps one while Postgres stores the other. */
+  const limit = pLimit(2);
+  const chunks = [];
+  for (let first = 1; first <= n; first += 50_000) chunks.push(first);
+  await Promise.all(
+    chunks.map((first) =>
+      limit(async () => {
+        const deks = await insertRows(pool, table, Math.min(50_000, n - first + 1), kek, first);
+        for (const [id, dek] of deks) if (Number(id) % 997 === 1) sample.set(id, dek);
+      }),
+    ),
+  );
   await pool.query(`ANALYZE ${table}`);
   return sample;
 }

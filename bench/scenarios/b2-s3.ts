@@ -96,7 +96,7 @@ export async function runB2(ctx: BenchContext): Promise<ScenarioResult> {
   const started = performance.now();
   const n = ctx.quick ? 300 : 20_000;
   const rawObjects = Math.min(n, ctx.quick ? 300 : 3_000);
-  const kmsCalls = Math.min(n, ctx.quick ? 300 : 10_000);
+  const kmsCalls = Math.min(n, ctx.quick ? 300 : 6_000);
   const naiveObjects = ctx.quick ? 60 : 400;
   const workers = 2;
   const perProcess = JOBS_PER_WORKER * S3_CONCURRENCY;

@@ -15,8 +15,8 @@ const SETTINGS = [1, 2, 4];
 export async function runB4(ctx: BenchContext): Promise<ScenarioResult> {
   if (!ctx.s3) throw new Error('B4 needs S3');
   const started = performance.now();
-  const rows = ctx.quick ? 3_000 : 100_000;
-  const objects = ctx.quick ? 60 : 2_000;
+  const rows = ctx.quick ? 3_000 : 60_000;
+  const objects = ctx.quick ? 60 : 1_200;
   const env = await scenarioEnv(ctx, 'b4');
   const kms = await startKmsProcess();
   env.meter.track('kms', kms.pid);
