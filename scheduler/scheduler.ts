@@ -51,6 +51,13 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     /* Incidents first; while one runs, routine campaigns stop feeding and yield the workers. */
     campaigns.sort((a, b) => Number(b.kind === 'incident') - Number(a.kind === 'incident'));
     const incident = campaigns.find((c) => c.kind === 'incident' && c.state === 'running');
+    /* Free the workers before anything else, so the incident's first batches find them idle
+       instead of behind a window of routine jobs. */
+    if (incident) {
+      for (const c of campaigns) {
+        if (c.kind === 'routine' && c.state === 'running') await yieldWorkers(c, incident, log.child({ campaignId: c.id }));
+      }
+    }
     for (const c of campaigns) {
       const clog = log.child({ campaignId: c.id });
       try {
@@ -79,12 +86,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       }
     }
     if (c.state !== 'running') return;
-    if (yieldTo) {
-      if (!yielding.has(c.id)) clog.info({ incident: yieldTo.id }, 'routine campaign yields to an incident: no new batches until it ends');
-      yielding.add(c.id);
-      await withdraw(res.ledger, queue, c); // waiting jobs leave Redis; batches in hand finish
-      return;
-    }
+    if (yieldTo) return; // yieldWorkers ran at the start of the tick
     if (yielding.delete(c.id)) clog.info('incident over: routine campaign resumes');
     if (c.spec.options.canaryFraction > 0 && c.canaryState !== 'passed') {
       await canaryStage(c, clog);
@@ -108,6 +110,17 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     const pass = await beginDeltaPass(res.ledger, c.id);
     deltaPlanned.set(c.id, 0);
     clog.info({ pass }, 'delta pass: looking for items that appeared since the plan');
+  }
+
+  /** A routine campaign stops feeding while an incident runs; its waiting jobs leave Redis, batches in hand finish. */
+  async function yieldWorkers(c: Campaign, incident: Campaign, clog: Logger): Promise<void> {
+    try {
+      if (!yielding.has(c.id)) clog.info({ incident: incident.id }, 'routine campaign yields to an incident: no new batches until it ends');
+      yielding.add(c.id);
+      await withdraw(res.ledger, queue, c);
+    } catch (err) {
+      clog.error({ err }, 'yielding to the incident failed; retrying next tick');
+    }
   }
 
   /** Before fan-out: the whole plan, then the canary sample; nothing is fed until it passes. */
