@@ -73,7 +73,8 @@ export async function withdraw(pool: pg.Pool, queue: Queue<BatchJobData>, c: Cam
     if (job) {
       const state = await job.getState();
       if (state === 'active') continue; // its worker sees the state change at its next lease renewal
-      await job.remove().catch(() => undefined);
+      // Refused when a worker took it after getState (it is locked then): that worker finishes it.
+      if (!(await job.remove().then(() => true, () => false))) continue;
     }
     back.push(b.batchNo);
   }
