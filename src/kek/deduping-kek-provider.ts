@@ -8,30 +8,64 @@ import type { KekProvider, KekSelector, RewrapResult, WrappedDek } from './kek-p
 import { ForwardingKekProvider } from './forwarding-kek-provider.ts';
 
 export class DedupingKekProvider extends ForwardingKekProvider {
-  private readonly cache = new Map<string, Promise<RewrapResult>>();
+  /*
+   * Two generations instead of one Map trimmed from its front: deleting a Map's oldest key leaves
+   * a hole that every later keys().next() walks over until the table is rebuilt, which cost up to
+   * 80 us per insert once the cache was full (half a B1 worker's CPU). When `recent` holds half
+   * the entries it becomes `older` and the previous `older` is dropped: O(1), at most
+   * `maxEntries` results kept, and a key used in either generation moves to `recent`.
+   */
+  private recent = new Map<string, Promise<RewrapResult>>();
+  private older = new Map<string, Promise<RewrapResult>>();
+  private readonly generationSize: number;
 
   constructor(
     inner: KekProvider,
-    private readonly maxEntries = 100_000,
+    maxEntries = 100_000,
   ) {
     super(inner);
+    this.generationSize = Math.max(1, Math.floor(maxEntries / 2));
+  }
+
+  /** Results kept for reuse (for tests and diagnostics). */
+  get size(): number {
+    return this.recent.size + this.older.size;
   }
 
   override rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
     const key = cacheKey(dek, from, to);
-    const hit = this.cache.get(key);
-    if (hit) return hit;
+    const recent = this.recent.get(key);
+    if (recent) return recent;
+    const older = this.older.get(key);
+    if (older) {
+      this.older.delete(key);
+      this.remember(key, older);
+      return older;
+    }
     const p = this.inner.rewrap(dek, from, to, signal);
-    this.cache.set(key, p);
+    this.remember(key, p);
     // Only successes are reused: a throttle or a transient failure must be retried for real.
-    p.catch(() => this.cache.delete(key));
-    if (this.cache.size > this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
+    p.catch(() => this.forget(key, p));
     return p;
   }
 
   override close(): void {
-    this.cache.clear();
+    this.recent.clear();
+    this.older.clear();
     super.close();
+  }
+
+  private remember(key: string, p: Promise<RewrapResult>): void {
+    if (this.recent.size >= this.generationSize) {
+      this.older = this.recent;
+      this.recent = new Map();
+    }
+    this.recent.set(key, p);
+  }
+
+  private forget(key: string, p: Promise<RewrapResult>): void {
+    if (this.recent.get(key) === p) this.recent.delete(key);
+    if (this.older.get(key) === p) this.older.delete(key);
   }
 }
 

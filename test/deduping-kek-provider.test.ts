@@ -1,0 +1,87 @@
+/**
+ * DedupingKekProvider in front of a real keyring: shared wrapped DEKs cost one provider call,
+ * the cache stays within its bound however many distinct DEKs pass, and every result (fresh,
+ * reused, or recomputed after eviction) unwraps to the item's own DEK under the new KEK.
+ */
+import { describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
+import { DedupingKekProvider } from '../src/kek/deduping-kek-provider.ts';
+import { ForwardingKekProvider } from '../src/kek/forwarding-kek-provider.ts';
+import { parseKeyring } from '../src/kek/keyring-file.ts';
+import type { KekSelector, RewrapResult, WrappedDek } from '../src/kek/kek-provider.ts';
+import { aesUnwrap, aesWrap, CEK } from '../src/reference/s3ec-client.ts';
+
+const m1 = randomBytes(32);
+const m2 = randomBytes(32);
+const from = { id: 'orders', version: '1' };
+const to = { id: 'orders', version: '2' };
+
+/** Counts the calls that reach the keyring: what a KMS quota would be charged. */
+class CallCount extends ForwardingKekProvider {
+  calls = 0;
+  override rewrap(dek: WrappedDek, f: KekSelector, t: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
+    this.calls++;
+    return super.rewrap(dek, f, t, signal);
+  }
+}
+
+function setup(maxEntries: number) {
+  const ring = new LocalKeyringProvider(
+    parseKeyring({ keks: [{ id: 'orders', version: '1', material: m1.toString('base64') }, { id: 'orders', version: '2', material: m2.toString('base64') }] }),
+  );
+  const counted = new CallCount(ring);
+  return { counted, dedupe: new DedupingKekProvider(counted, maxEntries) };
+}
+
+const wrapUnder1 = (dek: Buffer): WrappedDek => ({ wrapAlg: 'AES/GCM', cekAlg: CEK, wrapped: aesWrap(m1, dek), matdesc: { kek: 'orders@1' } });
+
+describe('DedupingKekProvider', () => {
+  it('1,000 items sharing 10 wrapped DEKs cost 10 keyring calls; each result unwraps to its own DEK under orders@2', async () => {
+    const { counted, dedupe } = setup(100);
+    const deks = Array.from({ length: 10 }, () => randomBytes(32));
+    const wrapped = deks.map(wrapUnder1);
+    const results = await Promise.all(Array.from({ length: 1000 }, (_, i) => dedupe.rewrap(wrapped[i % 10]!, from, to)));
+    expect(counted.calls).toBe(10);
+    results.forEach((r, i) => expect(aesUnwrap(m2, r.wrapped).equals(deks[i % 10]!), `item ${i}`).toBe(true));
+  });
+
+  it('stays within maxEntries over 5,000 distinct DEKs, and a DEK seen before eviction is rewrapped again correctly', async () => {
+    const { counted, dedupe } = setup(1000);
+    const deks = Array.from({ length: 5000 }, () => randomBytes(32));
+    const wrapped = deks.map(wrapUnder1);
+    for (let i = 0; i < deks.length; i++) {
+      const r = await dedupe.rewrap(wrapped[i]!, from, to);
+      expect(aesUnwrap(m2, r.wrapped).equals(deks[i]!)).toBe(true);
+      expect(dedupe.size).toBeLessThanOrEqual(1000);
+    }
+    expect(counted.calls).toBe(5000);
+    // The most recent ones are still reused; the first one was evicted and costs a call again.
+    await dedupe.rewrap(wrapped[4999]!, from, to);
+    expect(counted.calls).toBe(5000);
+    const again = await dedupe.rewrap(wrapped[0]!, from, to);
+    expect(counted.calls).toBe(5001);
+    expect(aesUnwrap(m2, again.wrapped).equals(deks[0]!)).toBe(true);
+  });
+
+  it('keeps reusing a DEK that stays in use while others come and go', async () => {
+    const { counted, dedupe } = setup(100);
+    const hot = wrapUnder1(randomBytes(32));
+    for (let i = 0; i < 1000; i++) {
+      await dedupe.rewrap(hot, from, to);
+      await dedupe.rewrap(wrapUnder1(randomBytes(32)), from, to);
+    }
+    expect(counted.calls).toBe(1 + 1000);
+  });
+
+  it('does not keep a failure: a wrapped key that does not authenticate is tried again, and fails again', async () => {
+    const { counted, dedupe } = setup(100);
+    const corrupt = { ...wrapUnder1(randomBytes(32)) };
+    corrupt.wrapped = Buffer.from(corrupt.wrapped);
+    corrupt.wrapped[corrupt.wrapped.length - 1]! ^= 1;
+    await expect(dedupe.rewrap(corrupt, from, to)).rejects.toMatchObject({ reason: 'invalid-ciphertext' });
+    await expect(dedupe.rewrap(corrupt, from, to)).rejects.toMatchObject({ reason: 'invalid-ciphertext' });
+    expect(counted.calls).toBe(2);
+    expect(dedupe.size).toBe(0);
+  });
+});
