@@ -50,7 +50,28 @@ export async function freshBucket(client: S3Client, label: string): Promise<Test
   return { bucket, cleanup: () => deleteBucket(client, bucket) };
 }
 
-async function deleteBucket(client: S3Client, bucket: string): Promise<void> {
+/**
+ * Empties and deletes the bucket. RGW may still answer BucketNotEmpty right after the last
+ * delete (its bucket index settles asynchronously, notably after a client was SIGKILLed mid-PUT),
+ * so the whole pass repeats until the bucket is gone or the deadline passes.
+ */
+async function deleteBucket(client: S3Client, bucket: string, deadlineMs = 30_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  for (let pass = 1; ; pass++) {
+    await emptyBucket(client, bucket);
+    try {
+      await client.send(new DeleteBucketCommand({ Bucket: bucket }));
+      return;
+    } catch (err) {
+      if ((err as { name?: string }).name !== 'BucketNotEmpty' || Date.now() > deadline) {
+        throw new Error(`deleting test bucket ${bucket} failed after ${pass} pass(es)`, { cause: err });
+      }
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** pass)));
+    }
+  }
+}
+
+async function emptyBucket(client: S3Client, bucket: string): Promise<void> {
   let keyMarker: string | undefined;
   let versionMarker: string | undefined;
   do {
@@ -64,7 +85,6 @@ async function deleteBucket(client: S3Client, bucket: string): Promise<void> {
   await Promise.all(
     (uploads.Uploads ?? []).map((u) => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }))),
   );
-  await client.send(new DeleteBucketCommand({ Bucket: bucket }));
 }
 
 /**
