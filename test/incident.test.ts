@@ -89,9 +89,10 @@ describe('incident campaigns', () => {
     const done = await pipe.waitFor(incident.id, 'completed', (p) => p.state === 'completed', 120_000);
     const incidentSeconds = (Date.now() - created) / 1000;
     // The scheduler withdraws the routine campaign's waiting jobs at its next tick (100 ms here),
-    // before it feeds the incident. Until then the routine one runs on; after, its workers only
-    // finish the batches they had in hand: 2 workers x 2 jobs x 100 items, plus at most one per
-    // worker taken while the withdrawal ran.
+    // before it feeds the incident. Until then the routine one runs on at whatever rate the box
+    // gives it (not asserted: that rate swings with load); from then on its workers only finish
+    // the batches they had in hand: 2 workers x 2 jobs x 100 items, plus at most one per worker
+    // taken while the withdrawal ran. So after the incident's first write, at most 600.
     const during = await routineDoneWhileIncidentRan(routine.id, incident.id);
     console.log(
       `incident: first write ${firstWriteMs} ms after creation, done in ${incidentSeconds.toFixed(1)} s; routine committed ${during.sinceCreated} items meanwhile, ${during.sinceFirstWrite} after the incident's first write (its rate before: ${routineRate.toFixed(0)}/s)`,
@@ -99,7 +100,6 @@ describe('incident campaigns', () => {
     expect(done).toMatchObject({ planned: 2000, rewrapped: 2000, failed: 0 });
     if (during.sinceFirstWrite > 600) console.log(pipe.scheduler.lines.filter((l) => /yield|withdr|incident|error/i.test(l)).join('\n'));
     expect(during.sinceFirstWrite).toBeLessThanOrEqual(600);
-    expect(during.sinceCreated).toBeLessThan(routineRate * incidentSeconds * 0.5);
     expect((await pipe.progress(routine.id)).state).toBe('running'); // the routine one is not done yet
 
     // And the routine campaign resumes and completes afterwards.
