@@ -34,7 +34,8 @@ export class Resources {
   readonly ledger: pg.Pool;
   private dataPool?: pg.Pool;
   private s3?: S3Client;
-  private kms?: KMSClient;
+  /** One client per (endpoint, region): campaigns in different regions share a worker. */
+  private readonly kmsClients = new Map<string, KMSClient>();
   private readonly stores = new Map<string, EnvelopeStore>();
   private readonly providers = new Map<string, KekProvider>();
 
@@ -67,12 +68,19 @@ export class Resources {
   kmsClient(spec?: CampaignSpec): KMSClient {
     const c = this.config.kms;
     const p = spec?.provider.type === 'kms' ? spec.provider : undefined;
-    this.kms ??= createKmsClient({
-      endpoint: p?.endpoint ?? c.endpoint,
-      region: p?.region ?? c.region,
-      credentials: c.accessKeyId && c.secretAccessKey ? { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey } : undefined,
-    });
-    return this.kms;
+    const endpoint = p?.endpoint ?? c.endpoint;
+    const region = p?.region ?? c.region;
+    const key = JSON.stringify([endpoint ?? null, region]);
+    let client = this.kmsClients.get(key);
+    if (!client) {
+      client = createKmsClient({
+        endpoint,
+        region,
+        credentials: c.accessKeyId && c.secretAccessKey ? { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey } : undefined,
+      });
+      this.kmsClients.set(key, client);
+    }
+    return client;
   }
 
   /** The store holding `storeId` items, configured by the campaign source that names it. */
@@ -143,7 +151,7 @@ export class Resources {
   async close(): Promise<void> {
     for (const p of this.providers.values()) (p as { close?: () => void }).close?.();
     this.s3?.destroy();
-    this.kms?.destroy();
+    for (const k of this.kmsClients.values()) k.destroy();
     await Promise.allSettled([this.ledger.end(), this.dataPool?.end()]);
   }
 }
