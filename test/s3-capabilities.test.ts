@@ -1,6 +1,6 @@
 /** The capability probe tells plainly which compare-and-swap an S3 endpoint gives. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { ListObjectVersionsCommand, ListObjectsV2Command, PutBucketVersioningCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createS3Client } from '../src/stores/s3-client.ts';
 import { copyLevel, describeCapabilities, instructionLevel, multipartLevel, probeS3Capabilities } from '../src/stores/s3-capabilities.ts';
 import { S3EnvelopeStore } from '../src/stores/s3-envelope-store.ts';
@@ -8,14 +8,18 @@ import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 
 let client: S3Client;
 let tb: TestBucket;
+let versioned: TestBucket;
 
 beforeAll(async () => {
   const env = s3TestEnv();
   client = createS3Client({ endpoint: env.endpoint, region: env.region, credentials: env });
   tb = await freshBucket(client, 's3-capabilities');
+  versioned = await freshBucket(client, 's3-capabilities-versioned');
+  await client.send(new PutBucketVersioningCommand({ Bucket: versioned.bucket, VersioningConfiguration: { Status: 'Enabled' } }));
 });
 afterAll(async () => {
   await tb?.cleanup();
+  await versioned?.cleanup();
   client?.destroy();
 });
 
@@ -42,6 +46,12 @@ describe('probeS3Capabilities', () => {
     await probeS3Capabilities(client, tb.bucket);
     const left = await client.send(new ListObjectsV2Command({ Bucket: tb.bucket }));
     expect(left.KeyCount ?? 0).toBe(0);
+  });
+
+  it('in a versioned bucket, leaves no version and no delete marker of its scratch object', async () => {
+    await probeS3Capabilities(client, versioned.bucket);
+    const left = await client.send(new ListObjectVersionsCommand({ Bucket: versioned.bucket }));
+    expect([...(left.Versions ?? []), ...(left.DeleteMarkers ?? [])].map((v) => v.Key)).toEqual([]);
   });
 
   it('is run once per store and cached', async () => {

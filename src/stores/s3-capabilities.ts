@@ -14,6 +14,7 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  ListObjectVersionsCommand,
   HeadObjectCommand,
   PutObjectCommand,
   UploadPartCopyCommand,
@@ -93,7 +94,10 @@ export function describeCapabilities(c: S3Capabilities): string[] {
   return lines;
 }
 
-/** Probes `bucket`; needs s3:PutObject, s3:GetObject and s3:DeleteObject on `.rewrap-probe/*`. */
+/**
+ * Probes `bucket`; needs s3:PutObject, s3:GetObject and s3:DeleteObject on `.rewrap-probe/*`, and
+ * in a versioned bucket s3:ListBucketVersions and s3:DeleteObjectVersion to leave no version behind.
+ */
 export async function probeS3Capabilities(client: S3Client, bucket: string, signal?: AbortSignal): Promise<S3Capabilities> {
   const endpoint = await describeEndpoint(client);
   const key = `${PROBE_PREFIX}${randomBytes(8).toString('hex')}`;
@@ -170,8 +174,27 @@ export async function probeS3Capabilities(client: S3Client, bucket: string, sign
         await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: k, UploadId: uploadId })).catch(() => undefined);
       }
     }
-    await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch(() => undefined);
+    await removeProbeObject(client, bucket, key);
   }
+}
+
+/**
+ * In a versioned bucket a plain delete only stacks a delete marker on the probe's versions, so
+ * every version and marker under the probe key is deleted by id. Without the permission to list
+ * versions (s3:ListBucketVersions), the plain delete is what is left.
+ */
+async function removeProbeObject(client: S3Client, bucket: string, key: string): Promise<void> {
+  let plain = true;
+  try {
+    const page = await client.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: key }));
+    const entries = [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])].filter((v) => v.Key?.startsWith(key));
+    const byId = entries.filter((v) => v.VersionId && v.VersionId !== 'null');
+    plain = byId.length < entries.length || entries.length === 0;
+    for (const v of byId) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: v.Key, VersionId: v.VersionId })).catch(() => undefined);
+  } catch {
+    plain = true;
+  }
+  if (plain) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch(() => undefined);
 }
 
 function rethrowOrFalse(err: unknown, what: string): false {
