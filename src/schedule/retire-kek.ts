@@ -20,7 +20,8 @@ export interface RetireResult {
 }
 
 export async function retireKek(res: Resources, kek: KekSelector, o: RetirementOptions & { delete: boolean }, signal?: AbortSignal): Promise<RetireResult> {
-  const [newest] = await campaignsFromKek(res.ledger, kek);
+  // By id alone: which provider the KEK lives in does not depend on the version asked for.
+  const [newest] = await campaignsFromKek(res.ledger, { id: kek.id });
   if (newest?.spec.provider.type === 'kms') {
     if (o.delete) throw new ConfigError('kek retire --delete: not supported for KMS keys (our KMS server has no ScheduleKeyDeletion); disable the key here and schedule its deletion in KMS yourself');
     if (kek.version !== undefined) throw new ConfigError(`kek retire ${formatKek(kek)}: KMS cannot disable one key material; retire the whole key (rewrap kek retire ${kek.id}) once no item is under any of its materials`);

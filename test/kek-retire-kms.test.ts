@@ -1,0 +1,108 @@
+/**
+ * `rewrap kek retire` for a KMS key (the real CLI, the local KMS server over HTTP): refused while
+ * rows remain under it, then DisableKey once they moved and a sample decrypts under the new key;
+ * the old key then refuses to decrypt the original blobs, and every row still decrypts under the
+ * new one. One key material cannot be retired, and --delete is refused: both say what to do.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { createKmsClient } from '../src/kek/kms-client.ts';
+import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
+import { setCampaignState } from '../src/ledger/index.ts';
+import { startPipeline, type Pipeline } from './support/pipeline.ts';
+import { jsonOf, rewrapCli } from './support/cli.ts';
+
+const CONTEXT = { 'aws:x-amz-cek-alg': 'AES/GCM/NoPadding' };
+const ROWS = 120;
+let pipe: Pipeline;
+let kms: KMSClient;
+let oldKey: string;
+let newKey: string;
+const deks = new Map<string, Buffer>();
+const originals = new Map<string, Buffer>();
+
+beforeAll(async () => {
+  pipe = await startPipeline({ label: 'retire-kms', workers: 1 });
+  kms = createKmsClient({ endpoint: pipe.kms.url, region: 'us-east-1', credentials: { accessKeyId: 't', secretAccessKey: 't' } });
+  [oldKey, newKey] = await Promise.all([0, 1].map(async () => (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!));
+  await createEnvelopeTable(pipe.db.pool, 'kvault');
+  for (let i = 1; i <= ROWS; i++) {
+    const dek = randomBytes(32);
+    const blob = Buffer.from((await kms.send(new EncryptCommand({ KeyId: oldKey, Plaintext: dek, EncryptionContext: CONTEXT }))).CiphertextBlob!);
+    deks.set(String(i), dek);
+    originals.set(String(i), blob);
+  }
+  await pipe.db.pool.query(
+    `INSERT INTO kvault (id, wrapped_dek, kek_id, kek_version) SELECT id, w, $3, '' FROM unnest($1::bigint[], $2::bytea[]) AS u(id, w)`,
+    [[...originals.keys()], [...originals.values()], oldKey],
+  );
+}, 120_000);
+
+afterAll(async () => {
+  kms?.destroy();
+  await pipe?.stop();
+});
+
+interface RetireJson {
+  retired: boolean;
+  action: string | null;
+  blockers: string[];
+  sample: { checked: number; failed: unknown[] };
+}
+
+const retire = async (...args: string[]) => {
+  const r = await rewrapCli(pipe, ['kek', 'retire', ...args]);
+  return { ...r, json: args.includes('--json') ? jsonOf<RetireJson>(r) : undefined };
+};
+
+describe('kek retire, KMS key', () => {
+  it('refuses while rows remain, then disables the whole key: originals no longer decrypt, every row does under the new key', async () => {
+    const c = await pipe.create(
+      {
+        name: 'drain the old KMS key',
+        sources: [{ type: 'pg', table: 'kvault', idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version', wrapAlg: 'kms+context' }],
+        provider: { type: 'kms' },
+        from: oldKey,
+        to: newKey,
+        options: { batchSize: 40 },
+      },
+      false,
+    );
+    await pipe.waitFor(c.id, 'planned', (p) => p.planned === ROWS && p.planDone, 60_000);
+    const early = await retire(oldKey, '--grace', '0', '--json');
+    expect(early.code, early.stderr).toBe(3);
+    expect(early.json!.blockers).toContain(`pg:kvault: ${ROWS} planned item(s) not moved yet`);
+
+    await setCampaignState(pipe.db.pool, c.id, ['planning'], 'running');
+    const done = await pipe.waitFor(c.id, 'completed', (p) => p.state === 'completed', 120_000);
+    expect(done).toMatchObject({ rewrapped: ROWS, failed: 0 });
+
+    const r = await retire(oldKey, '--grace', '0', '--sample', '30', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ retired: true, action: 'kms-disabled', blockers: [], sample: { checked: 30, failed: [] } });
+    const described = await kms.send(new DescribeKeyCommand({ KeyId: oldKey }));
+    expect(described.KeyMetadata).toMatchObject({ Enabled: false, KeyState: 'Disabled' });
+    await expect(kms.send(new DecryptCommand({ CiphertextBlob: originals.get('1'), KeyId: oldKey, EncryptionContext: CONTEXT }))).rejects.toMatchObject({
+      name: 'DisabledException',
+    });
+
+    const { rows } = await pipe.db.pool.query<{ id: string; wrapped_dek: Buffer; kek_id: string }>('SELECT id::text, wrapped_dek, kek_id FROM kvault');
+    expect(rows).toHaveLength(ROWS);
+    for (const row of rows) {
+      expect(row.kek_id).toBe(newKey);
+      const out = await kms.send(new DecryptCommand({ CiphertextBlob: row.wrapped_dek, KeyId: newKey, EncryptionContext: CONTEXT }));
+      expect(Buffer.from(out.Plaintext!).equals(deks.get(row.id)!), `row ${row.id}`).toBe(true);
+    }
+  }, 240_000);
+
+  // Runs after the drain above: the key has a campaign from it, so the KMS rules apply.
+  it('refuses one key material and --delete, saying what to do instead', async () => {
+    const material = await retire(`${oldKey}@0123456789abcdef`, '--grace', '0');
+    expect(material.code).not.toBe(0);
+    expect(material.stderr).toMatch(/KMS cannot disable one key material; retire the whole key/);
+    const del = await retire(oldKey, '--grace', '0', '--delete');
+    expect(del.code).not.toBe(0);
+    expect(del.stderr).toMatch(/--delete: not supported for KMS keys/);
+  });
+});
