@@ -5,38 +5,26 @@
  * new one. One key material cannot be retired, and --delete is refused: both say what to do.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
-import { CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { CreateKeyCommand, DecryptCommand, DescribeKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { createKmsClient } from '../src/kek/kms-client.ts';
-import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
 import { setCampaignState } from '../src/ledger/index.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { jsonOf, rewrapCli } from './support/cli.ts';
+import { expectKmsRowsUnder, KMS_CONTEXT, kmsRowSource, kmsRowTable } from './support/kms-row-fixture.ts';
 
-const CONTEXT = { 'aws:x-amz-cek-alg': 'AES/GCM/NoPadding' };
 const ROWS = 120;
 let pipe: Pipeline;
 let kms: KMSClient;
 let oldKey: string;
 let newKey: string;
-const deks = new Map<string, Buffer>();
-const originals = new Map<string, Buffer>();
+let deks: Map<string, Buffer>;
+let originals: Map<string, Buffer>;
 
 beforeAll(async () => {
   pipe = await startPipeline({ label: 'retire-kms', workers: 1 });
   kms = createKmsClient({ endpoint: pipe.kms.url, region: 'us-east-1', credentials: { accessKeyId: 't', secretAccessKey: 't' } });
   [oldKey, newKey] = await Promise.all([0, 1].map(async () => (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!));
-  await createEnvelopeTable(pipe.db.pool, 'kvault');
-  for (let i = 1; i <= ROWS; i++) {
-    const dek = randomBytes(32);
-    const blob = Buffer.from((await kms.send(new EncryptCommand({ KeyId: oldKey, Plaintext: dek, EncryptionContext: CONTEXT }))).CiphertextBlob!);
-    deks.set(String(i), dek);
-    originals.set(String(i), blob);
-  }
-  await pipe.db.pool.query(
-    `INSERT INTO kvault (id, wrapped_dek, kek_id, kek_version) SELECT id, w, $3, '' FROM unnest($1::bigint[], $2::bytea[]) AS u(id, w)`,
-    [[...originals.keys()], [...originals.values()], oldKey],
-  );
+  ({ deks, blobs: originals } = await kmsRowTable(pipe.db.pool, kms, 'kvault', ROWS, oldKey));
 }, 120_000);
 
 afterAll(async () => {
@@ -61,7 +49,7 @@ describe('kek retire, KMS key', () => {
     const c = await pipe.create(
       {
         name: 'drain the old KMS key',
-        sources: [{ type: 'pg', table: 'kvault', idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version', wrapAlg: 'kms+context' }],
+        sources: [kmsRowSource('kvault')],
         provider: { type: 'kms' },
         from: oldKey,
         to: newKey,
@@ -83,17 +71,11 @@ describe('kek retire, KMS key', () => {
     expect(r.json).toMatchObject({ retired: true, action: 'kms-disabled', blockers: [], sample: { checked: 30, failed: [] } });
     const described = await kms.send(new DescribeKeyCommand({ KeyId: oldKey }));
     expect(described.KeyMetadata).toMatchObject({ Enabled: false, KeyState: 'Disabled' });
-    await expect(kms.send(new DecryptCommand({ CiphertextBlob: originals.get('1'), KeyId: oldKey, EncryptionContext: CONTEXT }))).rejects.toMatchObject({
+    await expect(kms.send(new DecryptCommand({ CiphertextBlob: originals.get('1'), KeyId: oldKey, EncryptionContext: KMS_CONTEXT }))).rejects.toMatchObject({
       name: 'DisabledException',
     });
 
-    const { rows } = await pipe.db.pool.query<{ id: string; wrapped_dek: Buffer; kek_id: string }>('SELECT id::text, wrapped_dek, kek_id FROM kvault');
-    expect(rows).toHaveLength(ROWS);
-    for (const row of rows) {
-      expect(row.kek_id).toBe(newKey);
-      const out = await kms.send(new DecryptCommand({ CiphertextBlob: row.wrapped_dek, KeyId: newKey, EncryptionContext: CONTEXT }));
-      expect(Buffer.from(out.Plaintext!).equals(deks.get(row.id)!), `row ${row.id}`).toBe(true);
-    }
+    expect(await expectKmsRowsUnder(pipe.db.pool, kms, 'kvault', newKey, deks)).toBe(ROWS);
   }, 240_000);
 
   // Runs after the drain above: the key has a campaign from it, so the KMS rules apply.

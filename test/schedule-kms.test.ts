@@ -5,10 +5,8 @@
  * ("rotate-on-demand" is not covered: see "Known limits" in the README.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
-import { CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { CreateKeyCommand, DescribeKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { createKmsClient } from '../src/kek/kms-client.ts';
-import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
 import { loadConfig } from '../src/config.ts';
 import { Resources } from '../src/runtime/resources.ts';
 import { createSchedule, deleteSchedule, listSchedules } from '../src/ledger/index.ts';
@@ -16,8 +14,8 @@ import { parseScheduleSpec } from '../src/schedule/schedule-spec.ts';
 import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { LeakGuard } from './support/leak-guard.ts';
+import { expectKmsRowsUnder, kmsRowSource, kmsRowTable } from './support/kms-row-fixture.ts';
 
-const CONTEXT = { 'aws:x-amz-cek-alg': 'AES/GCM/NoPadding' };
 const ROWS = 100;
 let pipe: Pipeline;
 let res: Resources;
@@ -37,23 +35,6 @@ afterAll(async () => {
   await pipe?.stop();
 });
 
-/** `table` with ROWS rows, each a fresh DEK encrypted under `keyId` (its current material). */
-async function kmsRows(table: string, keyId: string): Promise<Map<string, Buffer>> {
-  await createEnvelopeTable(pipe.db.pool, table);
-  const deks = new Map<string, Buffer>();
-  const blobs: Buffer[] = [];
-  for (let i = 1; i <= ROWS; i++) {
-    const dek = randomBytes(32);
-    blobs.push(Buffer.from((await kms.send(new EncryptCommand({ KeyId: keyId, Plaintext: dek, EncryptionContext: CONTEXT }))).CiphertextBlob!));
-    deks.set(String(i), dek);
-  }
-  await pipe.db.pool.query(
-    `INSERT INTO ${table} (id, wrapped_dek, kek_id, kek_version) SELECT id, w, $3, '' FROM unnest($1::bigint[], $2::bytea[]) AS u(id, w)`,
-    [[...deks.keys()], blobs, keyId],
-  );
-  return deks;
-}
-
 function scheduleDoc(name: string, table: string, kek: string, kmsRotation: string) {
   return {
     name,
@@ -61,28 +42,17 @@ function scheduleDoc(name: string, table: string, kek: string, kmsRotation: stri
     kek,
     kmsRotation,
     campaign: {
-      sources: [{ type: 'pg', table, idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version', wrapAlg: 'kms+context' }],
+      sources: [kmsRowSource(table)],
       provider: { type: 'kms' },
       options: { batchSize: 25 },
     },
   };
 }
 
-/** Every row decrypts under `keyId` to its own DEK. */
-async function expectRowsUnder(table: string, keyId: string, deks: Map<string, Buffer>) {
-  const { rows } = await pipe.db.pool.query<{ id: string; wrapped_dek: Buffer; kek_id: string }>(`SELECT id::text, wrapped_dek, kek_id FROM ${table}`);
-  expect(rows).toHaveLength(ROWS);
-  for (const row of rows) {
-    const out = await kms.send(new DecryptCommand({ CiphertextBlob: row.wrapped_dek, KeyId: keyId, EncryptionContext: CONTEXT }));
-    expect(Buffer.from(out.Plaintext!).equals(deks.get(row.id)!), `${table} row ${row.id}`).toBe(true);
-  }
-  return rows;
-}
-
 describe('scheduled rotation of a KMS key', () => {
   it('"new-key": a successor key is created, the campaign drains the old key into it, and the schedule follows the new key', async () => {
     const oldKey = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
-    const deks = await kmsRows('kms_new_key', oldKey);
+    const { deks } = await kmsRowTable(pipe.db.pool, kms, 'kms_new_key', ROWS, oldKey);
     await createSchedule(pipe.db.pool, parseScheduleSpec(scheduleDoc('kms-new-key', 'kms_new_key', oldKey, 'new-key'), at('2100-03-01T12:00:00Z')));
 
     const [run] = await runDueSchedules(res, guard.logger, at('2100-03-02T00:00:00Z'));
@@ -93,8 +63,7 @@ describe('scheduled rotation of a KMS key', () => {
 
     const p = await pipe.waitFor(run!.campaignId!, 'completed', (x) => x.state === 'completed', 120_000);
     expect(p).toMatchObject({ planned: ROWS, rewrapped: ROWS, failed: 0 });
-    const rows = await expectRowsUnder('kms_new_key', newKey, deks);
-    for (const row of rows) expect(row.kek_id).toBe(newKey);
+    expect(await expectKmsRowsUnder(pipe.db.pool, kms, 'kms_new_key', newKey, deks)).toBe(ROWS);
     const [s] = await listSchedules(pipe.db.pool, 'kms-new-key');
     expect(s!.kekId).toBe(newKey);
     expect(await deleteSchedule(pipe.db.pool, 'kms-new-key')).toBe(true);
