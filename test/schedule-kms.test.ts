@@ -1,15 +1,16 @@
 /**
  * Scheduled rotation of a KMS key (the local KMS server over HTTP, a real scheduler and worker):
  * "new-key" creates a successor key and a campaign that drains the old one, and the schedule
- * follows the new key next time. The schedule runs on a test clock (its due times lie in 2100).
- * ("rotate-on-demand" is not covered: see "Known limits" in the README.)
+ * follows the new key next time. "rotate-on-demand" over items with no recorded key material
+ * refuses plainly instead of rotating the material and moving nothing (README, Known limits).
+ * The schedules run on a test clock (their due times lie in 2100).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CreateKeyCommand, DescribeKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { createKmsClient } from '../src/kek/kms-client.ts';
 import { loadConfig } from '../src/config.ts';
 import { Resources } from '../src/runtime/resources.ts';
-import { createSchedule, deleteSchedule, listSchedules } from '../src/ledger/index.ts';
+import { createSchedule, deleteSchedule, listCampaigns, listScheduleRuns, listSchedules } from '../src/ledger/index.ts';
 import { parseScheduleSpec } from '../src/schedule/schedule-spec.ts';
 import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
@@ -68,4 +69,19 @@ describe('scheduled rotation of a KMS key', () => {
     expect(s!.kekId).toBe(newKey);
     expect(await deleteSchedule(pipe.db.pool, 'kms-new-key')).toBe(true);
   }, 180_000);
+
+  it('"rotate-on-demand" over rows with no recorded key material: the run fails naming why, no material is rotated, no campaign is created', async () => {
+    const key = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const material = (await kms.send(new DescribeKeyCommand({ KeyId: key }))).KeyMetadata!.CurrentKeyMaterialId;
+    await kmsRowTable(pipe.db.pool, kms, 'kms_unrecorded', ROWS, key);
+    await createSchedule(pipe.db.pool, parseScheduleSpec(scheduleDoc('kms-rotate', 'kms_unrecorded', key, 'rotate-on-demand'), at('2100-04-01T12:00:00Z')));
+    const campaignsBefore = (await listCampaigns(pipe.db.pool)).length;
+
+    const [run] = await runDueSchedules(res, guard.logger, at('2100-04-02T00:00:00Z'));
+    expect(run).toMatchObject({ schedule: 'kms-rotate', outcome: 'failed', from: `${key}@${material}` });
+    expect(run!.detail).toMatch(/pg:kms_unrecorded holds items under the key with no recorded material.*"kmsRotation": "new-key"/);
+    expect((await kms.send(new DescribeKeyCommand({ KeyId: key }))).KeyMetadata!.CurrentKeyMaterialId).toBe(material);
+    expect((await listCampaigns(pipe.db.pool)).length).toBe(campaignsBefore);
+    expect((await listScheduleRuns(pipe.db.pool, 'kms-rotate')).map((r) => r.outcome)).toEqual(['failed']);
+  });
 });
