@@ -10,8 +10,8 @@ import { ForwardingKekProvider } from './forwarding-kek-provider.ts';
 export class DedupingKekProvider extends ForwardingKekProvider {
   /*
    * Two generations instead of one Map trimmed from its front: deleting a Map's oldest key leaves
-   * a hole that every later keys().next() walks over until the table is rebuilt, which cost up to
-   * 80 us per insert once the cache was full (half a B1 worker's CPU). When `recent` holds half
+   * a hole that every later keys().next() walks over until the table is rebuilt, which cost 40 to
+   * 140 us per insert once the cache was full (half a B1 worker's CPU). When `recent` holds half
    * the entries it becomes `older` and the previous `older` is dropped: O(1), at most
    * `maxEntries` results kept, and a key used in either generation moves to `recent`.
    */
