@@ -206,16 +206,16 @@ describe('PgTableStore context, base64 and material id columns', () => {
     expect(rows[0].wrapped_dek).toBe(next.dek.wrapped.toString('base64'));
   });
 
-  it('writes and reads back the KMS key material id when a material id column is configured', async () => {
+  it('writes and reads back the KMS key material id when a material id column is configured (and in the version column: a KMS key has no other version)', async () => {
     const { table, store } = await seeded(1, { materialIdColumn: true });
     const { envelope, token } = envelopeOf(await store.read({ key: '1' }));
     expect(envelope.dek.kek).toEqual({ id: 'k1', version: 'v1' });
     const kek = { id: 'arn:aws:kms:us-east-1:111122223333:key/k2', materialId: 'm-2' };
     expect(await store.writeIfUnchanged({ key: '1' }, token, rewrapped(envelope, kek))).toBe('written');
-    expect((await db.pool.query(`SELECT kek_version, kek_material_id FROM ${table}`)).rows[0]).toEqual({ kek_version: null, kek_material_id: 'm-2' });
+    expect((await db.pool.query(`SELECT kek_version, kek_material_id FROM ${table}`)).rows[0]).toEqual({ kek_version: 'm-2', kek_material_id: 'm-2' });
     const again = envelopeOf(await store.read({ key: '1' })).envelope;
-    expect(again.dek.kek).toEqual(kek);
-    expect(again.stamp).toMatchObject({ ...kek, wrappedDigest: wrappedDigest(again.dek.wrapped) });
+    expect(again.dek.kek).toEqual({ ...kek, version: 'm-2' });
+    expect(again.stamp).toMatchObject({ ...kek, version: 'm-2', wrappedDigest: wrappedDigest(again.dek.wrapped) });
     expect(await store.casLevel()).toBe('envelope');
   });
 });

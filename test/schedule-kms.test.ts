@@ -1,12 +1,13 @@
 /**
  * Scheduled rotation of a KMS key (the local KMS server over HTTP, a real scheduler and worker):
  * "new-key" creates a successor key and a campaign that drains the old one, and the schedule
- * follows the new key next time. "rotate-on-demand" over items with no recorded key material
- * refuses plainly instead of rotating the material and moving nothing (README, Known limits).
+ * follows the new key next time. "rotate-on-demand" rotates the key material and drains the
+ * previous one, including rows whose application never recorded a material (kms-material.ts).
  * The schedules run on a test clock (their due times lie in 2100).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreateKeyCommand, DescribeKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { randomBytes } from 'node:crypto';
+import { CreateKeyCommand, DescribeKeyCommand, EncryptCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { createKmsClient } from '../src/kek/kms-client.ts';
 import { loadConfig } from '../src/config.ts';
 import { Resources } from '../src/runtime/resources.ts';
@@ -15,7 +16,7 @@ import { parseScheduleSpec } from '../src/schedule/schedule-spec.ts';
 import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { LeakGuard } from './support/leak-guard.ts';
-import { expectKmsRowsUnder, kmsRowSource, kmsRowTable } from './support/kms-row-fixture.ts';
+import { expectKmsRowsUnder, KMS_CONTEXT, kmsRowSource, kmsRowTable } from './support/kms-row-fixture.ts';
 
 const ROWS = 100;
 let pipe: Pipeline;
@@ -70,18 +71,44 @@ describe('scheduled rotation of a KMS key', () => {
     expect(await deleteSchedule(pipe.db.pool, 'kms-new-key')).toBe(true);
   }, 180_000);
 
-  it('"rotate-on-demand" over rows with no recorded key material: the run fails naming why, no material is rotated, no campaign is created', async () => {
+  it('"rotate-on-demand" over rows with no recorded key material: the material rotates, every row moves to it and records it; the next run drains that material, and a row left under the first one moves too', async () => {
     const key = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
-    const material = (await kms.send(new DescribeKeyCommand({ KeyId: key }))).KeyMetadata!.CurrentKeyMaterialId;
-    await kmsRowTable(pipe.db.pool, kms, 'kms_unrecorded', ROWS, key);
-    await createSchedule(pipe.db.pool, parseScheduleSpec(scheduleDoc('kms-rotate', 'kms_unrecorded', key, 'rotate-on-demand'), at('2100-04-01T12:00:00Z')));
-    const campaignsBefore = (await listCampaigns(pipe.db.pool)).length;
+    const m1 = await currentMaterial(key);
+    const { deks } = await kmsRowTable(pipe.db.pool, kms, 'kms_rotate', ROWS, key);
+    const restored = await encryptDek(key); // kept aside under m1, as in an old backup
+    await createSchedule(pipe.db.pool, parseScheduleSpec(scheduleDoc('kms-rotate', 'kms_rotate', key, 'rotate-on-demand'), at('2100-04-01T12:00:00Z')));
 
-    const [run] = await runDueSchedules(res, guard.logger, at('2100-04-02T00:00:00Z'));
-    expect(run).toMatchObject({ schedule: 'kms-rotate', outcome: 'failed', from: `${key}@${material}` });
-    expect(run!.detail).toMatch(/pg:kms_unrecorded holds items under the key with no recorded material.*"kmsRotation": "new-key"/);
-    expect((await kms.send(new DescribeKeyCommand({ KeyId: key }))).KeyMetadata!.CurrentKeyMaterialId).toBe(material);
-    expect((await listCampaigns(pipe.db.pool)).length).toBe(campaignsBefore);
-    expect((await listScheduleRuns(pipe.db.pool, 'kms-rotate')).map((r) => r.outcome)).toEqual(['failed']);
-  });
+    const [first] = await runDueSchedules(res, guard.logger, at('2100-04-02T00:00:00Z'));
+    expect(first).toMatchObject({ schedule: 'kms-rotate', outcome: 'campaign-started', from: `${key}@${m1}`, to: key });
+    const m2 = await currentMaterial(key);
+    expect(m2).not.toBe(m1);
+    expect(await pipe.waitFor(first!.campaignId!, 'completed', (x) => x.state === 'completed', 120_000)).toMatchObject({ planned: ROWS, rewrapped: ROWS, failed: 0 });
+    expect(await expectKmsRowsUnder(pipe.db.pool, kms, 'kms_rotate', key, deks, m2)).toBe(ROWS);
+
+    /* The application adds a row under m2, and restores one from the backup, still under m1; neither records a material. */
+    const fresh = await encryptDek(key);
+    for (const [id, d] of [[ROWS + 1, restored], [ROWS + 2, fresh]] as const) {
+      deks.set(String(id), d.dek);
+      await pipe.db.pool.query('INSERT INTO kms_rotate (id, wrapped_dek, kek_id, kek_version) VALUES ($1, $2, $3, NULL)', [id, d.blob, key]);
+    }
+    const [second] = await runDueSchedules(res, guard.logger, at('2100-04-03T00:00:00Z'));
+    expect(second).toMatchObject({ schedule: 'kms-rotate', outcome: 'campaign-started', from: `${key}@${m2}`, to: key });
+    const m3 = await currentMaterial(key);
+    expect(new Set([m1, m2, m3]).size).toBe(3);
+    expect(await pipe.waitFor(second!.campaignId!, 'completed', (x) => x.state === 'completed', 120_000)).toMatchObject({ planned: ROWS + 2, rewrapped: ROWS + 2, failed: 0 });
+    expect(await expectKmsRowsUnder(pipe.db.pool, kms, 'kms_rotate', key, deks, m3)).toBe(ROWS + 2);
+    expect((await listScheduleRuns(pipe.db.pool, 'kms-rotate')).map((r) => r.outcome)).toEqual(['campaign-started', 'campaign-started']);
+    expect(await deleteSchedule(pipe.db.pool, 'kms-rotate')).toBe(true);
+  }, 240_000);
 });
+
+async function currentMaterial(key: string): Promise<string> {
+  return (await kms.send(new DescribeKeyCommand({ KeyId: key }))).KeyMetadata!.CurrentKeyMaterialId!;
+}
+
+/** A DEK as the application encrypts it: under the key's current material, with the rows' context. */
+async function encryptDek(key: string): Promise<{ dek: Buffer; blob: Buffer }> {
+  const dek = randomBytes(32);
+  const out = await kms.send(new EncryptCommand({ KeyId: key, Plaintext: dek, EncryptionContext: KMS_CONTEXT }));
+  return { dek, blob: Buffer.from(out.CiphertextBlob!) };
+}

@@ -74,12 +74,19 @@ export function formatKek(ref: KekVersionRef | KekSelector): string {
   return ref.version === undefined ? ref.id : `${ref.id}@${ref.version}`;
 }
 
-/** The DEK is wrapped by some KEK other than the campaign source: the item is out of scope. */
+/**
+ * The DEK is wrapped by some KEK other than the campaign source: the item is out of scope.
+ * `rewrapped`: the provider rewrapped it anyway before it could tell (KMS ReEncrypt reports the
+ * source key material only in its answer); the caller may use it where the item's material was
+ * unknown (kms-material.ts), and must drop it otherwise.
+ */
 export class NotUnderSourceError extends Error {
   readonly actual?: KekVersionRef;
-  constructor(message: string, actual?: KekVersionRef, options?: { cause?: unknown }) {
+  readonly rewrapped?: RewrapResult;
+  constructor(message: string, actual?: KekVersionRef, options?: { cause?: unknown; rewrapped?: RewrapResult }) {
     super(message, options);
     this.name = 'NotUnderSourceError';
     this.actual = actual;
+    this.rewrapped = options?.rewrapped;
   }
 }

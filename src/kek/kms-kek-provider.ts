@@ -104,22 +104,23 @@ export class KmsKekProvider implements KekProvider {
     if (!out.CiphertextBlob || out.CiphertextBlob.length === 0) {
       throw transient('provider-unavailable', `KMS ReEncrypt ${formatKek(from)} -> ${formatKek(to)} answered without a CiphertextBlob`);
     }
-    const source: KekVersionRef = { id: from.id, materialId: out.SourceKeyMaterialId };
+    const result: RewrapResult = {
+      wrapAlg: 'kms+context',
+      wrapped: Buffer.from(out.CiphertextBlob),
+      matdesc: dek.matdesc,
+      from: { id: from.id, materialId: out.SourceKeyMaterialId },
+      to: { id: to.id, materialId: out.DestinationKeyMaterialId },
+      requestId: out.$metadata.requestId,
+    };
     if (from.version !== undefined && out.SourceKeyMaterialId !== from.version) {
       throw new NotUnderSourceError(
         `DEK is under KEK ${from.id} key material ${out.SourceKeyMaterialId ?? '(not reported by KMS)'}, not the campaign source material ${from.version}`,
         { id: out.SourceKeyId ?? from.id, materialId: out.SourceKeyMaterialId },
+        { rewrapped: out.SourceKeyMaterialId === undefined ? undefined : result },
       );
     }
-    if (from.version !== undefined) source.version = from.version;
-    return {
-      wrapAlg: 'kms+context',
-      wrapped: Buffer.from(out.CiphertextBlob),
-      matdesc: dek.matdesc,
-      from: source,
-      to: { id: to.id, materialId: out.DestinationKeyMaterialId },
-      requestId: out.$metadata.requestId,
-    };
+    if (from.version !== undefined) result.from.version = from.version;
+    return result;
   }
 }
 

@@ -5,6 +5,7 @@
 import type { KekProvider, KekSelector, KekVersionRef } from '../kek/kek-provider.ts';
 import type { Envelope } from '../stores/envelope-store.ts';
 import type { SkipReason } from './reasons.ts';
+import { materialUnknown } from '../kek/kms-material.ts';
 
 export function matchesSelector(ref: KekVersionRef, sel: KekSelector): boolean {
   if (ref.id !== sel.id) return false;
@@ -18,7 +19,8 @@ export function currentKek(env: Envelope, provider: KekProvider): KekVersionRef 
 }
 
 export type Classification =
-  | { kind: 'rewrap'; current?: KekVersionRef }
+  /** `materialUnknown`: only the provider's answer tells whether the item is under the source material. */
+  | { kind: 'rewrap'; current?: KekVersionRef; materialUnknown?: boolean }
   | { kind: 'skip'; reason: SkipReason; current?: KekVersionRef }
   | { kind: 'unknown-kek' };
 
@@ -28,6 +30,7 @@ export function classify(env: Envelope, provider: KekProvider, from: KekSelector
   if (foreign) return { kind: 'skip', reason: 'not-under-source', current: env.stamp ?? env.dek.kek };
   const identified = provider.identify(env.dek);
   const current = identified ?? env.stamp ?? env.dek.kek;
+  if (materialUnknown(provider.kind, current, from)) return { kind: 'rewrap', current, materialUnknown: true };
   if (current && matchesSelector(current, to) && !matchesSelector(current, from)) {
     return { kind: 'skip', reason: 'already-at-target', current };
   }

@@ -5,7 +5,7 @@
 import pLimit from 'p-limit';
 import { ItemError } from '../errors.ts';
 import { isBatchStore, type BatchEnvelopeStore, type ItemRef, type ReadResult } from '../stores/envelope-store.ts';
-import { DEFAULT_CONFLICT_RETRIES, fromError, prepare, rewrapItem, type Prepared, type RewrapTarget } from './rewrap-item.ts';
+import { DEFAULT_CONFLICT_RETRIES, fromError, prepare, rewrapItem, writtenOutcome, type Prepared, type RewrapTarget } from './rewrap-item.ts';
 import type { ItemOutcome } from './outcome.ts';
 
 export interface BatchOptions {
@@ -87,7 +87,7 @@ async function rewrapSetBased(
     for (const w of writes) {
       const p = byKey.get(w.item.key)!;
       if (results.get(w.item.key) === 'written') {
-        done.set(w.item.key, { status: 'rewrapped', key: w.item.key, from: p.from, to: p.to, requestId: p.requestId, conflicts: round });
+        done.set(w.item.key, writtenOutcome(w.item.key, p, round));
       } else if (round >= maxConflicts) {
         done.set(w.item.key, { status: 'retry', key: w.item.key, reason: 'conflict-retries-exhausted', detail: `changed under us ${round + 1} times` });
       } else {

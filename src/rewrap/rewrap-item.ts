@@ -5,7 +5,7 @@
  * Invariant 3: no write without compare-and-swap (the store refuses, unless allowed).
  */
 import { ItemError } from '../errors.ts';
-import { NotUnderSourceError, type KekProvider, type KekSelector } from '../kek/kek-provider.ts';
+import { NotUnderSourceError, type KekProvider, type KekSelector, type KekVersionRef } from '../kek/kek-provider.ts';
 import { withNewKey } from '../envelope/s3ec-v2.ts';
 import type { Envelope, EnvelopeStore, ItemRef, ReadResult } from '../stores/envelope-store.ts';
 import { classify } from './classify.ts';
@@ -42,9 +42,7 @@ export async function rewrapItem(t: RewrapTarget, item: ItemRef): Promise<ItemOu
     try {
       t.fence?.();
       const result = await t.store.writeIfUnchanged(item, prepared.token, prepared.next, t.signal);
-      if (result === 'written') {
-        return { status: 'rewrapped', key: item.key, from: prepared.from, to: prepared.to, requestId: prepared.requestId, conflicts };
-      }
+      if (result === 'written') return writtenOutcome(item.key, prepared, conflicts);
     } catch (err) {
       if (err instanceof ItemError) return fromError(item.key, err);
       throw err;
@@ -59,9 +57,21 @@ export async function rewrapItem(t: RewrapTarget, item: ItemRef): Promise<ItemOu
 export interface Prepared {
   token: unknown;
   next: Envelope;
-  from: import('../kek/kek-provider.ts').KekVersionRef;
-  to: import('../kek/kek-provider.ts').KekVersionRef;
+  from: KekVersionRef;
+  to: KekVersionRef;
   requestId?: string;
+  /**
+   * Set when the item was already under the target key material but nobody had recorded it: the
+   * write records the material (so the source stops selecting the item), and the outcome says
+   * what happened to the key, which did not move.
+   */
+  alreadyAtTarget?: boolean;
+}
+
+/** The outcome of an item whose write landed. */
+export function writtenOutcome(key: string, p: Prepared, conflicts: number): ItemOutcome {
+  if (p.alreadyAtTarget) return { status: 'skipped', key, reason: 'already-at-target', current: p.to };
+  return { status: 'rewrapped', key, from: p.from, to: p.to, requestId: p.requestId, conflicts };
 }
 
 /** Classifies a read item and, if it needs it, asks the provider for the new wrapped key. */
@@ -77,7 +87,17 @@ export async function prepare(t: RewrapTarget, key: string, read: ReadResult): P
     const r = await t.provider.rewrap(env.dek, t.from, t.to, t.signal);
     return { token: read.token, next: withNewKey(env, r.wrapped, r.matdesc, r.to), from: r.from, to: r.to, requestId: r.requestId };
   } catch (err) {
-    if (err instanceof NotUnderSourceError) return { status: 'skipped', key, reason: 'not-under-source', current: err.actual };
+    if (err instanceof NotUnderSourceError) {
+      /*
+       * Precondition: an item of unknown material is written whatever material KMS found it
+       * under (the same key, now its current material), so a source that selects unknown
+       * materials does not select it again, run after run.
+       */
+      const r = c.materialUnknown ? err.rewrapped : undefined;
+      if (!r) return { status: 'skipped', key, reason: 'not-under-source', current: err.actual };
+      const alreadyAtTarget = r.from.materialId !== undefined && r.from.materialId === r.to.materialId;
+      return { token: read.token, next: withNewKey(env, r.wrapped, r.matdesc, r.to), from: r.from, to: r.to, requestId: r.requestId, alreadyAtTarget };
+    }
     const o = fromError(key, err);
     // A failed item still counts under the KEK that wraps it (the inventory, the retirement gate).
     return o.status === 'failed' ? { ...o, current: c.current ?? env.dek.kek } : o;

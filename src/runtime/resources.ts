@@ -28,6 +28,7 @@ import type { ProcessMetrics } from '../metrics/process-metrics.ts';
 import { InstrumentedKekProvider, instrumentStore } from '../metrics/instrumented.ts';
 import { S3ListSource } from '../sources/s3-list-source.ts';
 import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
+import { drainsKmsMaterial } from '../kek/kms-material.ts';
 import { PgTableSource } from '../sources/pg-table-source.ts';
 
 export class Resources {
@@ -145,7 +146,7 @@ export class Resources {
     const s = spec.sources[index]!;
     if (s.type === 's3') return new S3ListSource(this.s3Client(), s.bucket, s.prefix);
     if (s.type === 's3-manifest') return new CsvManifestSource(s.manifestFile, s.keysUrlEncoded);
-    return new PgTableSource(this.data(), s, spec.from);
+    return new PgTableSource(this.data(), { ...s, kmsMaterial: drainsKmsMaterial(spec.provider.type, spec.from) }, spec.from);
   }
 
   async close(): Promise<void> {

@@ -20,7 +20,7 @@ import { findItemsUnderKek } from './items-under-kek.ts';
 import { createNextKek, currentKek } from './new-kek-version.ts';
 import { nextCronRun } from './schedule-spec.ts';
 import { inAnyWindow } from './time-windows.ts';
-import type { ClaimedScheduleRun, Schedule, ScheduleRunOutcome } from './schedule-types.ts';
+import type { ClaimedScheduleRun, ScheduleRunOutcome } from './schedule-types.ts';
 
 /** A run that stopped (crash) is taken over once its claim is this old. */
 export const SCHEDULE_RUN_LEASE_MS = 15 * 60_000;
@@ -95,15 +95,6 @@ async function runOne(res: Resources, run: ClaimedScheduleRun, now: Date): Promi
     from = await currentKek(res, s, probe);
     const found = await findItemsUnderKek(res, { ...probe, from });
     if (!found) {
-      const unrecorded = await itemsWithoutRecordedMaterial(res, s, probe, from);
-      if (unrecorded) {
-        const detail =
-          `nothing in the sources is recorded under key material ${from.version} of ${from.id}, but ${unrecorded.storeId} holds items under the key ` +
-          'with no recorded material, which rotate-on-demand cannot select; no key material rotated and no campaign created. ' +
-          'Use "kmsRotation": "new-key", or record each item\'s material id in its version column (README, Known limits)';
-        await finish('failed', { detail });
-        return { ...base, outcome: 'failed', from: formatKek(from), detail };
-      }
       const detail = `nothing in the sources is under ${formatKek(from)}: no key version and no campaign created`;
       await finish('nothing-to-move', { detail });
       return { ...base, outcome: 'nothing-to-move', from: formatKek(from), detail };
@@ -117,14 +108,4 @@ async function runOne(res: Resources, run: ClaimedScheduleRun, now: Date): Promi
   await setCampaignState(res.ledger, campaign.id, ['planning'], 'running');
   await finish('campaign-started', { campaignId: campaign.id, nextKekId });
   return { ...base, outcome: 'campaign-started', campaignId: campaign.id, from: formatKek(from), to: formatKek(to) };
-}
-
-/**
- * A KMS rotate-on-demand schedule drains one key material, and only items whose material is
- * recorded can be selected by it. Items under the key with none recorded would be silently left
- * behind, run after run: say so instead of "nothing to move".
- */
-async function itemsWithoutRecordedMaterial(res: Resources, s: Schedule, probe: CampaignSpec, from: KekSelector) {
-  if (s.template.provider.type !== 'kms' || s.kmsRotation !== 'rotate-on-demand' || from.version === undefined) return undefined;
-  return findItemsUnderKek(res, { ...probe, from: { id: from.id } });
 }

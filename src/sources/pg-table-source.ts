@@ -6,12 +6,18 @@ import type pg from 'pg';
 import type { KekSelector } from '../kek/kek-provider.ts';
 import { parseTableName, quoteIdent } from '../stores/pg-table-config.ts';
 import type { Source, SourcePage } from './source.ts';
+import { KMS_MATERIAL_ID_PATTERN } from '../kek/kms-material.ts';
 
 export interface PgTableSourceOptions {
   table: string;
   idColumn: string;
   kekIdColumn: string;
   kekVersionColumn: string;
+  /**
+   * The campaign drains one KMS key material (drainsKmsMaterial): rows whose version column holds
+   * no material id (NULL, empty, anything else) are selected too; KMS tells their material.
+   */
+  kmsMaterial?: boolean;
 }
 
 export class PgTableSource implements Source {
@@ -36,7 +42,10 @@ export class PgTableSource implements Source {
       [tableSql, this.o.idColumn],
     );
     if (!rows[0]) throw new Error(`pg source ${this.o.table}: no column ${this.o.idColumn} (idColumn)`);
-    const versionFilter = this.from.version === undefined ? '' : ` AND ${quoteIdent(this.o.kekVersionColumn)} = $3`;
+    const version = quoteIdent(this.o.kekVersionColumn);
+    /* Draining one KMS key material: rows with no material recorded may be under it (kms-material.ts). */
+    const unrecorded = this.o.kmsMaterial ? ` OR ${version} IS NULL OR ${version}::text !~ '${KMS_MATERIAL_ID_PATTERN}'` : '';
+    const versionFilter = this.from.version === undefined ? '' : ` AND (${version} = $3${unrecorded})`;
     this.sql =
       `SELECT ${id}::text AS k FROM ${tableSql} ` +
       `WHERE ($1::text IS NULL OR ${id} > $1::text::${rows[0].t}) AND ${quoteIdent(this.o.kekIdColumn)} = $2${versionFilter} ` +

@@ -121,7 +121,8 @@ export function writeParams(
     olds.push(text ? token.toString('utf8') : token);
     news.push(text ? next.dek.wrapped.toString('base64') : next.dek.wrapped);
     kekIds.push(kek.id);
-    versions.push(kek.version ?? null);
+    /* A KMS key has no versions: its key material id is what the version column can tell. */
+    versions.push(kek.version ?? kek.materialId ?? null);
     materials.push(kek.materialId ?? null);
     shape.context.forEach((c, i) => contexts[i]!.push(next.dek.matdesc[c.name] ?? null));
   }

@@ -36,14 +36,17 @@ export async function kmsRowTable(pool: pg.Pool, kms: KMSClient, table: string, 
 
 /**
  * Every row of `table` names `keyId` and decrypts under it (KeyId set, so KMS refuses any other
- * key) to its own DEK. Returns the number of rows checked.
+ * key) to its own DEK; with `material`, under that key material, which its version column records.
+ * Returns the number of rows checked.
  */
-export async function expectKmsRowsUnder(pool: pg.Pool, kms: KMSClient, table: string, keyId: string, deks: Map<string, Buffer>): Promise<number> {
-  const { rows } = await pool.query<{ id: string; wrapped_dek: Buffer; kek_id: string }>(`SELECT id::text, wrapped_dek, kek_id FROM ${table}`);
+export async function expectKmsRowsUnder(pool: pg.Pool, kms: KMSClient, table: string, keyId: string, deks: Map<string, Buffer>, material?: string): Promise<number> {
+  const { rows } = await pool.query<{ id: string; wrapped_dek: Buffer; kek_id: string; kek_version: string | null }>(`SELECT id::text, wrapped_dek, kek_id, kek_version FROM ${table}`);
   for (const row of rows) {
     if (row.kek_id !== keyId) throw new Error(`${table} row ${row.id}: kek_id is ${row.kek_id}, expected ${keyId}`);
     const out = await kms.send(new DecryptCommand({ CiphertextBlob: row.wrapped_dek, KeyId: keyId, EncryptionContext: KMS_CONTEXT }));
     if (!Buffer.from(out.Plaintext!).equals(deks.get(row.id)!)) throw new Error(`${table} row ${row.id}: decrypts to another DEK`);
+    if (material !== undefined && out.KeyMaterialId !== material) throw new Error(`${table} row ${row.id}: under key material ${out.KeyMaterialId}, expected ${material}`);
+    if (material !== undefined && row.kek_version !== material) throw new Error(`${table} row ${row.id}: version column holds ${row.kek_version}, expected the material ${material}`);
   }
   return rows.length;
 }

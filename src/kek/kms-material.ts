@@ -1,0 +1,34 @@
+/**
+ * KMS key material ids: which key material of a KMS key wraps a DEK. AWS reports them as 64
+ * lowercase hex characters (KeyMaterialId, SourceKeyMaterialId, CurrentKeyMaterialId).
+ * Draining one material (`<key>@<material id>`, the campaign a rotate-on-demand schedule starts)
+ * must also take the items whose material nobody recorded: only KMS can tell theirs.
+ */
+import type { KekSelector, KekVersionRef } from './kek-provider.ts';
+
+/** The same test as a Postgres regular expression, for the table source. */
+export const KMS_MATERIAL_ID_PATTERN = '^[0-9a-f]{64}$';
+const MATERIAL_ID = new RegExp(KMS_MATERIAL_ID_PATTERN);
+
+export function isKmsMaterialId(v: string | undefined): v is string {
+  return v !== undefined && MATERIAL_ID.test(v);
+}
+
+/** The material recorded for an item: the material id, or a version that is one (tables keep it there). */
+export function recordedMaterial(ref: KekVersionRef): string | undefined {
+  return ref.materialId ?? (isKmsMaterialId(ref.version) ? ref.version : undefined);
+}
+
+/** A KMS campaign that drains one key material of its source key (not a whole key, not a named version). */
+export function drainsKmsMaterial(providerKind: 'kms' | 'local', from: KekSelector): boolean {
+  return providerKind === 'kms' && isKmsMaterialId(from.version);
+}
+
+/**
+ * Precondition for a write whose material only KMS could tell: the item is under the source key
+ * (or names no key at all) and no material is recorded for it.
+ */
+export function materialUnknown(providerKind: 'kms' | 'local', current: KekVersionRef | undefined, from: KekSelector): boolean {
+  if (!drainsKmsMaterial(providerKind, from)) return false;
+  return current === undefined || (current.id === from.id && recordedMaterial(current) === undefined);
+}
