@@ -15,6 +15,7 @@ import {
   claimBatch,
   commitBatch,
   countInFlight,
+  countKeysUnderKek,
   createCampaign,
   failureCountsByReason,
   getCampaign,
@@ -474,5 +475,30 @@ describe('progress and completion', () => {
     );
     expect(await campaignProgress(db.pool, c.id)).toMatchObject({ planned: 200, rewrapped: 180, failed: 20, remaining: 0, batches: { done: 20 } });
     expect(await failureCountsByReason(db.pool, c.id)).toEqual([{ reason: 'access-denied', items: 20 }]);
+  });
+});
+
+describe('countKeysUnderKek', () => {
+  it('counts keys the inventory puts under the KEK, keys it has never seen, and, for a KMS key material, keys seen under the key with no material recorded', async () => {
+    const store = 's3://count-under-kek';
+    const m1 = 'a'.repeat(64);
+    const m2 = 'b'.repeat(64);
+    await db.pool.query(
+      `INSERT INTO rewrap_inventory (store_id, item_key, kek_id, kek_version, material_id)
+       SELECT $1, k, kek, v, m FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(k, kek, v, m)`,
+      [
+        store,
+        ['at-m1', 'version-m1', 'at-m2', 'unrecorded', 'placeholder', 'other-key', 'local-1', 'local-2'],
+        ['K', 'K', 'K', 'K', 'K', 'K2', 'L', 'L'],
+        [null, m1, null, null, 'v1', null, '1', '2'],
+        [m1, null, m2, null, null, null, null, null],
+      ],
+    );
+    const all = ['at-m1', 'version-m1', 'at-m2', 'unrecorded', 'placeholder', 'other-key', 'local-1', 'local-2', 'never-seen'];
+    const under = async (kek: { id: string; version?: string }) => countKeysUnderKek(db.pool, store, all, kek);
+    expect(await under({ id: 'K', version: m1 })).toBe(5); // at-m1, version-m1, unrecorded, placeholder, never-seen
+    expect(await under({ id: 'K', version: m2 })).toBe(4); // at-m2, unrecorded, placeholder, never-seen
+    expect(await under({ id: 'K' })).toBe(6);
+    expect(await under({ id: 'L', version: '1' })).toBe(2); // a keyring version is exact: local-1, never-seen
   });
 });
