@@ -226,7 +226,7 @@ describe('progress, failures, history and inventory of a campaign that ran', () 
       : { storeId: store, itemKey: k, outcome: 'rewrapped', from: FROM, to: TO };
 
   beforeAll(async () => {
-    id = await createCampaign(spec({ name: 'ran' }, table), '?start=true');
+    id = await createCampaign(spec({ name: 'ran', options: { batchSize: 4, kmsRequestsPerSecond: 500 } }, table), '?start=true');
     const keys = Array.from({ length: 12 }, (_, i) => String(i + 1).padStart(3, '0'));
     // What a worker does: plan, claim, commit outcomes (only the first two of three batches).
     await addPlannedItems(db.pool, id, store, keys, 4, { done: true }, true);
@@ -312,6 +312,7 @@ describe('GET /metrics', () => {
     const text = await r.text();
     expect(text).toMatch(/^rewrap_up\{role="api"\} 1$/m);
     expect(text).toMatch(/^rewrap_campaign_items_remaining\{campaign="c[a-z2-7]{10}",name="ran",kind="routine"\} 4$/m);
+    expect(text).toMatch(/^rewrap_campaign_kms_budget_requests_per_second\{campaign="c[a-z2-7]{10}",name="ran",kind="routine"\} 500$/m);
     expect(text).toMatch(/^rewrap_inventory_items\{store="pg:public\.api_ran",kek_id="orders",kek_version="2"\} 5$/m);
     expect(text).toMatch(/^rewrap_api_requests_total\{route="campaigns\.get",status="200"\} \d+$/m);
     const check = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });

@@ -35,15 +35,6 @@ const variables: VariableModel[] = [
     sort: VariableSort.alphabeticalAsc,
     hide: VariableHide.dontHide,
   },
-  {
-    // rewrap does not export the KMS budget yet: type the campaign's kmsRequestsPerSecond here.
-    type: 'textbox',
-    name: 'kms_budget',
-    label: 'KMS budget (requests/s)',
-    query: '100',
-    current: { text: '100', value: '100' },
-    hide: VariableHide.dontHide,
-  },
 ];
 
 const sections = [
@@ -99,11 +90,11 @@ const sections = [
     panels: [
       timeSeries({
         title: 'Rate vs budget',
-        description: 'KEK provider calls per second (one per item rewrapped) against the KMS budget typed in the "KMS budget" variable, and items reaching an outcome per second per campaign as the ledger sees it.',
+        description: "KEK provider calls per second (one per item rewrapped) against each campaign's KMS budget (options.kmsRequestsPerSecond; no line when unlimited), and items reaching an outcome per second per campaign as the ledger sees it.",
         queries: [
           { expr: `sum by (provider) (rate(rewrap_kek_requests_total[${RATE}]))`, legend: 'KEK calls/s {{provider}}' },
           { expr: `sum by (name) (rewrap_campaign_done_rate{${C}})`, legend: 'items done/s {{name}}' },
-          { expr: 'vector($kms_budget)', legend: 'budget' },
+          { expr: `rewrap_campaign_kms_budget_requests_per_second{${C}}`, legend: 'budget {{name}}' },
         ],
         unit: 'reqps',
         min: 0,

@@ -19,11 +19,17 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
   const rate = new Gauge({ name: 'rewrap_campaign_done_rate', help: 'Items reaching an outcome per second over the last minute.', labelNames: labels, registers: [registry] });
   const eta = new Gauge({ name: 'rewrap_campaign_eta_seconds', help: 'Estimated seconds until the backlog drains at the current rate (absent while nothing moves).', labelNames: labels, registers: [registry] });
   const deadline = new Gauge({ name: 'rewrap_campaign_deadline_timestamp_seconds', help: 'When the campaign must be done (Unix time), if it has a deadline.', labelNames: labels, registers: [registry] });
+  const budget = new Gauge({
+    name: 'rewrap_campaign_kms_budget_requests_per_second',
+    help: "The campaign's KEK provider budget (options.kmsRequestsPerSecond), for rate-vs-budget panels; absent when unlimited.",
+    labelNames: labels,
+    registers: [registry],
+  });
   const state = new Gauge({ name: 'rewrap_campaign_state', help: '1 for the state the campaign is in.', labelNames: [...labels, 'state'], registers: [registry] });
   const inventory = new Gauge({ name: 'rewrap_inventory_items', help: 'Items known to the ledger by store and the KEK id and version that wraps them.', labelNames: ['store', 'kek_id', 'kek_version'], registers: [registry] });
 
   async function refresh(): Promise<void> {
-    for (const g of [remaining, items, rate, eta, deadline, state, inventory]) g.reset();
+    for (const g of [remaining, items, rate, eta, deadline, budget, state, inventory]) g.reset();
     const campaigns = await listCampaigns(pool);
     for (const c of campaigns) {
       const l = { campaign: c.id, name: c.name, kind: c.kind };
@@ -36,6 +42,7 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
       if (p.etaSeconds !== null) eta.set(l, p.etaSeconds);
       const d = c.spec.deadline ? Date.parse(c.spec.deadline) : NaN;
       if (Number.isFinite(d)) deadline.set(l, d / 1000);
+      if (c.spec.options.kmsRequestsPerSecond > 0) budget.set(l, c.spec.options.kmsRequestsPerSecond);
     }
     for (const r of await inventoryByKek(pool)) inventory.set({ store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? '' }, r.items);
   }
@@ -47,5 +54,5 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
     inflight = refresh();
     return inflight;
   };
-  for (const g of [remaining, items, rate, eta, deadline, state, inventory]) (g as unknown as { collect: () => Promise<void> }).collect = collect;
+  for (const g of [remaining, items, rate, eta, deadline, budget, state, inventory]) (g as unknown as { collect: () => Promise<void> }).collect = collect;
 }
