@@ -123,10 +123,13 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     }
   }
 
-  /** Before fan-out: the whole plan, then the canary sample; nothing is fed until it passes. */
+  /**
+   * Before fan-out: the whole plan or its first canaryAfterItems items, then the canary sample;
+   * nothing is fed until it passes. A 'failed' canary runs again when the operator resumes.
+   */
   async function canaryStage(c: Campaign, clog: Logger): Promise<void> {
-    if (!c.planDone) return; // a 'failed' canary runs again when the operator resumes the campaign
     const p = await campaignProgress(res.ledger, c.id);
+    if (!c.planDone && p.planned < c.spec.options.canaryAfterItems) return;
     const v = await runCanary(res, c, p.planned);
     if (v.verdict === 'retry-later') {
       clog.info({ why: v.why }, 'canary: transient failure, trying again');

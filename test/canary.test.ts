@@ -78,4 +78,32 @@ describe('canary stage', () => {
     expect(Number(written.rows[0]!.n)).toBeLessThanOrEqual(Math.ceil(0.001 * 2000));
     expect(p.rewrapped + p.skipped + p.failed).toBe(0); // no batch ever went out
   });
+
+  it('on a large scope the canary starts after canaryAfterItems planned items, not after the whole plan, and takes its fraction of those', async () => {
+    const ROWS = 100_000;
+    const v1 = { id: 'big', version: '1', material: randomBytes(32) };
+    const v2 = { id: 'big', version: '2', material: randomBytes(32), state: 'disabled' };
+    await createEnvelopeTable(pipe.db.pool, 'canary_big');
+    await insertRows(pipe.db.pool, 'canary_big', ROWS, v1);
+    const keyringFile = await pipe.keyringFile([v1, v2]);
+    const c = await pipe.create({
+      name: 'canary early',
+      sources: [{ type: 'pg', table: 'canary_big', idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version' }],
+      provider: { type: 'local', keyringFile },
+      from: 'big@1',
+      to: 'big@2',
+      options: { canaryFraction: 0.001, canaryAfterItems: 1000 },
+    });
+    const p = await pipe.waitFor(c.id, 'stopped', (x) => x.state === 'paused', 120_000);
+    /* One planning step (200 ms) cannot list 100,000 rows: the canary ran on part of the plan. */
+    const m = /canary failed: (\d+) of (\d+) items \(rewrap:kek-disabled\)/.exec(p.pauseReason ?? '');
+    expect(m, p.pauseReason ?? '(no pause reason)').not.toBeNull();
+    const canary = Number(m![2]);
+    expect(canary).toBeGreaterThanOrEqual(1);
+    expect(canary).toBeLessThan(Math.ceil(0.001 * ROWS));
+    expect(p.planned).toBeGreaterThanOrEqual(1000);
+    const written = await pipe.db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM canary_big WHERE kek_version <> '1'`);
+    expect(Number(written.rows[0]!.n)).toBe(0); // the destination is disabled: nothing could be written
+    expect(p.rewrapped + p.skipped + p.failed).toBe(0);
+  }, 180_000);
 });

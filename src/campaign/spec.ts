@@ -43,6 +43,12 @@ export interface CampaignOptions {
    * before the campaign fans out; 0 = no canary. 0.001 (0.1 %) is a good start.
    */
   canaryFraction: number;
+  /**
+   * The canary starts once the whole scope is planned or this many items are, whichever comes
+   * first; its fraction is of the items planned then. A scope of a billion objects need not be
+   * listed in full before the first item moves.
+   */
+  canaryAfterItems: number;
 }
 
 export interface CampaignSpec {
@@ -67,6 +73,7 @@ export const DEFAULT_OPTIONS: CampaignOptions = {
   allowUnconditionalWrites: false,
   multipartThresholdBytes: 5 * 1024 ** 3,
   canaryFraction: 0,
+  canaryAfterItems: 100_000,
 };
 
 export function storeIdOf(s: SourceSpec): string[] {
@@ -111,6 +118,7 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
   }
   if (options.batchSize < 1 || !Number.isInteger(options.batchSize)) throw new ConfigError('campaign spec.options.batchSize: expected an integer >= 1');
   if (options.concurrency < 1) throw new ConfigError('campaign spec.options.concurrency: expected >= 1');
+  if (options.canaryAfterItems < 1 || !Number.isInteger(options.canaryAfterItems)) throw new ConfigError('campaign spec.options.canaryAfterItems: expected an integer >= 1');
   if (options.canaryFraction > 1) throw new ConfigError('campaign spec.options.canaryFraction: expected a fraction from 0 to 1, e.g. 0.001 for 0.1 %');
   let deadline: string | undefined;
   if (r.deadline !== undefined) {
