@@ -34,6 +34,22 @@ afterAll(async () => {
   await tb?.cleanup();
 });
 
+/** A campaign over `n` keyring-wrapped rows whose destination version is disabled: every rewrap fails. */
+async function rowsToDisabledKek(table: string, n: number, options: Record<string, number>) {
+  const v1 = { id: table, version: '1', material: randomBytes(32) };
+  const v2 = { id: table, version: '2', material: randomBytes(32), state: 'disabled' };
+  await createEnvelopeTable(pipe.db.pool, table);
+  await insertRows(pipe.db.pool, table, n, v1);
+  return pipe.create({
+    name: `${table} to a disabled KEK`,
+    sources: [{ type: 'pg', table, idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version' }],
+    provider: { type: 'local', keyringFile: await pipe.keyringFile([v1, v2]) },
+    from: `${table}@1`,
+    to: `${table}@2`,
+    options,
+  });
+}
+
 describe('canary stage', () => {
   it('a passing canary (S3 objects read back and decrypted end to end) lets the campaign fan out and complete', async () => {
     const [a, b] = await Promise.all([0, 1].map(async () => (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!));
@@ -58,19 +74,7 @@ describe('canary stage', () => {
   });
 
   it('a failing canary (destination KEK disabled) stops the campaign before more than the canary fraction is written', async () => {
-    const v1 = { id: 'rows', version: '1', material: randomBytes(32) };
-    const v2 = { id: 'rows', version: '2', material: randomBytes(32), state: 'disabled' };
-    await createEnvelopeTable(pipe.db.pool, 'canary_rows');
-    await insertRows(pipe.db.pool, 'canary_rows', 2000, v1);
-    const keyringFile = await pipe.keyringFile([v1, v2]);
-    const c = await pipe.create({
-      name: 'canary fails',
-      sources: [{ type: 'pg', table: 'canary_rows', idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version' }],
-      provider: { type: 'local', keyringFile },
-      from: 'rows@1',
-      to: 'rows@2',
-      options: { canaryFraction: 0.001 },
-    });
+    const c = await rowsToDisabledKek('canary_rows', 2000, { canaryFraction: 0.001 });
     const p = await pipe.waitFor(c.id, 'stopped', (x) => x.state === 'paused', 120_000);
     expect(p.pauseReason).toMatch(/canary failed: 2 of 2 items \(rewrap:kek-disabled\)/);
     expect((await getCampaign(pipe.db.pool, c.id))!.canaryState).toBe('failed');
@@ -81,19 +85,7 @@ describe('canary stage', () => {
 
   it('on a large scope the canary starts after canaryAfterItems planned items, not after the whole plan, and takes its fraction of those', async () => {
     const ROWS = 100_000;
-    const v1 = { id: 'big', version: '1', material: randomBytes(32) };
-    const v2 = { id: 'big', version: '2', material: randomBytes(32), state: 'disabled' };
-    await createEnvelopeTable(pipe.db.pool, 'canary_big');
-    await insertRows(pipe.db.pool, 'canary_big', ROWS, v1);
-    const keyringFile = await pipe.keyringFile([v1, v2]);
-    const c = await pipe.create({
-      name: 'canary early',
-      sources: [{ type: 'pg', table: 'canary_big', idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version' }],
-      provider: { type: 'local', keyringFile },
-      from: 'big@1',
-      to: 'big@2',
-      options: { canaryFraction: 0.001, canaryAfterItems: 1000 },
-    });
+    const c = await rowsToDisabledKek('canary_big', ROWS, { canaryFraction: 0.001, canaryAfterItems: 1000 });
     const p = await pipe.waitFor(c.id, 'stopped', (x) => x.state === 'paused', 120_000);
     /* One planning step (200 ms) cannot list 100,000 rows: the canary ran on part of the plan. */
     const m = /canary failed: (\d+) of (\d+) items \(rewrap:kek-disabled\)/.exec(p.pauseReason ?? '');
