@@ -175,6 +175,9 @@ describe('campaigns through the API', () => {
     expect(noProvider.json.error).toMatch(/^campaign spec.provider: expected/);
     const src = await call('POST', '/api/campaigns', { body: spec({ sources: [{ type: 'pg', table: 't' }] }) });
     expect(src.json.error).toBe('campaign spec.sources[0].idColumn: expected a non-empty string');
+    const kmsTarget = await call('POST', '/api/campaigns', { body: spec({ provider: { type: 'kms' }, from: 'arn:k1', to: `arn:k2@${'c'.repeat(64)}` }) });
+    expect(kmsTarget.status).toBe(400);
+    expect(kmsTarget.json.error).toMatch(/^campaign spec.to: "arn:k2@c{64}" names a key material, but KMS always encrypts under a key's current material/);
     const notJson = await call('POST', '/api/campaigns', { raw: '{"name": ' });
     expect(notJson.status).toBe(400);
     expect(notJson.json.error).toMatch(/^request body: not valid JSON/);
@@ -193,7 +196,7 @@ describe('campaigns through the API', () => {
   });
 
   it('the detail never shows secrets a spec may carry by mistake (invariant 5)', async () => {
-    const s = spec({ provider: { type: 'kms', endpoint: 'http://AKIDEXAMPLE:s3cr3t-in-url@127.0.0.1:4599' } });
+    const s = spec({ provider: { type: 'kms', endpoint: 'http://AKIDEXAMPLE:s3cr3t-in-url@127.0.0.1:4599' }, to: 'orders' });
     (s.sources as Record<string, unknown>[])[0]!.password = 'hunter2-in-the-spec';
     const id = await createCampaign(s);
     const d = await call('GET', `/api/campaigns/${id}`);

@@ -106,6 +106,11 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
     throw new ConfigError(`campaign spec.from: same key id as "to" (${from.id}); give from.version, the KEK version (or KMS key material id) to drain`);
   }
   if (from.id === to.id && from.version === to.version) throw new ConfigError('campaign spec: "from" and "to" name the same KEK version');
+  if (provider.type === 'kms' && to.version !== undefined) {
+    throw new ConfigError(
+      `campaign spec.to: "${to.id}@${to.version}" names a key material, but KMS always encrypts under a key's current material; give the key id or ARN alone`,
+    );
+  }
   const options = { ...DEFAULT_OPTIONS };
   const o = (r.options ?? {}) as Record<string, unknown>;
   for (const [k, v] of Object.entries(o)) {

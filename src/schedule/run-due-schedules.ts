@@ -74,7 +74,8 @@ async function runOne(res: Resources, run: ClaimedScheduleRun, now: Date): Promi
   };
   const name = `${s.name} ${run.dueAt.toISOString()}`;
   const specFor = (from: KekSelector, to: KekSelector): CampaignSpec => parseCampaignSpec({ ...s.template, name, from, to });
-  const probe = specFor({ id: s.kekId, version: 'current' }, { id: s.kekId, version: 'next' });
+  /* Stands in for the real spec where only the sources and the provider matter (scopes, KMS client). */
+  const probe = specFor({ id: s.kekId, version: 'current' }, { id: s.kekId });
 
   const scopes = await campaignScopes(probe);
   const active = (await listCampaigns(res.ledger, { states: [...ACTIVE_STATES] })).find((c) => c.scopes.some((a) => scopes.some((b) => scopesOverlap(a, b))));

@@ -60,7 +60,7 @@ function parseTemplate(v: unknown, name: string, kek: string): CampaignTemplate 
   let spec;
   try {
     // Validated like a campaign spec with stand-in KEK versions (each run fills in the real ones).
-    spec = parseCampaignSpec({ ...c, name, from: { id: kek, version: 'previous' }, to: { id: kek, version: 'next' } });
+    spec = parseCampaignSpec({ ...c, name, from: { id: kek, version: 'previous' }, to: { id: kek } });
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(err.message.replace(/^campaign spec/, 'schedule spec.campaign'), { cause: err });
     throw err;
