@@ -9,7 +9,7 @@ import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
 import { DedupingKekProvider } from '../src/kek/deduping-kek-provider.ts';
 import { ForwardingKekProvider } from '../src/kek/forwarding-kek-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
-import type { KekSelector, RewrapResult, WrappedDek } from '../src/kek/kek-provider.ts';
+import { NotUnderSourceError, type KekSelector, type RewrapResult, type WrappedDek } from '../src/kek/kek-provider.ts';
 import { aesUnwrap, aesWrap, CEK } from '../src/reference/s3ec-client.ts';
 
 const m1 = randomBytes(32);
@@ -83,5 +83,14 @@ describe('DedupingKekProvider', () => {
     await expect(dedupe.rewrap(corrupt, from, to)).rejects.toMatchObject({ reason: 'invalid-ciphertext' });
     expect(counted.calls).toBe(2);
     expect(dedupe.size).toBe(0);
+  });
+
+  it('keeps "not under the source": 100 items sharing a DEK under another version cost one keyring call, and each is told so', async () => {
+    const { counted, dedupe } = setup(100);
+    const underV2: WrappedDek = { wrapAlg: 'AES/GCM', cekAlg: CEK, wrapped: aesWrap(m2, randomBytes(32)), matdesc: { kek: 'orders@2' } };
+    const settled = await Promise.allSettled(Array.from({ length: 100 }, () => dedupe.rewrap(underV2, from, to)));
+    for (const s of settled) expect(s.status === 'rejected' && s.reason).toBeInstanceOf(NotUnderSourceError);
+    await expect(dedupe.rewrap(underV2, from, to)).rejects.toBeInstanceOf(NotUnderSourceError);
+    expect(counted.calls).toBe(1);
   });
 });

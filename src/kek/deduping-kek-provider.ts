@@ -4,7 +4,7 @@
  * reused: the new wrapped key is ciphertext, safe to keep in memory and to reuse.
  */
 import { createHash } from 'node:crypto';
-import type { KekProvider, KekSelector, RewrapResult, WrappedDek } from './kek-provider.ts';
+import { NotUnderSourceError, type KekProvider, type KekSelector, type RewrapResult, type WrappedDek } from './kek-provider.ts';
 import { ForwardingKekProvider } from './forwarding-kek-provider.ts';
 
 export class DedupingKekProvider extends ForwardingKekProvider {
@@ -44,8 +44,14 @@ export class DedupingKekProvider extends ForwardingKekProvider {
     }
     const p = this.inner.rewrap(dek, from, to, signal);
     this.remember(key, p);
-    // Only successes are reused: a throttle or a transient failure must be retried for real.
-    p.catch(() => this.forget(key, p));
+    /*
+     * Reused: results, and NotUnderSourceError, the provider's answer about this DEK (with the
+     * result KMS produced anyway, see kms-material.ts). Never a throttle, a transient or a
+     * permanent item failure: those must be tried again for real.
+     */
+    p.catch((err) => {
+      if (!(err instanceof NotUnderSourceError)) this.forget(key, p);
+    });
     return p;
   }
 
