@@ -96,7 +96,7 @@ describe('draining one KMS key material from rows with no recorded material', ()
     /* Under an older material of the same key: moved too (the key's only encrypting material is m2), and the outcome says from where. */
     expect(byKey.get('1')).toMatchObject({ status: 'rewrapped', from: { id: key, materialId: m0 }, to: { id: key, materialId: m2 } });
     /* Already under m2: the write only records the material; the outcome says the key did not move. */
-    expect(byKey.get('6')).toMatchObject({ status: 'skipped', reason: 'already-at-target', current: { id: key, materialId: m2 } });
+    expect(byKey.get('6')).toMatchObject({ status: 'skipped', reason: 'already-at-target', current: { id: key, materialId: m2 }, recorded: { requestId: expect.any(String) } });
 
     const { rows } = await db.pool.query<{ id: string; wrapped_dek: Buffer; kek_id: string; kek_version: string }>('SELECT id::text, wrapped_dek, kek_id, kek_version FROM app_rows ORDER BY id');
     for (const row of rows) {
@@ -130,7 +130,7 @@ describe('draining one KMS key material from rows with no recorded material', ()
     const byKey = new Map((await rewrapBatch(target, items, { concurrency: 3 })).map((o) => [o.key, o]));
     expect(byKey.get('older')).toMatchObject({ status: 'rewrapped', from: { materialId: m0 }, to: { materialId: m2 } });
     expect(byKey.get('source')).toMatchObject({ status: 'rewrapped', from: { materialId: m1 }, to: { materialId: m2 } });
-    expect(byKey.get('current')).toMatchObject({ status: 'skipped', reason: 'already-at-target', current: { id: key, materialId: m2 } });
+    expect(byKey.get('current')).toMatchObject({ status: 'skipped', reason: 'already-at-target', current: { id: key, materialId: m2 }, recorded: { requestId: expect.any(String) } });
 
     for (const { key: name } of items) {
       const read = await store.read({ key: name });

@@ -107,7 +107,7 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
       log.warn({ leaseOwner: commit.leaseOwner }, 'batch lease was taken over; nothing committed (the new owner re-reads every item)');
       return 'fenced';
     }
-    for (const o of outcomes) if (o.status === 'rewrapped') audit(log, batch.storeId, o);
+    for (const o of outcomes) audit(log, batch.storeId, o);
     log.info({ ...counts, changed: commit.changed, batchDone: commit.batchDone }, 'batch committed');
     if (commit.autoPaused) log.warn('campaign auto-paused: failure threshold crossed');
     if (interrupted !== undefined) {
@@ -127,9 +127,13 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
   }
 }
 
-/** One audit event per item rewrapped: item keys go to the ledger and the audit log only. */
-function audit(log: Logger, storeId: string, o: Extract<ItemOutcome, { status: 'rewrapped' }>): void {
-  log.info({ event: 'item.rewrapped', store: storeId, item: o.key, from: o.from, to: o.to, kmsRequestId: o.requestId }, 'audit');
+/** One audit event per store write: item keys go to the ledger and the audit log only. */
+function audit(log: Logger, storeId: string, o: ItemOutcome): void {
+  if (o.status === 'rewrapped') {
+    log.info({ event: 'item.rewrapped', store: storeId, item: o.key, from: o.from, to: o.to, kmsRequestId: o.requestId }, 'audit');
+  } else if (o.status === 'skipped' && o.recorded) {
+    log.info({ event: 'item.material-recorded', store: storeId, item: o.key, kek: o.current, kmsRequestId: o.recorded.requestId }, 'audit');
+  }
 }
 
 const toRecord =

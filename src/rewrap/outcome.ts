@@ -5,7 +5,11 @@ import type { PermanentReason, SkipReason, TransientReason } from './reasons.ts'
 export type ItemOutcome =
   /** Invariant 1: only produced after the store write succeeded. */
   | { status: 'rewrapped'; key: string; from: KekVersionRef; to: KekVersionRef; requestId?: string; conflicts: number }
-  | { status: 'skipped'; key: string; reason: SkipReason; current?: KekVersionRef }
+  /**
+   * `recorded`: the store was written anyway, to record the KEK material nobody had recorded
+   * (kms-material.ts); the DEK's wrapping material did not change.
+   */
+  | { status: 'skipped'; key: string; reason: SkipReason; current?: KekVersionRef; recorded?: { requestId?: string } }
   | { status: 'failed'; key: string; reason: PermanentReason; detail: string; current?: KekVersionRef }
   /** Transient: nothing was written; the item is tried again later. */
   | { status: 'retry'; key: string; reason: TransientReason; detail: string };

@@ -70,7 +70,7 @@ export interface Prepared {
 
 /** The outcome of an item whose write landed. */
 export function writtenOutcome(key: string, p: Prepared, conflicts: number): ItemOutcome {
-  if (p.alreadyAtTarget) return { status: 'skipped', key, reason: 'already-at-target', current: p.to };
+  if (p.alreadyAtTarget) return { status: 'skipped', key, reason: 'already-at-target', current: p.to, recorded: { requestId: p.requestId } };
   return { status: 'rewrapped', key, from: p.from, to: p.to, requestId: p.requestId, conflicts };
 }
 
