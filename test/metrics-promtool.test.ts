@@ -70,6 +70,7 @@ describe('/metrics of every role during a running campaign', () => {
     const worker = await (await fetch(urls.worker)).text();
     expect(worker).toMatch(/^rewrap_items_total\{[^}]*result="rewrapped"[^}]*\} \d+$/m);
     expect(worker).toMatch(/^rewrap_kek_request_duration_seconds_bucket\{/m);
+    expect(worker).toMatch(/^rewrap_kek_requests_total\{provider="local",operation="rewrap",outcome="ok",campaign_kind="routine"\} [1-9]\d*$/m);
     const apiText = await (await fetch(urls.api)).text();
     expect(apiText).toMatch(new RegExp(`^rewrap_campaign_items_remaining\\{campaign="${c.id}"`, 'm'));
     expect(guard.findLeaks()).toEqual([]);

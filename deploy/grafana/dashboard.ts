@@ -90,9 +90,9 @@ const sections = [
     panels: [
       timeSeries({
         title: 'Rate vs budget',
-        description: "KEK provider calls per second (one per item rewrapped) against each campaign's KMS budget (options.kmsRequestsPerSecond; no line when unlimited), and items reaching an outcome per second per campaign as the ledger sees it.",
+        description: "KEK provider calls per second by campaign kind (routine campaigns share one KMS budget, incidents have their own) against each campaign's budget (options.kmsRequestsPerSecond; no line when unlimited), and items reaching an outcome per second per campaign as the ledger sees it.",
         queries: [
-          { expr: `sum by (provider) (rate(rewrap_kek_requests_total[${RATE}]))`, legend: 'KEK calls/s {{provider}}' },
+          { expr: `sum by (provider, campaign_kind) (rate(rewrap_kek_requests_total[${RATE}]))`, legend: 'KEK calls/s {{provider}} {{campaign_kind}}' },
           { expr: `sum by (name) (rewrap_campaign_done_rate{${C}})`, legend: 'items done/s {{name}}' },
           { expr: `rewrap_campaign_kms_budget_requests_per_second{${C}}`, legend: 'budget {{name}}' },
         ],

@@ -11,6 +11,7 @@ export class InstrumentedKekProvider extends ForwardingKekProvider {
   constructor(
     inner: KekProvider,
     private readonly m: ProcessMetrics,
+    private readonly campaignKind: 'routine' | 'incident',
   ) {
     super(inner);
   }
@@ -25,7 +26,7 @@ export class InstrumentedKekProvider extends ForwardingKekProvider {
       outcome = err instanceof ItemError && err.reason === 'throttled' ? 'throttled' : err instanceof NotUnderSourceError ? 'ok' : 'error';
       throw err;
     } finally {
-      this.m.kekRequests.inc({ provider: this.inner.kind, operation, outcome });
+      this.m.kekRequests.inc({ provider: this.inner.kind, operation, outcome, campaign_kind: this.campaignKind });
       this.m.kekLatency.observe({ provider: this.inner.kind, operation }, (performance.now() - t) / 1000);
     }
   }

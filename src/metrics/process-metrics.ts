@@ -10,7 +10,7 @@ export const METRIC_PREFIX = 'rewrap_';
 export class ProcessMetrics {
   readonly registry = new Registry();
   readonly items: Counter<'result' | 'reason' | 'store_kind' | 'provider' | 'campaign_kind'>;
-  readonly kekRequests: Counter<'provider' | 'operation' | 'outcome'>;
+  readonly kekRequests: Counter<'provider' | 'operation' | 'outcome' | 'campaign_kind'>;
   readonly kekLatency: Histogram<'provider' | 'operation'>;
   readonly storeOps: Counter<'store_kind' | 'operation' | 'outcome'>;
   readonly batchCommitLatency: Histogram<'outcome'>;
@@ -36,8 +36,8 @@ export class ProcessMetrics {
     });
     this.kekRequests = new Counter({
       name: 'rewrap_kek_requests_total',
-      help: 'Calls to the KEK provider (KMS ReEncrypt, or local keyring rewraps), by outcome (ok, throttled, error).',
-      labelNames: ['provider', 'operation', 'outcome'],
+      help: 'Calls to the KEK provider (KMS ReEncrypt, or local keyring rewraps), by outcome (ok, throttled, error) and campaign kind (routine and incident campaigns have separate KMS budgets).',
+      labelNames: ['provider', 'operation', 'outcome', 'campaign_kind'],
       registers: [r],
     });
     this.kekLatency = new Histogram({

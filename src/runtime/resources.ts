@@ -130,7 +130,7 @@ export class Resources {
     } else {
       p = new KmsKekProvider(this.kmsClient(spec));
     }
-    if (this.metrics) p = new InstrumentedKekProvider(p, this.metrics);
+    if (this.metrics) p = new InstrumentedKekProvider(p, this.metrics, spec.kind);
     if (spec.options.kmsRequestsPerSecond > 0 && this.redis) {
       // Incidents get a budget of their own: they must not queue behind routine work's tokens.
       const scope = spec.provider.type === 'kms' ? `kms-${spec.provider.region ?? this.config.kms.region}-${spec.kind}` : `local-${campaignId}`;
