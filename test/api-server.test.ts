@@ -13,6 +13,7 @@ import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
 import { addPlannedItems, campaignProgress, claimBatch, commitBatch, migrate, type ItemOutcomeRecord } from '../src/ledger/index.ts';
 import { startApiServer, type ApiServer } from '../src/api/server.ts';
+import { eventually } from './support/eventually.ts';
 
 const TOKEN = randomBytes(24).toString('hex');
 const PROMTOOL = '/usr/bin/promtool';
@@ -66,17 +67,6 @@ async function call(method: string, path: string, o: { token?: string | null; bo
   const text = await res.text();
   const json = res.headers.get('content-type')?.startsWith('application/json') ? JSON.parse(text) : undefined;
   return { status: res.status, headers: res.headers, text, json };
-}
-
-/** Polls `check` until it returns something other than undefined, or fails after `timeoutMs`. */
-async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function createCampaign(s: Record<string, unknown>, query = ''): Promise<string> {

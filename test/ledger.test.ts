@@ -37,6 +37,7 @@ import {
   type NewCampaign,
   type Scope,
 } from '../src/ledger/index.ts';
+import { eventually } from './support/eventually.ts';
 
 let db: TestSchema;
 let bucketSeq = 0;
@@ -57,17 +58,6 @@ function campaignInput(name: string, scopes: Scope[], options: Partial<CampaignO
 }
 
 const keys = (prefix: string, n: number, from = 0): string[] => Array.from({ length: n }, (_, i) => `${prefix}${String(from + i).padStart(5, '0')}`);
-
-/** Polls `check` until it returns something other than undefined, or fails after `timeoutMs`. */
-async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const FROM = { id: 'kek-a', version: '1' };
 const TO = { id: 'kek-a', version: '2' };

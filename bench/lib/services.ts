@@ -7,7 +7,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { Redis } from 'ioredis';
 import { CreateKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { freePort, startRgw, type S3Endpoint } from '../../src/demo/rgw-server.ts';
 import { REWRAP_BIN } from '../../src/demo/processes.ts';
@@ -16,50 +15,7 @@ import type { FaultOptions, KmsStats } from '../../src/kms-server/faults.ts';
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-export interface PrivateRedis {
-  url: string;
-  pid: number;
-  client: Redis;
-  usedMemory(): Promise<{ used: number; peak: number }>;
-  stop(): Promise<void>;
-}
-
-export async function startPrivateRedis(): Promise<PrivateRedis> {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
-  const url = `redis://127.0.0.1:${port}`;
-  const client = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, retryStrategy: () => 100 });
-  client.on('error', () => {}); // refused while the server starts; a real failure surfaces in connect() below
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await client.connect();
-      await client.ping();
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`private redis-server on port ${port} did not answer within 10 s`, { cause: err });
-      client.disconnect();
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  return {
-    url,
-    pid: child.pid!,
-    client,
-    async usedMemory() {
-      const info = await client.info('memory');
-      const field = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN);
-      return { used: field('used_memory'), peak: field('used_memory_peak') };
-    },
-    async stop() {
-      client.disconnect();
-      if (child.exitCode === null) {
-        child.kill('SIGKILL');
-        await once(child, 'exit');
-      }
-    },
-  };
-}
+export { startPrivateRedis, type PrivateRedis } from '../../test/support/private-redis.ts';
 
 export interface KmsProcess {
   url: string;

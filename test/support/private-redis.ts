@@ -1,14 +1,18 @@
 /**
  * A private redis-server on a free port, for tests that must FLUSHALL, restart Redis, or read
- * `INFO memory` without the other test files' keys (they share the machine's Redis).
+ * `INFO memory` without the other test files' keys (they share the machine's Redis), and for the
+ * bench (a clean `used_memory` and CPU of its own).
  */
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import { freePort } from '../../src/demo/rgw-server.ts';
 
 export interface PrivateRedis {
   url: string;
+  pid: number;
   client: Redis;
+  usedMemory(): Promise<{ used: number; peak: number }>;
   stop(): Promise<void>;
 }
 
@@ -29,18 +33,26 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
       await client.ping();
       break;
     } catch (err) {
-      if (Date.now() > deadline) throw new Error(`private redis-server on ${port} did not answer`, { cause: err });
+      if (Date.now() > deadline) throw new Error(`private redis-server on port ${port} did not answer within 10 s`, { cause: err });
       client.disconnect();
       await new Promise((r) => setTimeout(r, 50));
     }
   }
   return {
     url,
+    pid: child.pid!,
     client,
+    async usedMemory() {
+      const info = await client.info('memory');
+      const field = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN);
+      return { used: field('used_memory'), peak: field('used_memory_peak') };
+    },
     async stop() {
       client.disconnect();
-      child.kill('SIGKILL');
-      await new Promise((r) => child.once('exit', r));
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      }
     },
   };
 }
