@@ -102,6 +102,27 @@ describe('scheduled rotation of a KMS key', () => {
   }, 240_000);
 });
 
+describe('rows whose KEK columns do not tell the truth', () => {
+  it('a row that names the source key but whose DEK is under another key is skipped as not under the source, and the campaign still completes', async () => {
+    const [source, other, target] = await Promise.all([0, 1, 2].map(async () => (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!));
+    const { deks } = await kmsRowTable(pipe.db.pool, kms, 'kms_liar', 20, source);
+    const elsewhere = await encryptDek(other);
+    await pipe.db.pool.query(`UPDATE kms_liar SET wrapped_dek = $1, kek_version = NULL WHERE id = 7`, [elsewhere.blob]);
+    for (const [name, from] of [['whole key', source], ['one material', `${source}@${await currentMaterial(source)}`]] as const) {
+      const c = await pipe.create({ name: `liar ${name}`, sources: [kmsRowSource('kms_liar')], provider: { type: 'kms' }, from, to: target, options: { batchSize: 5 } });
+      const p = await pipe.waitFor(c.id, 'completed', (x) => x.state === 'completed', 60_000);
+      expect(p, name).toMatchObject({ failed: 0 });
+      expect(p.skipped, name).toBeGreaterThanOrEqual(1);
+      const { rows } = await pipe.db.pool.query<{ kek_id: string; wrapped_dek: Buffer }>('SELECT kek_id, wrapped_dek FROM kms_liar WHERE id = 7');
+      expect(rows[0]!.kek_id).toBe(source);
+      expect(rows[0]!.wrapped_dek.equals(elsewhere.blob), 'the row is left as it was').toBe(true);
+    }
+    deks.delete('7');
+    await pipe.db.pool.query('DELETE FROM kms_liar WHERE id = 7');
+    expect(await expectKmsRowsUnder(pipe.db.pool, kms, 'kms_liar', target, deks)).toBe(19);
+  }, 180_000);
+});
+
 async function currentMaterial(key: string): Promise<string> {
   return (await kms.send(new DescribeKeyCommand({ KeyId: key }))).KeyMetadata!.CurrentKeyMaterialId!;
 }
