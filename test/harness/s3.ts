@@ -55,10 +55,16 @@ export async function freshBucket(client: S3Client, label: string): Promise<Test
  * delete (its bucket index settles asynchronously, notably after a client was SIGKILLed mid-PUT),
  * so the whole pass repeats until the bucket is gone or the deadline passes.
  */
-async function deleteBucket(client: S3Client, bucket: string, deadlineMs = 30_000): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
+async function deleteBucket(client: S3Client, bucket: string, settleMs = 30_000): Promise<void> {
+  /*
+   * The deadline starts once the first pass has emptied the bucket: emptying thousands of objects
+   * on a loaded box can itself take longer than the settling time (seen in CI: BucketNotEmpty
+   * after a 30 s first pass, with no second pass tried).
+   */
+  let deadline = Infinity;
   for (let pass = 1; ; pass++) {
     await emptyBucket(client, bucket);
+    if (pass === 1) deadline = Date.now() + settleMs;
     try {
       await client.send(new DeleteBucketCommand({ Bucket: bucket }));
       return;
