@@ -6,8 +6,9 @@
  */
 import type { KekSelector, KekVersionRef } from './kek-provider.ts';
 
+export const KMS_MATERIAL_ID_LENGTH = 64;
 /** The same test as a Postgres regular expression, for the table source. */
-export const KMS_MATERIAL_ID_PATTERN = '^[0-9a-f]{64}$';
+export const KMS_MATERIAL_ID_PATTERN = `^[0-9a-f]{${KMS_MATERIAL_ID_LENGTH}}$`;
 const MATERIAL_ID = new RegExp(KMS_MATERIAL_ID_PATTERN);
 
 export function isKmsMaterialId(v: string | undefined): v is string {
@@ -31,4 +32,14 @@ export function drainsKmsMaterial(providerKind: 'kms' | 'local', from: KekSelect
 export function materialUnknown(providerKind: 'kms' | 'local', current: KekVersionRef | undefined, from: KekSelector): boolean {
   if (!drainsKmsMaterial(providerKind, from)) return false;
   return current === undefined || (current.id === from.id && recordedMaterial(current) === undefined);
+}
+
+/**
+ * Whether an item seen under `ref` may be under `sel`: the same key and version or material, or,
+ * for a material id, the same KMS key with no material recorded (only KMS could tell).
+ */
+export function mayBeUnder(ref: KekVersionRef, sel: KekSelector): boolean {
+  if (ref.id !== sel.id) return false;
+  if (sel.version === undefined || ref.version === sel.version || ref.materialId === sel.version) return true;
+  return isKmsMaterialId(sel.version) && recordedMaterial(ref) === undefined;
 }

@@ -5,8 +5,10 @@
  *   moved    the campaign rewrapped it (at = when);
  *   exposed  still under the compromised KEK as far as rewrap knows: not moved yet, or it failed
  *            for a reason that leaves it under the KEK (kek-disabled, invalid-ciphertext, ...),
- *            unless the inventory saw it under another KEK since.
- * Items that were never under it (skipped as not-under-source or already at the target) and items
+ *            unless the inventory saw it under another KEK since. For a KMS key material, an
+ *            item seen under the key with no material recorded may be under it: it counts.
+ * Items that were never under it (skipped as not-under-source or already at the target, or moved
+ * from another material of the key by a rotate-on-demand drain) and items
  * without a readable envelope (not-encrypted, malformed...) are counted in the totals, not listed.
  * `stillUnderKekByStore` adds what the ledger knows beyond this campaign, over every campaign that
  * drained the compromised KEK: items the inventory saw under it, planned and not moved, or failed.
@@ -14,6 +16,7 @@
 import type { Campaign, KekRecord, Queryable } from '../ledger/types.ts';
 import { campaignItems, campaignsFromKek, itemsMovedPerMinute, kekUsage } from '../ledger/index.ts';
 import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
+import { mayBeUnder } from '../kek/kms-material.ts';
 import { kekText, lineWriter, type ReportFormat } from './report-format.ts';
 import type { ReportSink } from './report-sink.ts';
 
@@ -39,7 +42,7 @@ export interface ExposureSummary {
   timeline: { minute: string; moved: number }[];
 }
 
-const under = (k: KekRecord | null, c: KekSelector) => k !== null && k.id === c.id && (c.version === undefined || k.version === c.version || k.materialId === c.version);
+const under = (k: KekRecord | null, c: KekSelector) => k !== null && mayBeUnder(k, c);
 
 export async function writeExposureReport(db: Queryable, campaign: Campaign, format: ReportFormat, sink: ReportSink, pageSize = 2000): Promise<ExposureSummary> {
   const compromised = campaign.spec.from;
@@ -51,8 +54,14 @@ export async function writeExposureReport(db: Queryable, campaign: Campaign, for
     const page = await campaignItems(db, campaign.id, { limit: pageSize, after });
     for (const r of page) {
       let status: 'moved' | 'exposed';
-      if (r.outcome === 'rewrapped') status = 'moved';
-      else if (r.outcome === 'skipped') {
+      if (r.outcome === 'rewrapped') {
+        /* A rotate-on-demand drain also moves items it finds under other materials of the key. */
+        if (r.from !== null && !under(r.from, compromised)) {
+          totals.neverUnderKek++;
+          continue;
+        }
+        status = 'moved';
+      } else if (r.outcome === 'skipped') {
         totals.neverUnderKek++;
         continue;
       } else if (r.outcome === 'failed' && NO_ENVELOPE.has(r.reason ?? '')) {

@@ -1,4 +1,5 @@
 import type { Queryable } from '../types.ts';
+import { KMS_MATERIAL_ID_PATTERN } from '../../kek/kms-material.ts';
 
 export interface KekUsage {
   /** Every store the inventory or the campaigns know, with what may still be under the KEK. */
@@ -17,14 +18,16 @@ export interface KekUsage {
 
 /**
  * What may still use a KEK, by store. `campaignIds`: the campaigns draining it. `version` matches
- * a keyring version or a KMS key material id; absent, any version of the KEK counts.
+ * a keyring version or a KMS key material id (an item seen under the KMS key with no material
+ * recorded may be under it, as countKeysUnderKek says); absent, any version of the KEK counts.
  * `noEnvelopeReasons`: failure reasons that mean the item has no usable envelope at all (it is
  * under no KEK), so they do not count as failed-not-moved.
  */
 export async function kekUsage(db: Queryable, kek: { id: string; version?: string }, campaignIds: string[], noEnvelopeReasons: readonly string[]): Promise<KekUsage> {
   const { rows } = await db.query<{ store_id: string; under: string; pending: string; failed: string }>(
     `WITH inv AS (
-       SELECT store_id, count(*) FILTER (WHERE kek_id = $1 AND ($2::text IS NULL OR kek_version = $2 OR material_id = $2)) AS under
+       SELECT store_id, count(*) FILTER (WHERE kek_id = $1 AND ($2::text IS NULL OR kek_version = $2 OR material_id = $2
+                OR ($2 ~ $5 AND material_id IS NULL AND (kek_version IS NULL OR kek_version !~ $5)))) AS under
          FROM rewrap_inventory GROUP BY store_id),
      items AS (
        SELECT ci.store_id,
@@ -37,7 +40,7 @@ export async function kekUsage(db: Queryable, kek: { id: string; version?: strin
      SELECT coalesce(inv.store_id, items.store_id) AS store_id, coalesce(inv.under, 0) AS under,
             coalesce(items.pending, 0) AS pending, coalesce(items.failed, 0) AS failed
        FROM inv FULL JOIN items ON items.store_id = inv.store_id ORDER BY 1`,
-    [kek.id, kek.version ?? null, campaignIds, noEnvelopeReasons],
+    [kek.id, kek.version ?? null, campaignIds, noEnvelopeReasons, KMS_MATERIAL_ID_PATTERN],
   );
   const { rows: last } = await db.query<{ at: Date | null }>(
     `SELECT max(done_at) AS at FROM rewrap_campaign_items WHERE campaign_id = ANY($1::text[]) AND outcome = 'rewrapped'`,
