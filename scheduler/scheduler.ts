@@ -5,8 +5,9 @@
 import type pg from 'pg';
 import type { ProcessConfig } from '../src/config.ts';
 import type { Logger } from '../src/log.ts';
-import { beginDeltaPass, campaignProgress, listCampaigns, recordCanary, setCampaignState } from '../src/ledger/index.ts';
+import { beginDeltaPass, campaignProgress, countMovedSinceBatch, listCampaigns, recordCanary, setCampaignState } from '../src/ledger/index.ts';
 import type { Campaign } from '../src/ledger/types.ts';
+import { ConfigError } from '../src/errors.ts';
 import { LOCK_NAMESPACE } from '../src/ledger/lock-keys.ts';
 import { createBatchQueue } from '../src/queue/batch-queue.ts';
 import { planStep, StatisticsSchedule } from './planner.ts';
@@ -34,6 +35,8 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
   /** delta pass number that found nothing new, per campaign: the campaign may complete. */
   const cleanDelta = new Map<string, number>();
   const deltaPlanned = new Map<string, number>();
+  /* The delta pass this scheduler began last, per campaign (lost on restart: then one more pass). */
+  const passFirstBatch = new Map<string, { pass: number; firstBatchNo: number }>();
   const yielding = new Set<string>();
   const statistics = new StatisticsSchedule();
   let lastReconcile = 0;
@@ -63,7 +66,11 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       try {
         await tickCampaign(c, reconcileNow, clog, c.kind === 'routine' ? incident : undefined);
       } catch (err) {
-        clog.error({ err }, 'campaign tick failed; retrying next tick');
+        /* A source that cannot work as configured (a missing column, a column that cannot hold
+           what the campaign needs) will not fix itself: pause with the reason, not retry forever. */
+        if (err instanceof ConfigError && (c.state === 'planning' || c.state === 'running')) {
+          if (await setCampaignState(res.ledger, c.id, [c.state], 'paused', err.message)) clog.error({ err }, 'campaign paused: fix its configuration, then resume it');
+        } else clog.error({ err }, 'campaign tick failed; retrying next tick');
       }
     }
     if (reconcileNow) lastReconcile = Date.now();
@@ -100,6 +107,16 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     if (fed > 0 || !c.planDone) return;
     const p = await campaignProgress(res.ledger, c.id);
     if (p.batches.pending > 0 || p.batches.enqueued > 0) return;
+    /*
+     * A delta pass is clean when it planned nothing, or when all it planned is done and none of
+     * it moved: rows the source keeps selecting that are not under the source (KEK columns that
+     * lie, KMS rows whose material nobody records) are checked again by each pass, but cannot keep
+     * the campaign from completing.
+     */
+    const pass = passFirstBatch.get(c.id);
+    if (c.deltaPasses > 0 && cleanDelta.get(c.id) !== c.deltaPasses && pass?.pass === c.deltaPasses) {
+      if ((await countMovedSinceBatch(res.ledger, c.id, pass.firstBatchNo)) === 0) cleanDelta.set(c.id, c.deltaPasses);
+    }
     if (cleanDelta.get(c.id) === c.deltaPasses && c.deltaPasses > 0) {
       if (await setCampaignState(res.ledger, c.id, ['running'], 'completed')) {
         clog.info({ rewrapped: p.rewrapped, skipped: p.skipped, failed: p.failed }, 'campaign completed');
@@ -107,9 +124,10 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       return;
     }
     /* Complete only when nothing in scope remains under the old KEK: look once more. */
-    const pass = await beginDeltaPass(res.ledger, c.id);
+    const begun = await beginDeltaPass(res.ledger, c.id);
     deltaPlanned.set(c.id, 0);
-    clog.info({ pass }, 'delta pass: looking for items that appeared since the plan');
+    if (begun) passFirstBatch.set(c.id, begun);
+    clog.info({ pass: begun?.pass }, 'delta pass: looking for items that appeared since the plan');
   }
 
   /** A routine campaign stops feeding while an incident runs; its waiting jobs leave Redis, batches in hand finish. */

@@ -145,4 +145,57 @@ describe('draining one KMS key material from rows with no recorded material', ()
     expect(again.map((o) => o.status)).toEqual(['skipped', 'skipped', 'skipped']);
     expect(server.stats().requestsTotal, 'stamped objects are classified without KMS').toBe(calls);
   });
+
+  it('moving the rows of one material to another key leaves rows of other materials as they are: skipped as not under the source, not written', async () => {
+    const key = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const target = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const cols = await createEnvelopeTable(db.pool, 'incident_rows');
+    const deks = new Map<string, Buffer>();
+    await insertRows('incident_rows', key, [{ id: 1, version: null }], deks); // an older material, unrecorded
+    await kms.send(new RotateKeyOnDemandCommand({ KeyId: key }));
+    const compromised = await currentMaterial(key);
+    await insertRows('incident_rows', key, [{ id: 2, version: null }], deks);
+    const { rows: before } = await db.pool.query<{ wrapped_dek: Buffer }>('SELECT wrapped_dek FROM incident_rows WHERE id = 1');
+
+    const store = new PgTableStore({ pool: db.pool, ...cols, wrapAlg: 'kms+context' });
+    const from = { id: key, version: compromised };
+    const outcomes = await rewrapBatch({ store, provider: new KmsKekProvider(kms), from, to: { id: target } }, [{ key: '1' }, { key: '2' }], { concurrency: 2 });
+    const byKey = new Map(outcomes.map((o) => [o.key, o]));
+    expect(byKey.get('2')).toMatchObject({ status: 'rewrapped', from: { id: key, materialId: compromised }, to: { id: target } });
+    expect(byKey.get('1')).toMatchObject({ status: 'skipped', reason: 'not-under-source' });
+    expect(byKey.get('1')).not.toMatchObject({ current: { materialId: compromised } });
+
+    const { rows } = await db.pool.query<{ id: string; wrapped_dek: Buffer; kek_id: string; kek_version: string | null }>('SELECT id::text, wrapped_dek, kek_id, kek_version FROM incident_rows ORDER BY id');
+    expect(rows[0]).toMatchObject({ kek_id: key, kek_version: null });
+    expect(rows[0]!.wrapped_dek.equals(before[0]!.wrapped_dek), 'row 1 is left as it was').toBe(true);
+    expect(rows[1]).toMatchObject({ kek_id: target });
+    const out = await kms.send(new DecryptCommand({ CiphertextBlob: rows[1]!.wrapped_dek, KeyId: target, EncryptionContext: KMS_CONTEXT }));
+    expect(Buffer.from(out.Plaintext!).equals(deks.get('2')!)).toBe(true);
+  });
+
+  it('a version column that cannot hold a material id keeps NULL for KMS rows, and a material drain over it is refused naming the column', async () => {
+    const key = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const target = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const cols = { table: 'narrow_rows', idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version', contextColumns: [] };
+    for (const type of ['integer', 'varchar(16)']) {
+      await db.pool.query(`DROP TABLE IF EXISTS narrow_rows; CREATE TABLE narrow_rows (id bigint PRIMARY KEY, wrapped_dek bytea, kek_id text, kek_version ${type})`);
+      const deks = new Map<string, Buffer>();
+      await insertRows('narrow_rows', key, [{ id: 1, version: null }, { id: 2, version: null }], deks);
+      const store = new PgTableStore({ pool: db.pool, ...cols, wrapAlg: 'kms+context' });
+      const outcomes = await rewrapBatch({ store, provider: new KmsKekProvider(kms), from: { id: key }, to: { id: target } }, [{ key: '1' }, { key: '2' }], { concurrency: 2 });
+      expect(outcomes.map((o) => o.status), type).toEqual(['rewrapped', 'rewrapped']);
+      const { rows } = await db.pool.query<{ id: string; wrapped_dek: Buffer; kek_id: string; kek_version: string | null }>('SELECT id::text, wrapped_dek, kek_id, kek_version FROM narrow_rows ORDER BY id');
+      for (const row of rows) {
+        expect(row, `${type} row ${row.id}`).toMatchObject({ kek_id: target, kek_version: null });
+        const out = await kms.send(new DecryptCommand({ CiphertextBlob: row.wrapped_dek, KeyId: target, EncryptionContext: KMS_CONTEXT }));
+        expect(Buffer.from(out.Plaintext!).equals(deks.get(row.id)!), `${type} row ${row.id}`).toBe(true);
+      }
+      const drain = new PgTableSource(db.pool, { ...cols, kmsMaterial: true }, { id: target, version: await currentMaterial(target) });
+      const err = await drain.page(null, 10).then(() => undefined, (e: Error) => e);
+      expect(err, type).toMatchObject({ name: 'ConfigError' });
+      expect(err!.message).toMatch(/^pg source narrow_rows: draining KMS key material [0-9a-f]{64} needs kekVersionColumn "kek_version" to hold 64-character material ids/);
+      expect(err!.message).toMatch(type === 'integer' ? /; it is integer$/ : /; it is character varying\(16\)$/);
+    }
+  });
 });
+

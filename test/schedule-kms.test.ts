@@ -11,7 +11,7 @@ import { CreateKeyCommand, DescribeKeyCommand, EncryptCommand, type KMSClient } 
 import { createKmsClient } from '../src/kek/kms-client.ts';
 import { loadConfig } from '../src/config.ts';
 import { Resources } from '../src/runtime/resources.ts';
-import { createSchedule, deleteSchedule, listCampaigns, listScheduleRuns, listSchedules } from '../src/ledger/index.ts';
+import { campaignItems, createSchedule, deleteSchedule, listCampaigns, listScheduleRuns, listSchedules } from '../src/ledger/index.ts';
 import { parseScheduleSpec } from '../src/schedule/schedule-spec.ts';
 import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
@@ -103,7 +103,7 @@ describe('scheduled rotation of a KMS key', () => {
 });
 
 describe('rows whose KEK columns do not tell the truth', () => {
-  it('a row that names the source key but whose DEK is under another key is skipped as not under the source, and the campaign still completes', async () => {
+  it('a row that names the source key but whose DEK is under another key is skipped as not under the source, checked again by each delta pass, and the campaign still completes', async () => {
     const [source, other, target] = await Promise.all([0, 1, 2].map(async () => (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!));
     const { deks } = await kmsRowTable(pipe.db.pool, kms, 'kms_liar', 20, source);
     const elsewhere = await encryptDek(other);
@@ -113,6 +113,10 @@ describe('rows whose KEK columns do not tell the truth', () => {
       const p = await pipe.waitFor(c.id, 'completed', (x) => x.state === 'completed', 60_000);
       expect(p, name).toMatchObject({ failed: 0 });
       expect(p.skipped, name).toBeGreaterThanOrEqual(1);
+      const row7 = (await campaignItems(pipe.db.pool, c.id, { limit: 100 })).find((r) => r.itemKey === '7');
+      expect(row7, name).toMatchObject({ outcome: 'skipped', reason: 'not-under-source' });
+      const { rows: checks } = await pipe.db.pool.query<{ attempts: number }>(`SELECT attempts FROM rewrap_campaign_items WHERE campaign_id = $1 AND item_key = '7'`, [c.id]);
+      expect(checks[0]!.attempts, `${name}: the delta pass checked row 7 again`).toBeGreaterThanOrEqual(2);
       const { rows } = await pipe.db.pool.query<{ kek_id: string; wrapped_dek: Buffer }>('SELECT kek_id, wrapped_dek FROM kms_liar WHERE id = 7');
       expect(rows[0]!.kek_id).toBe(source);
       expect(rows[0]!.wrapped_dek.equals(elsewhere.blob), 'the row is left as it was').toBe(true);
@@ -121,6 +125,16 @@ describe('rows whose KEK columns do not tell the truth', () => {
     await pipe.db.pool.query('DELETE FROM kms_liar WHERE id = 7');
     expect(await expectKmsRowsUnder(pipe.db.pool, kms, 'kms_liar', target, deks)).toBe(19);
   }, 180_000);
+});
+
+describe('a table that cannot hold key material ids', () => {
+  it('a material drain over an integer version column pauses the campaign with a reason naming the column, instead of retrying forever', async () => {
+    const key = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    await pipe.db.pool.query('CREATE TABLE kms_int_version (id bigint PRIMARY KEY, wrapped_dek bytea, kek_id text, kek_version integer)');
+    const c = await pipe.create({ name: 'int version', sources: [kmsRowSource('kms_int_version')], provider: { type: 'kms' }, from: `${key}@${await currentMaterial(key)}`, to: key });
+    const p = await pipe.waitFor(c.id, 'paused', (x) => x.state === 'paused', 60_000);
+    expect(p.pauseReason).toMatch(/draining KMS key material [0-9a-f]{64} needs kekVersionColumn "kek_version" to hold 64-character material ids .*; it is integer$/);
+  }, 90_000);
 });
 
 async function currentMaterial(key: string): Promise<string> {

@@ -90,10 +90,12 @@ export async function prepare(t: RewrapTarget, key: string, read: ReadResult): P
     if (err instanceof NotUnderSourceError) {
       /*
        * Precondition: an item of unknown material is written whatever material KMS found it
-       * under (the same key, now its current material), so a source that selects unknown
-       * materials does not select it again, run after run.
+       * under when the campaign moves it to the current material of the same key (rotate on
+       * demand), so a source that selects unknown materials does not select it again, run after
+       * run. Moving it to another key would move data the campaign was not asked to move (an
+       * incident on one material would take the key's other materials along): skipped.
        */
-      const r = c.materialUnknown ? err.rewrapped : undefined;
+      const r = c.materialUnknown && t.from.id === t.to.id ? err.rewrapped : undefined;
       if (!r) return { status: 'skipped', key, reason: 'not-under-source', current: err.actual };
       const alreadyAtTarget = r.from.materialId !== undefined && r.from.materialId === r.to.materialId;
       return { token: read.token, next: withNewKey(env, r.wrapped, r.matdesc, r.to), from: r.from, to: r.to, requestId: r.requestId, alreadyAtTarget };

@@ -6,7 +6,9 @@ import type pg from 'pg';
 import type { KekSelector } from '../kek/kek-provider.ts';
 import { parseTableName, quoteIdent } from '../stores/pg-table-config.ts';
 import type { Source, SourcePage } from './source.ts';
-import { KMS_MATERIAL_ID_PATTERN } from '../kek/kms-material.ts';
+import { KMS_MATERIAL_ID_LENGTH, KMS_MATERIAL_ID_PATTERN } from '../kek/kms-material.ts';
+import { holdsMaterialId } from '../stores/pg-table-columns.ts';
+import { ConfigError } from '../errors.ts';
 
 export interface PgTableSourceOptions {
   table: string;
@@ -37,18 +39,32 @@ export class PgTableSource implements Source {
     if (this.sql) return this.sql;
     const { tableSql } = parseTableName(this.o.table);
     const id = quoteIdent(this.o.idColumn);
-    const { rows } = await this.pool.query<{ t: string }>(
-      'SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped',
-      [tableSql, this.o.idColumn],
+    const { rows } = await this.pool.query<{ name: string; t: string; base: string; typmod: number }>(
+      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS t,
+              format_type(COALESCE(NULLIF(ty.typbasetype, 0), a.atttypid), NULL) AS base,
+              CASE WHEN ty.typbasetype <> 0 THEN ty.typtypmod ELSE a.atttypmod END AS typmod
+         FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+        WHERE a.attrelid = $1::regclass AND a.attname = ANY($2::text[]) AND a.attnum > 0 AND NOT a.attisdropped`,
+      [tableSql, [this.o.idColumn, this.o.kekVersionColumn]],
     );
-    if (!rows[0]) throw new Error(`pg source ${this.o.table}: no column ${this.o.idColumn} (idColumn)`);
+    const idCol = rows.find((r) => r.name === this.o.idColumn);
+    if (!idCol) throw new ConfigError(`pg source ${this.o.table}: no column "${this.o.idColumn}" (idColumn)`);
+    const versionCol = rows.find((r) => r.name === this.o.kekVersionColumn);
+    if (!versionCol) throw new ConfigError(`pg source ${this.o.table}: no column "${this.o.kekVersionColumn}" (kekVersionColumn)`);
+    if (this.o.kmsMaterial && !holdsMaterialId(versionCol.base, versionCol.typmod)) {
+      /* The drain selects by the material recorded there and records the new one; neither fits. */
+      throw new ConfigError(
+        `pg source ${this.o.table}: draining KMS key material ${this.from.version} needs kekVersionColumn "${this.o.kekVersionColumn}" ` +
+          `to hold ${KMS_MATERIAL_ID_LENGTH}-character material ids (text, or varchar(${KMS_MATERIAL_ID_LENGTH}) or longer); it is ${versionCol.t}`,
+      );
+    }
     const version = quoteIdent(this.o.kekVersionColumn);
     /* Draining one KMS key material: rows with no material recorded may be under it (kms-material.ts). */
     const unrecorded = this.o.kmsMaterial ? ` OR ${version} IS NULL OR ${version}::text !~ '${KMS_MATERIAL_ID_PATTERN}'` : '';
     const versionFilter = this.from.version === undefined ? '' : ` AND (${version} = $3${unrecorded})`;
     this.sql =
       `SELECT ${id}::text AS k FROM ${tableSql} ` +
-      `WHERE ($1::text IS NULL OR ${id} > $1::text::${rows[0].t}) AND ${quoteIdent(this.o.kekIdColumn)} = $2${versionFilter} ` +
+      `WHERE ($1::text IS NULL OR ${id} > $1::text::${idCol.t}) AND ${quoteIdent(this.o.kekIdColumn)} = $2${versionFilter} ` +
       `ORDER BY ${id} LIMIT $${this.from.version === undefined ? 3 : 4}`;
     return this.sql;
   }

@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import { ConfigError } from '../errors.ts';
 import type { ColumnName, PgTableShape } from './pg-table-config.ts';
+import { KMS_MATERIAL_ID_LENGTH } from '../kek/kms-material.ts';
 
 export interface PgTableColumns {
   /** Base type of the id column, safe to splice into SQL as a cast target. */
@@ -14,6 +15,12 @@ export interface PgTableColumns {
   wrappedKind: 'bytea' | 'text';
   kekIdType: string;
   kekVersionType: string;
+  /**
+   * Whether the version column can hold a KMS key material id (64 characters of text): KMS keys
+   * have no versions, so the material is what a KMS write records there when it fits; a column
+   * that cannot hold it (integer, varchar(10)...) keeps NULL for KMS rows, as before.
+   */
+  kekVersionHoldsMaterialId: boolean;
   materialIdType?: string;
   /** Why `key` cannot be a value of the id column (so no row has it), or undefined if it can. */
   keyProblem(key: string): string | undefined;
@@ -27,17 +34,19 @@ const UUID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[
 
 const DESCRIBE_SQL = `
   SELECT r.oid::int8 AS oid, a.attname AS name,
-         format_type(COALESCE(NULLIF(ty.typbasetype, 0), a.atttypid), NULL) AS type
+         format_type(COALESCE(NULLIF(ty.typbasetype, 0), a.atttypid), NULL) AS type,
+         CASE WHEN ty.typbasetype <> 0 THEN ty.typtypmod ELSE a.atttypmod END AS typmod
   FROM (SELECT to_regclass($1) AS oid) r
   LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
   LEFT JOIN pg_type ty ON ty.oid = a.atttypid`;
 
 export async function describeColumns(pool: pg.Pool, shape: PgTableShape): Promise<PgTableColumns> {
-  const { rows } = await pool.query<{ oid: string | null; name: string | null; type: string | null }>(DESCRIBE_SQL, [shape.tableSql]);
+  const { rows } = await pool.query<{ oid: string | null; name: string | null; type: string | null; typmod: number | null }>(DESCRIBE_SQL, [shape.tableSql]);
   if (rows.length === 0 || rows[0]!.oid === null) {
     throw new ConfigError(`${shape.storeId}: table ${JSON.stringify(shape.tableName)} does not exist (or is not on the search_path of the pool); check the table setting`);
   }
   const types = new Map(rows.filter((r) => r.name !== null).map((r) => [r.name!, r.type!]));
+  const typmods = new Map(rows.filter((r) => r.name !== null).map((r) => [r.name!, r.typmod ?? -1]));
   const typeOf = (c: ColumnName): string => {
     const t = types.get(c.name);
     if (t === undefined) {
@@ -63,9 +72,15 @@ export async function describeColumns(pool: pg.Pool, shape: PgTableShape): Promi
     wrappedKind,
     kekIdType: typeOf(shape.kekId),
     kekVersionType: typeOf(shape.kekVersion),
+    kekVersionHoldsMaterialId: holdsMaterialId(typeOf(shape.kekVersion), typmods.get(shape.kekVersion.name)!),
     materialIdType: shape.materialId ? typeOf(shape.materialId) : undefined,
     keyProblem: keyChecker(idType),
   };
+}
+
+/** text, or varchar(n) / char(n) with n >= 64 (the typmod of a length-limited type is n + 4). */
+export function holdsMaterialId(type: string, typmod: number): boolean {
+  return TEXT_TYPES.has(type) && (typmod < 0 || typmod - 4 >= KMS_MATERIAL_ID_LENGTH);
 }
 
 /**

@@ -121,8 +121,8 @@ export function writeParams(
     olds.push(text ? token.toString('utf8') : token);
     news.push(text ? next.dek.wrapped.toString('base64') : next.dek.wrapped);
     kekIds.push(kek.id);
-    /* A KMS key has no versions: its key material id is what the version column can tell. */
-    versions.push(kek.version ?? kek.materialId ?? null);
+    /* A KMS key has no versions: its key material id is what the version column can tell, if it fits. */
+    versions.push(kek.version ?? (cols.kekVersionHoldsMaterialId ? kek.materialId : undefined) ?? null);
     materials.push(kek.materialId ?? null);
     shape.context.forEach((c, i) => contexts[i]!.push(next.dek.matdesc[c.name] ?? null));
   }

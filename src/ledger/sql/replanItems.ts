@@ -4,10 +4,11 @@
  * - keys already 'rewrapped' or 'skipped' are re-queued in a new batch with their outcome reset
  *   (the counters of the old outcome shrink by exactly those items); the worker's re-read skips
  *   them cheaply when they are still at the target. Their old outcome is kept in prior_outcome,
- *   so a re-run that finds the item at target does not hide that this campaign rewrapped it;
- * - keys skipped as 'not-under-source' stay skipped: their KEK columns name the source but the
- *   provider found the DEK under another KEK, so the source selects them on every pass and
- *   re-queueing them would keep the campaign from ever completing;
+ *   so a re-run that finds the item at target does not hide that this campaign rewrapped it.
+ *   That includes keys skipped as 'not-under-source' (KEK columns naming the source over a DEK
+ *   under another KEK): the application may have rewritten them under the source since. The
+ *   source selects them on every pass, so the scheduler calls a pass clean when none of its
+ *   items moved (countMovedSinceBatch), not only when it planned none;
  * - keys that 'failed' stay failed (they are reported, not retried), and keys still waiting for
  *   an outcome stay in their batch.
  * With `progress`, the cursor and planDone are saved as addPlannedItems does.
@@ -24,9 +25,9 @@ WITH input AS (
 ),
 existing AS (
   -- One primary-key lookup (and row lock) per key, whatever the table statistics say.
-  SELECT e.item_key, e.outcome, e.reason
+  SELECT e.item_key, e.outcome
     FROM input i
-    CROSS JOIN LATERAL (SELECT ci.item_key, ci.outcome, ci.reason FROM rewrap_campaign_items ci
+    CROSS JOIN LATERAL (SELECT ci.item_key, ci.outcome FROM rewrap_campaign_items ci
                          WHERE ci.campaign_id = $1 AND ci.store_id = $2 AND ci.item_key = i.k
                          LIMIT 1 FOR UPDATE) e
 ),
@@ -34,7 +35,7 @@ todo AS (
   SELECT i.k, e.item_key IS NULL AS is_new, e.outcome AS old_outcome,
          row_number() OVER (ORDER BY i.ord) - 1 AS rn
     FROM input i LEFT JOIN existing e ON e.item_key = i.k
-   WHERE e.item_key IS NULL OR e.outcome = 'rewrapped' OR (e.outcome = 'skipped' AND e.reason IS DISTINCT FROM 'not-under-source')
+   WHERE e.item_key IS NULL OR e.outcome IN ('rewrapped', 'skipped')
 ),
 ins AS (
   INSERT INTO rewrap_campaign_items (campaign_id, store_id, item_key, batch_no)
