@@ -295,14 +295,27 @@ describe('progress, failures, history and inventory of a campaign that ran', () 
 });
 
 describe('GET /metrics', () => {
-  it('serves process and backlog metrics that promtool accepts', async () => {
+  it('serves process and backlog metrics that promtool accepts, with the inventory of KMS items by key material', async () => {
     if (!existsSync(PROMTOOL)) {
       throw new Error(`${PROMTOOL} is missing: install it with \`apt-get install -y --no-install-recommends prometheus\` (it provides promtool)`);
     }
-    const r = await fetch(`${api.url}/metrics`);
+    /* KMS items: no version, a key material each (or none recorded); one series per material. */
+    const [m0, m1] = ['0'.repeat(64), 'f'.repeat(64)];
+    await db.pool.query(
+      `INSERT INTO rewrap_inventory (store_id, item_key, kek_id, kek_version, material_id)
+       SELECT 's3://api-kms', 'o' || n, 'kms-key', NULL, CASE WHEN n <= 2 THEN $1 WHEN n = 3 THEN $2 END FROM generate_series(1, 4) n`,
+      [m0, m1],
+    );
+    const { r, text } = await eventually('the KMS inventory in /metrics', async () => {
+      const r = await fetch(`${api.url}/metrics`);
+      const text = await r.text();
+      return text.includes('store="s3://api-kms"') ? { r, text } : undefined;
+    });
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
-    const text = await r.text();
+    expect(text).toMatch(new RegExp(`^rewrap_inventory_items\\{store="s3://api-kms",kek_id="kms-key",kek_version="${m0}"\\} 2$`, 'm'));
+    expect(text).toMatch(new RegExp(`^rewrap_inventory_items\\{store="s3://api-kms",kek_id="kms-key",kek_version="${m1}"\\} 1$`, 'm'));
+    expect(text).toMatch(/^rewrap_inventory_items\{store="s3:\/\/api-kms",kek_id="kms-key",kek_version=""\} 1$/m);
     expect(text).toMatch(/^rewrap_up\{role="api"\} 1$/m);
     expect(text).toMatch(/^rewrap_campaign_items_remaining\{campaign="c[a-z2-7]{10}",name="ran",kind="routine"\} 4$/m);
     expect(text).toMatch(/^rewrap_campaign_kms_budget_requests_per_second\{campaign="c[a-z2-7]{10}",name="ran",kind="routine"\} 500$/m);

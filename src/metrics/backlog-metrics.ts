@@ -26,7 +26,12 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
     registers: [registry],
   });
   const state = new Gauge({ name: 'rewrap_campaign_state', help: '1 for the state the campaign is in.', labelNames: [...labels, 'state'], registers: [registry] });
-  const inventory = new Gauge({ name: 'rewrap_inventory_items', help: 'Items known to the ledger by store and the KEK id and version that wraps them.', labelNames: ['store', 'kek_id', 'kek_version'], registers: [registry] });
+  const inventory = new Gauge({
+    name: 'rewrap_inventory_items',
+    help: 'Items known to the ledger by store and the KEK id and version that wraps them (for a KMS key, the key material id; empty when unknown).',
+    labelNames: ['store', 'kek_id', 'kek_version'],
+    registers: [registry],
+  });
 
   async function refresh(): Promise<void> {
     for (const g of [remaining, items, rate, eta, deadline, budget, state, inventory]) g.reset();
@@ -44,7 +49,8 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
       if (Number.isFinite(d)) deadline.set(l, d / 1000);
       if (c.spec.options.kmsRequestsPerSecond > 0) budget.set(l, c.spec.options.kmsRequestsPerSecond);
     }
-    for (const r of await inventoryByKek(pool)) inventory.set({ store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? '' }, r.items);
+    /* Summed: groups that differ only in what the label does not show (a version and a material both recorded) share a series. */
+    for (const r of await inventoryByKek(pool)) inventory.inc({ store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? r.materialId ?? '' }, r.items);
   }
 
   // prom-client calls collect() on one metric per scrape pass; refresh all of them once per cacheMs.
