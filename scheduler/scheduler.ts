@@ -148,7 +148,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
   async function canaryStage(c: Campaign, clog: Logger): Promise<void> {
     const p = await campaignProgress(res.ledger, c.id);
     if (!c.planDone && p.planned < c.spec.options.canaryAfterItems) return;
-    const v = await runCanary(res, c, p.planned);
+    const v = await runCanary(res, c, p.planned, clog);
     if (v.verdict === 'retry-later') {
       clog.info({ why: v.why }, 'canary: transient failure, trying again');
       return;

@@ -71,6 +71,12 @@ describe('canary stage', () => {
     expect(p.rewrapped + p.skipped).toBe(300);
     expect(pipe.scheduler.lines.some((l) => /canary passed/.test(l))).toBe(true);
     for (const [key, payload] of payloads) expect((await getDecrypted(s3, tb.bucket, key, { kms, kmsKeyId: b })).payload.equals(payload)).toBe(true);
+    /* The audit trail has one event per store write, the canary's included (its items are later skipped as at the target). */
+    const audit = pipe.logs().split('\n').filter((l) => l.includes('"event":"item.rewrapped"')).map((l) => JSON.parse(l) as { campaignId: string; item: string; canary?: boolean });
+    const mine = audit.filter((e) => e.campaignId === c.id);
+    expect(new Set(mine.map((e) => e.item)).size).toBe(300);
+    expect(mine.length, 'one event per object').toBe(300);
+    expect(mine.filter((e) => e.canary).length, 'the canary wrote 1% of 300 objects').toBe(3);
   });
 
   it('a failing canary (destination KEK disabled) stops the campaign before more than the canary fraction is written', async () => {

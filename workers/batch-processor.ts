@@ -6,6 +6,7 @@
  * cancelled (or a batch taken over after a freeze) cannot be written by a late wake-up.
  */
 import { performance } from 'node:perf_hooks';
+import { auditWrite } from '../src/rewrap/audit.ts';
 import type { Logger } from '../src/log.ts';
 import type { Resources } from '../src/runtime/resources.ts';
 import { claimBatch, commitBatch, releaseLease, renewLease } from '../src/ledger/index.ts';
@@ -88,6 +89,8 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
       outcomes = err.completed;
       interrupted = err.cause;
     }
+    /* The writes have landed, whatever the commit does next (fenced, failing): audit them now. */
+    for (const o of outcomes) auditWrite(log, batch.storeId, o);
     const records = outcomes.flatMap(toRecord(batch.storeId));
     const counts = countOutcomes(outcomes);
     const final = interrupted === undefined && counts.retry === 0;
@@ -107,7 +110,6 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
       log.warn({ leaseOwner: commit.leaseOwner }, 'batch lease was taken over; nothing committed (the new owner re-reads every item)');
       return 'fenced';
     }
-    for (const o of outcomes) audit(log, batch.storeId, o);
     log.info({ ...counts, changed: commit.changed, batchDone: commit.batchDone }, 'batch committed');
     if (commit.autoPaused) log.warn('campaign auto-paused: failure threshold crossed');
     if (interrupted !== undefined) {
@@ -127,14 +129,6 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
   }
 }
 
-/** One audit event per store write: item keys go to the ledger and the audit log only. */
-function audit(log: Logger, storeId: string, o: ItemOutcome): void {
-  if (o.status === 'rewrapped') {
-    log.info({ event: 'item.rewrapped', store: storeId, item: o.key, from: o.from, to: o.to, kmsRequestId: o.requestId }, 'audit');
-  } else if (o.status === 'skipped' && o.recorded) {
-    log.info({ event: 'item.material-recorded', store: storeId, item: o.key, kek: o.current, kmsRequestId: o.recorded.requestId }, 'audit');
-  }
-}
 
 const toRecord =
   (storeId: string) =>

@@ -5,6 +5,8 @@
  * failure stops it with a report. The plaintext DEK lives only inside provider.withUnwrapped.
  */
 import { rewrapItem } from '../rewrap/rewrap-item.ts';
+import { auditWrite } from '../rewrap/audit.ts';
+import type { Logger } from '../log.ts';
 import { matchesSelector } from '../rewrap/classify.ts';
 import type { Resources } from '../runtime/resources.ts';
 import type { Campaign } from '../ledger/types.ts';
@@ -32,7 +34,7 @@ export function canarySize(fraction: number, planned: number): number {
   return Math.max(1, Math.ceil(fraction * planned));
 }
 
-export async function runCanary(res: Resources, c: Campaign, planned: number, signal?: AbortSignal): Promise<CanaryVerdict> {
+export async function runCanary(res: Resources, c: Campaign, planned: number, log: Logger, signal?: AbortSignal): Promise<CanaryVerdict> {
   const spec = c.spec;
   const sample = await canaryItems(res.ledger, c.id, canarySize(spec.options.canaryFraction, planned));
   const provider = res.provider(c.id, spec);
@@ -41,6 +43,8 @@ export async function runCanary(res: Resources, c: Campaign, planned: number, si
     const store = res.store(spec, storeId);
     const base = { store: storeId, item: itemKey };
     const o = await rewrapItem({ store, provider, from: spec.from, to: spec.to, signal }, { key: itemKey });
+    /* The canary writes for real: its writes are audited here (the batch later finds them at the target). */
+    auditWrite(log, storeId, o, { canary: true });
     if (o.status === 'retry') return { verdict: 'retry-later', why: `${itemKey}: ${o.reason}` };
     if (o.status === 'failed') {
       results.push({ ...base, ok: false, step: 'rewrap', reason: o.reason });

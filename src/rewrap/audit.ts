@@ -1,0 +1,15 @@
+/**
+ * The audit trail: one event per store write (a rewrapped key, or a key material recorded), from
+ * the worker that wrote it or the canary. Item keys go to the ledger and the audit log only
+ * (invariant 6); no key bytes, only KEK ids, versions and provider request ids (invariant 5).
+ */
+import type { Logger } from '../log.ts';
+import type { ItemOutcome } from './outcome.ts';
+
+export function auditWrite(log: Logger, storeId: string, o: ItemOutcome, extra?: { canary: true }): void {
+  if (o.status === 'rewrapped') {
+    log.info({ event: 'item.rewrapped', store: storeId, item: o.key, from: o.from, to: o.to, kmsRequestId: o.requestId, ...extra }, 'audit');
+  } else if (o.status === 'skipped' && o.recorded) {
+    log.info({ event: 'item.material-recorded', store: storeId, item: o.key, kek: o.current, kmsRequestId: o.recorded.requestId, ...extra }, 'audit');
+  }
+}
