@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import type { ProcessConfig } from '../src/config.ts';
 import type { Logger } from '../src/log.ts';
-import { beginDeltaPass, campaignProgress, countMovedSinceBatch, listCampaigns, recordCanary, setCampaignState } from '../src/ledger/index.ts';
+import { beginDeltaPass, campaignProgress, deltaPassChanges, listCampaigns, recordCanary, setCampaignState } from '../src/ledger/index.ts';
 import type { Campaign } from '../src/ledger/types.ts';
 import { ConfigError } from '../src/errors.ts';
 import { LOCK_NAMESPACE } from '../src/ledger/lock-keys.ts';
@@ -67,9 +67,11 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
         await tickCampaign(c, reconcileNow, clog, c.kind === 'routine' ? incident : undefined);
       } catch (err) {
         /* A source that cannot work as configured (a missing column, a column that cannot hold
-           what the campaign needs) will not fix itself: pause with the reason, not retry forever. */
-        if (err instanceof ConfigError && (c.state === 'planning' || c.state === 'running')) {
-          if (await setCampaignState(res.ledger, c.id, [c.state], 'paused', err.message)) clog.error({ err }, 'campaign paused: fix its configuration, then resume it');
+           what the campaign needs) will not fix itself: a running campaign pauses with the
+           reason instead of retrying forever (one not yet started keeps its state and logs it;
+           once started, it pauses). */
+        if (err instanceof ConfigError && c.state === 'running') {
+          if (await setCampaignState(res.ledger, c.id, ['running'], 'paused', err.message)) clog.error({ err }, 'campaign paused: fix its configuration, then resume it');
         } else clog.error({ err }, 'campaign tick failed; retrying next tick');
       }
     }
@@ -87,7 +89,8 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       const r = await planStep(res, c, config.scheduler.planPageSize, 200);
       await statistics.afterPlanStep(res, c.id, r);
       if (!r.planDone) planning = true;
-      if (c.deltaPasses > 0) {
+      /* Only for a pass this scheduler began: after a restart mid-pass, what it planned before is unknown. */
+      if (c.deltaPasses > 0 && passFirstBatch.get(c.id)?.pass === c.deltaPasses) {
         deltaPlanned.set(c.id, (deltaPlanned.get(c.id) ?? 0) + r.planned);
         if (r.planDone && deltaPlanned.get(c.id) === 0) cleanDelta.set(c.id, c.deltaPasses);
       }
@@ -109,13 +112,14 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     if (p.batches.pending > 0 || p.batches.enqueued > 0) return;
     /*
      * A delta pass is clean when it planned nothing, or when all it planned is done and none of
-     * it moved: rows the source keeps selecting that are not under the source (KEK columns that
-     * lie, KMS rows whose material nobody records) are checked again by each pass, but cannot keep
-     * the campaign from completing.
+     * it moved (and no batch of it was retried, which may hide a move): rows the source keeps
+     * selecting that are not under the source (KEK columns that lie, KMS rows whose material
+     * nobody records) are checked again by each pass, but cannot keep the campaign running.
      */
     const pass = passFirstBatch.get(c.id);
     if (c.deltaPasses > 0 && cleanDelta.get(c.id) !== c.deltaPasses && pass?.pass === c.deltaPasses) {
-      if ((await countMovedSinceBatch(res.ledger, c.id, pass.firstBatchNo)) === 0) cleanDelta.set(c.id, c.deltaPasses);
+      const changes = await deltaPassChanges(res.ledger, c.id, pass.firstBatchNo);
+      if (changes.moved === 0 && changes.retriedBatches === 0) cleanDelta.set(c.id, c.deltaPasses);
     }
     if (cleanDelta.get(c.id) === c.deltaPasses && c.deltaPasses > 0) {
       if (await setCampaignState(res.ledger, c.id, ['running'], 'completed')) {

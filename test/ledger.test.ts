@@ -10,7 +10,7 @@ import { DEFAULT_OPTIONS, type CampaignOptions, type CampaignSpec } from '../src
 import {
   addPlannedItems,
   beginDeltaPass,
-  countMovedSinceBatch,
+  deltaPassChanges,
   campaignFailures,
   campaignProgress,
   claimBatch,
@@ -452,7 +452,7 @@ describe('progress and completion', () => {
     });
     // k00000 was rewrapped by this campaign before the delta pass: it still counts as rewrapped.
     // What the pass itself moved: new-1 only (k00000 was at the target, k00001 still not under the source).
-    expect(await countMovedSinceBatch(db.pool, c.id, pass!.firstBatchNo)).toBe(1);
+    expect(await deltaPassChanges(db.pool, c.id, pass!.firstBatchNo)).toEqual({ moved: 1, retriedBatches: 0 });
     expect(await campaignProgress(db.pool, c.id)).toMatchObject({ planned: 5, rewrapped: 3, skipped: 1, failed: 1, remaining: 0 });
     expect(await isCampaignComplete(db.pool, c.id)).toBe(true);
   });

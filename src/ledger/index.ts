@@ -13,7 +13,7 @@ export { replanItems } from './sql/replanItems.ts';
 export { savePlanCursor } from './sql/savePlanCursor.ts';
 export { refreshStatistics } from './sql/refreshStatistics.ts';
 export { beginDeltaPass } from './sql/beginDeltaPass.ts';
-export { countMovedSinceBatch } from './sql/countMovedSinceBatch.ts';
+export { deltaPassChanges } from './sql/deltaPassChanges.ts';
 export { nextPendingBatches } from './sql/nextPendingBatches.ts';
 export { markEnqueued } from './sql/markEnqueued.ts';
 export { markPending } from './sql/markPending.ts';

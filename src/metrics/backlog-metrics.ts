@@ -33,14 +33,25 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
     registers: [registry],
   });
 
+  /* Everything is read first, then the gauges are reset and set in one synchronous step: a scrape never sees them half done. */
   async function refresh(): Promise<void> {
-    for (const g of [remaining, items, rate, eta, deadline, budget, state, inventory]) g.reset();
     const campaigns = await listCampaigns(pool);
+    const progress = new Map<string, Awaited<ReturnType<typeof campaignProgress>>>();
+    for (const c of campaigns) if (c.state !== 'completed' && c.state !== 'cancelled') progress.set(c.id, await campaignProgress(pool, c.id));
+    /* Summed: groups that differ only in what the label does not show (a version and a material both recorded) share a series. */
+    const inventoryItems = new Map<string, { labels: { store: string; kek_id: string; kek_version: string }; items: number }>();
+    for (const r of await inventoryByKek(pool)) {
+      const labels = { store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? r.materialId ?? '' };
+      const k = JSON.stringify(labels);
+      inventoryItems.set(k, { labels, items: (inventoryItems.get(k)?.items ?? 0) + r.items });
+    }
+
+    for (const g of [remaining, items, rate, eta, deadline, budget, state, inventory]) g.reset();
     for (const c of campaigns) {
       const l = { campaign: c.id, name: c.name, kind: c.kind };
       for (const s of STATES) state.set({ ...l, state: s }, c.state === s ? 1 : 0);
-      if (c.state === 'completed' || c.state === 'cancelled') continue;
-      const p = await campaignProgress(pool, c.id);
+      const p = progress.get(c.id);
+      if (!p) continue;
       remaining.set(l, p.remaining);
       for (const status of ['planned', 'rewrapped', 'skipped', 'failed'] as const) items.set({ ...l, status }, p[status]);
       rate.set(l, p.doneRatePerSec);
@@ -49,15 +60,19 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
       if (Number.isFinite(d)) deadline.set(l, d / 1000);
       if (c.spec.options.kmsRequestsPerSecond > 0) budget.set(l, c.spec.options.kmsRequestsPerSecond);
     }
-    /* Summed: groups that differ only in what the label does not show (a version and a material both recorded) share a series. */
-    for (const r of await inventoryByKek(pool)) inventory.inc({ store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? r.materialId ?? '' }, r.items);
+    for (const { labels, items: n } of inventoryItems.values()) inventory.set(labels, n);
   }
 
   // prom-client calls collect() on one metric per scrape pass; refresh all of them once per cacheMs.
+  // A refresh still running (slower than cacheMs) is awaited, not overlapped by another.
+  let running = false;
   const collect = async () => {
-    if (Date.now() - last < cacheMs) return inflight;
+    if (running || Date.now() - last < cacheMs) return inflight;
     last = Date.now();
-    inflight = refresh();
+    running = true;
+    inflight = refresh().finally(() => {
+      running = false;
+    });
     return inflight;
   };
   for (const g of [remaining, items, rate, eta, deadline, budget, state, inventory]) (g as unknown as { collect: () => Promise<void> }).collect = collect;

@@ -55,7 +55,8 @@ export class PgTableSource implements Source {
       /* The drain selects by the material recorded there and records the new one; neither fits. */
       throw new ConfigError(
         `pg source ${this.o.table}: draining KMS key material ${this.from.version} needs kekVersionColumn "${this.o.kekVersionColumn}" ` +
-          `to hold ${KMS_MATERIAL_ID_LENGTH}-character material ids (text, or varchar(${KMS_MATERIAL_ID_LENGTH}) or longer); it is ${versionCol.t}`,
+          `to hold ${KMS_MATERIAL_ID_LENGTH}-character material ids (text, or varchar(${KMS_MATERIAL_ID_LENGTH}) or longer); it is ${versionCol.t}. ` +
+          'Change the column type, restart the workers (they read a table\'s column types once), then resume the campaign',
       );
     }
     const version = quoteIdent(this.o.kekVersionColumn);

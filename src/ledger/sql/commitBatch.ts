@@ -60,7 +60,7 @@ changed AS (
          to_kek = CASE WHEN d.keep_rewrap THEN ci.to_kek ELSE d.to_kek END,
          to_version = CASE WHEN d.keep_rewrap THEN ci.to_version ELSE d.to_version END,
          to_material = CASE WHEN d.keep_rewrap THEN ci.to_material ELSE d.to_material END,
-         -- Kept only by a kept rewrap: a rewrapped item with no prior outcome moved in this batch (countMovedSinceBatch).
+         -- Kept only by a kept rewrap: a rewrapped item with no prior outcome moved in this batch (deltaPassChanges).
          prior_outcome = CASE WHEN d.keep_rewrap THEN ci.prior_outcome ELSE NULL END,
          attempts = ci.attempts + 1,
          done_at = now()

@@ -8,7 +8,7 @@
  *   That includes keys skipped as 'not-under-source' (KEK columns naming the source over a DEK
  *   under another KEK): the application may have rewritten them under the source since. The
  *   source selects them on every pass, so the scheduler calls a pass clean when none of its
- *   items moved (countMovedSinceBatch), not only when it planned none;
+ *   items moved (deltaPassChanges), not only when it planned none;
  * - keys that 'failed' stay failed (they are reported, not retried), and keys still waiting for
  *   an outcome stay in their batch.
  * With `progress`, the cursor and planDone are saved as addPlannedItems does.
