@@ -10,7 +10,7 @@ import type { Logger } from '../log.ts';
 import { matchesSelector } from '../rewrap/classify.ts';
 import type { Resources } from '../runtime/resources.ts';
 import type { Campaign } from '../ledger/types.ts';
-import { canaryItems } from '../ledger/index.ts';
+import { canaryItems, recordCanaryMoves } from '../ledger/index.ts';
 import type { KekVersionRef } from '../kek/kek-provider.ts';
 
 export interface CanaryItemResult {
@@ -43,8 +43,9 @@ export async function runCanary(res: Resources, c: Campaign, planned: number, lo
     const store = res.store(spec, storeId);
     const base = { store: storeId, item: itemKey };
     const o = await rewrapItem({ store, provider, from: spec.from, to: spec.to, signal }, { key: itemKey });
-    /* The canary writes for real: its writes are audited here (the batch later finds them at the target). */
+    /* The canary writes for real: its writes are audited and recorded here (the batch later finds them at the target). */
     auditWrite(log, storeId, o, { canary: true });
+    if (o.status === 'rewrapped') await recordCanaryMoves(res.ledger, c.id, [{ storeId, itemKey, from: o.from, to: o.to }]);
     if (o.status === 'retry') return { verdict: 'retry-later', why: `${itemKey}: ${o.reason}` };
     if (o.status === 'failed') {
       results.push({ ...base, ok: false, step: 'rewrap', reason: o.reason });

@@ -43,4 +43,5 @@ export { sampleMovedItems } from './sql/sampleMovedItems.ts';
 export { campaignItems } from './sql/campaignItems.ts';
 export { itemsMovedPerMinute } from './sql/itemsMovedPerMinute.ts';
 export { recordCanary } from './sql/recordCanary.ts';
+export { recordCanaryMoves, type CanaryMove } from './sql/recordCanaryMoves.ts';
 export { canaryItems } from './sql/canaryItems.ts';
