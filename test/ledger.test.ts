@@ -421,39 +421,46 @@ describe('progress and completion', () => {
     expect(await countInFlight(db.pool, c.id)).toBe(0);
   });
 
-  it('delta pass: new keys are planned, done keys (not-under-source too) re-queued with exact counters, failed keys stay failed; what the pass moved is counted', async () => {
-    const { c, store } = await runningCampaign(4, 4);
+  it('delta pass: new keys are planned, done keys re-queued with exact counters, failed keys and keys not under the source stay; what the pass moved and which of its batches ran twice are counted', async () => {
+    const { c, store } = await runningCampaign(5, 5);
     await claimed(c.id, 1, 'w1');
     await commitBatch(db.pool, {
       campaignId: c.id,
       batchNo: 1,
       owner: 'w1',
-      outcomes: [rewrapped(store, 'k00000'), { storeId: store, itemKey: 'k00001', outcome: 'skipped', reason: 'not-under-source' }, failed(store, 'k00002'), rewrapped(store, 'k00003')],
+      outcomes: [
+        rewrapped(store, 'k00000'),
+        { storeId: store, itemKey: 'k00001', outcome: 'skipped', reason: 'already-at-target', currentKek: TO },
+        failed(store, 'k00002'),
+        rewrapped(store, 'k00003'),
+        { storeId: store, itemKey: 'k00004', outcome: 'skipped', reason: 'not-under-source' },
+      ],
       final: true,
     });
     const pass = await beginDeltaPass(db.pool, c.id);
     expect(pass).toEqual({ pass: 1, firstBatchNo: 2 });
     expect(await isCampaignComplete(db.pool, c.id)).toBe(false); // planning reopened
-    const r = await replanItems(db.pool, c.id, store, ['k00000', 'k00001', 'k00002', 'new-1'], 10, { cursor: { delta: 'end' }, planDone: true });
+    const r = await replanItems(db.pool, c.id, store, ['k00000', 'k00001', 'k00002', 'k00004', 'new-1'], 10, { cursor: { delta: 'end' }, planDone: true });
     expect(r).toEqual({ planned: 1, requeued: 2, batchNos: [2] });
-    expect(await campaignProgress(db.pool, c.id)).toMatchObject({ planned: 5, rewrapped: 1, skipped: 0, failed: 1, remaining: 3 });
+    expect(await campaignProgress(db.pool, c.id)).toMatchObject({ planned: 6, rewrapped: 1, skipped: 1, failed: 1, remaining: 3 });
     const again = await claimed(c.id, 2, 'w2');
     expect(again.batch.items).toEqual(['k00000', 'k00001', 'new-1']);
+    await claimed(c.id, 2, 'w2'); // the job retried (its first run's commit lost): the batch is claimed twice
     await commitBatch(db.pool, {
       campaignId: c.id,
       batchNo: 2,
       owner: 'w2',
       outcomes: [
         { storeId: store, itemKey: 'k00000', outcome: 'skipped', reason: 'already-at-target', currentKek: TO },
-        { storeId: store, itemKey: 'k00001', outcome: 'skipped', reason: 'not-under-source' },
+        { storeId: store, itemKey: 'k00001', outcome: 'skipped', reason: 'already-at-target', currentKek: TO },
         rewrapped(store, 'new-1'),
       ],
       final: true,
     });
     // k00000 was rewrapped by this campaign before the delta pass: it still counts as rewrapped.
-    // What the pass itself moved: new-1 only (k00000 was at the target, k00001 still not under the source).
-    expect(await deltaPassChanges(db.pool, c.id, pass!.firstBatchNo)).toEqual({ moved: 1, retriedBatches: 0 });
-    expect(await campaignProgress(db.pool, c.id)).toMatchObject({ planned: 5, rewrapped: 3, skipped: 1, failed: 1, remaining: 0 });
+    // What the pass itself moved: new-1 only (k00000 and k00001 were found at the target); its batch ran twice.
+    expect(await deltaPassChanges(db.pool, c.id, pass!.firstBatchNo)).toEqual({ moved: 1, retriedBatches: 1 });
+    expect(await campaignProgress(db.pool, c.id)).toMatchObject({ planned: 6, rewrapped: 3, skipped: 2, failed: 1, remaining: 0 });
     expect(await isCampaignComplete(db.pool, c.id)).toBe(true);
   });
 

@@ -4,11 +4,14 @@
  * - keys already 'rewrapped' or 'skipped' are re-queued in a new batch with their outcome reset
  *   (the counters of the old outcome shrink by exactly those items); the worker's re-read skips
  *   them cheaply when they are still at the target. Their old outcome is kept in prior_outcome,
- *   so a re-run that finds the item at target does not hide that this campaign rewrapped it.
- *   That includes keys skipped as 'not-under-source' (KEK columns naming the source over a DEK
- *   under another KEK): the application may have rewritten them under the source since. The
- *   source selects them on every pass, so the scheduler calls a pass clean when none of its
- *   items moved (deltaPassChanges), not only when it planned none;
+ *   so a re-run that finds the item at target does not hide that this campaign rewrapped it;
+ * - keys skipped as 'not-under-source' stay skipped: the provider found their DEK under another
+ *   KEK (KEK columns that lie, or, in a KMS material drain, rows of the key's other materials
+ *   that record none). The source selects them on every pass; checking them again would cost a
+ *   provider call each per pass (twice the KMS calls of an incident on one material of a table
+ *   that records no materials). A row the application rewrites under the source KEK after it
+ *   was skipped is left to the next campaign or `kek retire --full` (which re-reads every item), like any row written
+ *   under the old KEK after the campaign;
  * - keys that 'failed' stay failed (they are reported, not retried), and keys still waiting for
  *   an outcome stay in their batch.
  * With `progress`, the cursor and planDone are saved as addPlannedItems does.
@@ -25,9 +28,9 @@ WITH input AS (
 ),
 existing AS (
   -- One primary-key lookup (and row lock) per key, whatever the table statistics say.
-  SELECT e.item_key, e.outcome
+  SELECT e.item_key, e.outcome, e.reason
     FROM input i
-    CROSS JOIN LATERAL (SELECT ci.item_key, ci.outcome FROM rewrap_campaign_items ci
+    CROSS JOIN LATERAL (SELECT ci.item_key, ci.outcome, ci.reason FROM rewrap_campaign_items ci
                          WHERE ci.campaign_id = $1 AND ci.store_id = $2 AND ci.item_key = i.k
                          LIMIT 1 FOR UPDATE) e
 ),
@@ -35,7 +38,7 @@ todo AS (
   SELECT i.k, e.item_key IS NULL AS is_new, e.outcome AS old_outcome,
          row_number() OVER (ORDER BY i.ord) - 1 AS rn
     FROM input i LEFT JOIN existing e ON e.item_key = i.k
-   WHERE e.item_key IS NULL OR e.outcome IN ('rewrapped', 'skipped')
+   WHERE e.item_key IS NULL OR e.outcome = 'rewrapped' OR (e.outcome = 'skipped' AND e.reason IS DISTINCT FROM 'not-under-source')
 ),
 ins AS (
   INSERT INTO rewrap_campaign_items (campaign_id, store_id, item_key, batch_no)
