@@ -6,14 +6,14 @@
  * HTTP, the real SDK; the batch path the workers run (rewrapBatch). The same for S3 objects
  * the application wrote without rewrap's stamp.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, RotateKeyOnDemandCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
 import { startKmsServer, type KmsServer } from '../src/kms-server/server.ts';
 import { createKmsClient } from '../src/kek/kms-client.ts';
 import { kmsEncryptionContext, KmsKekProvider } from '../src/kek/kms-kek-provider.ts';
-import { PgTableStore } from '../src/stores/pg-table-store.ts';
+import { DESCRIBE_TTL_MS, PgTableStore } from '../src/stores/pg-table-store.ts';
 import { PgTableSource } from '../src/sources/pg-table-source.ts';
 import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
 import { rewrapBatch } from '../src/rewrap/rewrap-batch.ts';
@@ -194,8 +194,34 @@ describe('draining one KMS key material from rows with no recorded material', ()
       const err = await drain.page(null, 10).then(() => undefined, (e: Error) => e);
       expect(err, type).toMatchObject({ name: 'ConfigError' });
       expect(err!.message).toMatch(/^pg source narrow_rows: draining KMS key material [0-9a-f]{64} needs kekVersionColumn "kek_version" to hold 64-character material ids/);
-      expect(err!.message).toMatch(type === 'integer' ? /; it is integer\. Change the column type, restart the workers/ : /; it is character varying\(16\)\. Change the column type/);
+      expect(err!.message).toMatch(type === 'integer' ? /; it is integer\. Change the column type, wait a minute/ : /; it is character varying\(16\)\. Change the column type/);
     }
+  });
+
+  it('a version column widened while the store is in use is seen within DESCRIBE_TTL_MS: KMS writes record the material from then on, no restart', async () => {
+    const key = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const target = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const cols = { table: 'widened_rows', idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version', contextColumns: [] };
+    await db.pool.query('CREATE TABLE widened_rows (id bigint PRIMARY KEY, wrapped_dek bytea, kek_id text, kek_version varchar(16))');
+    const deks = new Map<string, Buffer>();
+    await insertRows('widened_rows', key, [{ id: 1, version: null }, { id: 2, version: null }], deks);
+    const store = new PgTableStore({ pool: db.pool, ...cols, wrapAlg: 'kms+context' });
+    const target1 = { store, provider: new KmsKekProvider(kms), from: { id: key }, to: { id: target } };
+    expect((await rewrapBatch(target1, [{ key: '1' }], { concurrency: 1 }))[0]).toMatchObject({ status: 'rewrapped' });
+    await db.pool.query('ALTER TABLE widened_rows ALTER COLUMN kek_version TYPE text');
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + DESCRIBE_TTL_MS + 1);
+      expect((await rewrapBatch(target1, [{ key: '2' }], { concurrency: 1 }))[0]).toMatchObject({ status: 'rewrapped' });
+    } finally {
+      vi.useRealTimers();
+    }
+    const material = await currentMaterial(target);
+    const { rows } = await db.pool.query<{ id: string; kek_version: string | null }>('SELECT id::text, kek_version FROM widened_rows ORDER BY id');
+    expect(rows).toEqual([
+      { id: '1', kek_version: null },
+      { id: '2', kek_version: material },
+    ]);
   });
 });
 

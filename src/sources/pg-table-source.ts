@@ -56,7 +56,7 @@ export class PgTableSource implements Source {
       throw new ConfigError(
         `pg source ${this.o.table}: draining KMS key material ${this.from.version} needs kekVersionColumn "${this.o.kekVersionColumn}" ` +
           `to hold ${KMS_MATERIAL_ID_LENGTH}-character material ids (text, or varchar(${KMS_MATERIAL_ID_LENGTH}) or longer); it is ${versionCol.t}. ` +
-          'Change the column type, restart the workers (they read a table\'s column types once), then resume the campaign',
+          'Change the column type, wait a minute (workers read column types again every minute), then resume the campaign',
       );
     }
     const version = quoteIdent(this.o.kekVersionColumn);

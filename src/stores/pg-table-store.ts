@@ -18,6 +18,9 @@ import { rowToReadResult, writeParams, itemName, type SelectedRow } from './pg-t
 import { storeFailure } from './pg-table-errors.ts';
 import { ConfigError } from '../errors.ts';
 
+/** How long a table's column types are trusted before they are read from the catalog again. */
+export const DESCRIBE_TTL_MS = 60_000;
+
 export type { PgTableStoreConfig } from './pg-table-config.ts';
 
 /** The column types and the two statements, built once per store. */
@@ -32,6 +35,7 @@ export class PgTableStore implements BatchEnvelopeStore {
   readonly shape: PgTableShape;
   private readonly pool: pg.Pool;
   private prepared?: Promise<PgTableStatements>;
+  private preparedAt = 0;
 
   /** Validates the config (throws ConfigError naming the field); touches no database. */
   constructor(config: PgTableStoreConfig) {
@@ -41,14 +45,16 @@ export class PgTableStore implements BatchEnvelopeStore {
   }
 
   /**
-   * Looks up the column types once and builds both statements. A failed lookup is not cached,
-   * so a database that was down at first use is asked again on the next call.
+   * Looks up the column types and builds both statements, again every DESCRIBE_TTL_MS: a column
+   * an operator altered (say, a version column widened for KMS material ids) is seen without a
+   * restart. A failed lookup is not cached, so a database that was down is asked again next call.
    */
   prepare(signal?: AbortSignal): Promise<PgTableStatements> {
     signal?.throwIfAborted();
-    if (!this.prepared) {
+    if (!this.prepared || Date.now() - this.preparedAt > DESCRIBE_TTL_MS) {
       const p = this.describe();
       this.prepared = p;
+      this.preparedAt = Date.now();
       p.catch(() => {
         if (this.prepared === p) this.prepared = undefined;
       });
