@@ -32,9 +32,6 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
   await waitForLeadership(leader, log);
   log.info('scheduler active');
 
-  /** delta pass number that found nothing new, per campaign: the campaign may complete. */
-  const cleanDelta = new Map<string, number>();
-  const deltaPlanned = new Map<string, number>();
   /* The delta pass this scheduler began last, per campaign (lost on restart: then one more pass). */
   const passFirstBatch = new Map<string, { pass: number; firstBatchNo: number }>();
   const yielding = new Set<string>();
@@ -89,11 +86,6 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       const r = await planStep(res, c, config.scheduler.planPageSize, 200);
       await statistics.afterPlanStep(res, c.id, r);
       if (!r.planDone) planning = true;
-      /* Only for a pass this scheduler began: after a restart mid-pass, what it planned before is unknown. */
-      if (c.deltaPasses > 0 && passFirstBatch.get(c.id)?.pass === c.deltaPasses) {
-        deltaPlanned.set(c.id, (deltaPlanned.get(c.id) ?? 0) + r.planned);
-        if (r.planDone && deltaPlanned.get(c.id) === 0) cleanDelta.set(c.id, c.deltaPasses);
-      }
     }
     if (c.state !== 'running') return;
     if (yieldTo) return; // yieldWorkers ran at the start of the tick
@@ -111,25 +103,25 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     const p = await campaignProgress(res.ledger, c.id);
     if (p.batches.pending > 0 || p.batches.enqueued > 0) return;
     /*
-     * A delta pass is clean when it planned nothing, or when all it planned is done and none of
-     * it moved (and no batch of it was retried, which may hide a move): rows the source keeps
-     * selecting that are not under the source (KEK columns that lie, KMS rows whose material
-     * nobody records) are checked again by each pass, but cannot keep the campaign running.
+     * A delta pass is clean when all it planned is done and none of it moved (nothing planned
+     * moves nothing), and no claim of its batches lost its commit (which may hide a move). Read
+     * from the ledger, not counted while planning: a plan step that fails after committing a page
+     * would lose its count. Rows the source keeps selecting that are already at the target (KMS
+     * rows whose application records no material) cannot keep the campaign running. Only for a
+     * pass this scheduler began: after a restart, one more pass.
      */
     const pass = passFirstBatch.get(c.id);
-    if (c.deltaPasses > 0 && cleanDelta.get(c.id) !== c.deltaPasses && pass?.pass === c.deltaPasses) {
+    if (c.deltaPasses > 0 && pass?.pass === c.deltaPasses) {
       const changes = await deltaPassChanges(res.ledger, c.id, pass.firstBatchNo);
-      if (changes.moved === 0 && changes.retriedBatches === 0) cleanDelta.set(c.id, c.deltaPasses);
-    }
-    if (cleanDelta.get(c.id) === c.deltaPasses && c.deltaPasses > 0) {
-      if (await setCampaignState(res.ledger, c.id, ['running'], 'completed')) {
-        clog.info({ rewrapped: p.rewrapped, skipped: p.skipped, failed: p.failed }, 'campaign completed');
+      if (changes.moved === 0 && changes.lostClaims === 0) {
+        if (await setCampaignState(res.ledger, c.id, ['running'], 'completed')) {
+          clog.info({ rewrapped: p.rewrapped, skipped: p.skipped, failed: p.failed }, 'campaign completed');
+        }
+        return;
       }
-      return;
     }
     /* Complete only when nothing in scope remains under the old KEK: look once more. */
     const begun = await beginDeltaPass(res.ledger, c.id);
-    deltaPlanned.set(c.id, 0);
     if (begun) passFirstBatch.set(c.id, begun);
     clog.info({ pass: begun?.pass }, 'delta pass: looking for items that appeared since the plan');
   }

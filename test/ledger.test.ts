@@ -421,7 +421,7 @@ describe('progress and completion', () => {
     expect(await countInFlight(db.pool, c.id)).toBe(0);
   });
 
-  it('delta pass: new keys are planned, done keys re-queued with exact counters, failed keys and keys not under the source stay; what the pass moved and which of its batches ran twice are counted', async () => {
+  it('delta pass: new keys are planned, done keys re-queued with exact counters, failed keys and keys not under the source stay; what the pass moved and which of its claims lost their commit are counted', async () => {
     const { c, store } = await runningCampaign(5, 5);
     await claimed(c.id, 1, 'w1');
     await commitBatch(db.pool, {
@@ -445,7 +445,7 @@ describe('progress and completion', () => {
     expect(await campaignProgress(db.pool, c.id)).toMatchObject({ planned: 6, rewrapped: 1, skipped: 1, failed: 1, remaining: 3 });
     const again = await claimed(c.id, 2, 'w2');
     expect(again.batch.items).toEqual(['k00000', 'k00001', 'new-1']);
-    await claimed(c.id, 2, 'w2'); // the job retried (its first run's commit lost): the batch is claimed twice
+    await claimed(c.id, 2, 'w2'); // the job retried (its first run's commit lost): two claims, one commit
     await commitBatch(db.pool, {
       campaignId: c.id,
       batchNo: 2,
@@ -458,10 +458,19 @@ describe('progress and completion', () => {
       final: true,
     });
     // k00000 was rewrapped by this campaign before the delta pass: it still counts as rewrapped.
-    // What the pass itself moved: new-1 only (k00000 and k00001 were found at the target); its batch ran twice.
-    expect(await deltaPassChanges(db.pool, c.id, pass!.firstBatchNo)).toEqual({ moved: 1, retriedBatches: 1 });
+    // What the pass itself moved: new-1 only (k00000 and k00001 were found at the target); one claim of its batch lost its commit.
+    expect(await deltaPassChanges(db.pool, c.id, pass!.firstBatchNo)).toEqual({ moved: 1, lostClaims: 1 });
     expect(await campaignProgress(db.pool, c.id)).toMatchObject({ planned: 6, rewrapped: 3, skipped: 2, failed: 1, remaining: 0 });
     expect(await isCampaignComplete(db.pool, c.id)).toBe(true);
+  });
+
+  it('a batch claimed again after a commit that landed (transient item failures) has no lost claim', async () => {
+    const { c, store } = await runningCampaign(2, 2);
+    await claimed(c.id, 1, 'w1');
+    await commitBatch(db.pool, { campaignId: c.id, batchNo: 1, owner: 'w1', outcomes: [rewrapped(store, 'k00000')], final: false });
+    await claimed(c.id, 1, 'w1');
+    await commitBatch(db.pool, { campaignId: c.id, batchNo: 1, owner: 'w1', outcomes: [rewrapped(store, 'k00001')], final: true });
+    expect(await deltaPassChanges(db.pool, c.id, 1)).toEqual({ moved: 2, lostClaims: 0 });
   });
 
   it('concurrent commits of different batches keep the counters exact', async () => {

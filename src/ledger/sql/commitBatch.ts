@@ -200,6 +200,8 @@ export async function commitBatch(pool: pg.Pool, req: CommitRequest): Promise<Co
       req.final,
     ]);
     const r = rows[0];
+    /* Counted for every commit that landed (deltaPassChanges compares commits with claims). */
+    await client.query('UPDATE rewrap_batches SET commits = commits + 1 WHERE campaign_id = $1 AND batch_no = $2', [req.campaignId, req.batchNo]);
     const batchDone = batch.state === 'done' || r.finished;
     const result = { status: 'committed' as const, changed: r.changed, notInBatch: outcomes.length - r.matched, remaining: r.remaining, batchDone, autoPaused: false };
     if (r.changed === 0) return result;
