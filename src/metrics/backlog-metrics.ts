@@ -10,7 +10,7 @@ import type { CampaignState } from '../ledger/types.ts';
 
 const STATES: CampaignState[] = ['planning', 'running', 'paused', 'cancelled', 'completed'];
 
-export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheMs = 2000): void {
+export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheMs = 2000, refreshTimeoutMs = 10_000): void {
   let last = 0;
   let inflight: Promise<void> | undefined;
   const labels = ['campaign', 'name', 'kind'] as const;
@@ -64,15 +64,26 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
   }
 
   // prom-client calls collect() on one metric per scrape pass; refresh all of them once per cacheMs.
-  // A refresh still running (slower than cacheMs) is awaited, not overlapped by another.
-  let running = false;
+  /*
+   * A refresh still running (slower than cacheMs) is awaited, not overlapped by another, up to
+   * refreshTimeoutMs: a refresh stuck on a dead connection fails that scrape and frees the next
+   * one to try again (its late results, if any, are set in one step like any other).
+   */
+  let running: Promise<void> | undefined;
   const collect = async () => {
     if (running || Date.now() - last < cacheMs) return inflight;
     last = Date.now();
-    running = true;
-    inflight = refresh().finally(() => {
-      running = false;
+    const r = refresh();
+    running = r;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`backlog metrics: the ledger did not answer within ${refreshTimeoutMs} ms`)), refreshTimeoutMs);
     });
+    inflight = Promise.race([r, timeout]).finally(() => {
+      clearTimeout(timer);
+      if (running === r) running = undefined;
+    });
+    r.catch(() => undefined);
     return inflight;
   };
   for (const g of [remaining, items, rate, eta, deadline, budget, state, inventory]) (g as unknown as { collect: () => Promise<void> }).collect = collect;
