@@ -109,6 +109,13 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       });
   });
   server.on('clientError', (_err, socket) => socket.destroy());
+  /*
+   * Idle keep-alive connections stay open longer than clients and load balancers keep theirs
+   * (Node's 5 s default closes them while a client may be sending its next request on one:
+   * ECONNRESET, seen from a dashboard test under load).
+   */
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, host, () => {
