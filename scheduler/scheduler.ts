@@ -104,7 +104,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     if (p.batches.pending > 0 || p.batches.enqueued > 0) return;
     /*
      * A delta pass is clean when all it planned is done and none of it moved (nothing planned
-     * moves nothing), and no claim of its batches lost its commit (which may hide a move). Read
+     * moves nothing), and none of its batches may hide a move (deltaPassChanges). Read
      * from the ledger, not counted while planning: a plan step that fails after committing a page
      * would lose its count. Rows the source keeps selecting that are already at the target (KMS
      * rows whose application records no material) cannot keep the campaign running. Only for a
@@ -113,7 +113,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     const pass = passFirstBatch.get(c.id);
     if (c.deltaPasses > 0 && pass?.pass === c.deltaPasses) {
       const changes = await deltaPassChanges(res.ledger, c.id, pass.firstBatchNo);
-      if (changes.moved === 0 && changes.lostClaims === 0) {
+      if (changes.moved === 0 && changes.suspectBatches === 0) {
         if (await setCampaignState(res.ledger, c.id, ['running'], 'completed')) {
           clog.info({ rewrapped: p.rewrapped, skipped: p.skipped, failed: p.failed }, 'campaign completed');
         }

@@ -3,19 +3,26 @@
  * pass planned or re-queued lands in one, see beginDeltaPass):
  * - moved: items rewrapped there. An item this campaign rewrapped before and found at the target
  *   again keeps 'rewrapped' with its prior outcome (commitBatch): it did not move.
- * - lostClaims: batches claimed more often than committed. A claim whose commit was lost (fenced,
- *   failed, killed) may have written items that the next claim then finds at the target and
- *   records as skipped: such a pass may have moved items without saying so. A batch retried after
- *   a commit that landed (transient item failures) is not counted.
+ * - suspectBatches: batches that may have moved items without saying so: claimed more often than
+ *   committed (a claim whose commit was lost, fenced or failed may have written items the next
+ *   claim then found at the target), or claimed more than once with an item found already at the
+ *   target (a write whose reply was lost is retried as transient, and the next claim finds it
+ *   done). A batch retried after a landed commit with no such item is not counted.
  */
 import type { Queryable } from '../types.ts';
 
-export async function deltaPassChanges(db: Queryable, campaignId: string, firstBatchNo: number): Promise<{ moved: number; lostClaims: number }> {
-  const { rows } = await db.query<{ moved: number; lost: number }>(
+export async function deltaPassChanges(db: Queryable, campaignId: string, firstBatchNo: number): Promise<{ moved: number; suspectBatches: number }> {
+  const { rows } = await db.query<{ moved: number; suspect: number }>(
     `SELECT (SELECT count(*) FROM rewrap_campaign_items
               WHERE campaign_id = $1 AND batch_no >= $2 AND outcome = 'rewrapped' AND prior_outcome IS NULL)::int AS moved,
-            (SELECT count(*) FROM rewrap_batches WHERE campaign_id = $1 AND batch_no >= $2 AND attempts > commits)::int AS lost`,
+            (SELECT count(*) FROM rewrap_batches b
+              WHERE b.campaign_id = $1 AND b.batch_no >= $2
+                AND (b.attempts > b.commits
+                     OR (b.attempts > 1 AND EXISTS (
+                           SELECT 1 FROM rewrap_campaign_items ci
+                            WHERE ci.campaign_id = b.campaign_id AND ci.batch_no = b.batch_no
+                              AND ci.outcome = 'skipped' AND ci.reason = 'already-at-target'))))::int AS suspect`,
     [campaignId, firstBatchNo],
   );
-  return { moved: rows[0]!.moved, lostClaims: rows[0]!.lost };
+  return { moved: rows[0]!.moved, suspectBatches: rows[0]!.suspect };
 }
