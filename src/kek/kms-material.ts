@@ -43,3 +43,15 @@ export function mayBeUnder(ref: KekVersionRef, sel: KekSelector): boolean {
   if (sel.version === undefined || ref.version === sel.version || ref.materialId === sel.version) return true;
   return isKmsMaterialId(sel.version) && recordedMaterial(ref) === undefined;
 }
+
+/**
+ * mayBeUnder as SQL over an inventory row aliased `v` (kek_id, kek_version, material_id): `id`,
+ * `version` (text or NULL) and `pattern` (KMS_MATERIAL_ID_PATTERN) are parameter references.
+ */
+export function mayBeUnderSql(id: string, version: string, pattern: string): string {
+  return (
+    `(v.kek_id = ${id} AND (${version}::text IS NULL OR v.kek_version = ${version} OR v.material_id = ${version}` +
+    ` OR (${version} ~ ${pattern} AND v.material_id IS NULL AND (v.kek_version IS NULL OR v.kek_version !~ ${pattern}))))`
+  );
+}
+

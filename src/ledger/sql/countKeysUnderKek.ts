@@ -1,5 +1,5 @@
 import type { Queryable } from '../types.ts';
-import { KMS_MATERIAL_ID_PATTERN } from '../../kek/kms-material.ts';
+import { KMS_MATERIAL_ID_PATTERN, mayBeUnderSql } from '../../kek/kms-material.ts';
 
 /**
  * Of `keys` in `storeId`, how many may be under `kek`: the inventory says so, or the inventory
@@ -11,8 +11,7 @@ export async function countKeysUnderKek(db: Queryable, storeId: string, keys: st
   const { rows } = await db.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM unnest($2::text[]) AS k(key)
        LEFT JOIN rewrap_inventory v ON v.store_id = $1 AND v.item_key = k.key
-      WHERE v.item_key IS NULL OR (v.kek_id = $3 AND ($4::text IS NULL OR v.kek_version = $4 OR v.material_id = $4
-             OR ($4 ~ $5 AND v.material_id IS NULL AND (v.kek_version IS NULL OR v.kek_version !~ $5))))`,
+      WHERE v.item_key IS NULL OR ${mayBeUnderSql('$3', '$4', '$5')}`,
     [storeId, keys, kek.id, kek.version ?? null, KMS_MATERIAL_ID_PATTERN],
   );
   return rows[0]!.n;

@@ -1,5 +1,5 @@
 import type { Queryable } from '../types.ts';
-import { KMS_MATERIAL_ID_PATTERN } from '../../kek/kms-material.ts';
+import { KMS_MATERIAL_ID_PATTERN, mayBeUnderSql } from '../../kek/kms-material.ts';
 
 export interface KekUsage {
   /** Every store the inventory or the campaigns know, with what may still be under the KEK. */
@@ -19,16 +19,15 @@ export interface KekUsage {
 /**
  * What may still use a KEK, by store. `campaignIds`: the campaigns draining it. `version` matches
  * a keyring version or a KMS key material id (an item seen under the KMS key with no material
- * recorded may be under it, as countKeysUnderKek says); absent, any version of the KEK counts.
+ * recorded may be under it: mayBeUnderSql); absent, any version of the KEK counts.
  * `noEnvelopeReasons`: failure reasons that mean the item has no usable envelope at all (it is
  * under no KEK), so they do not count as failed-not-moved.
  */
 export async function kekUsage(db: Queryable, kek: { id: string; version?: string }, campaignIds: string[], noEnvelopeReasons: readonly string[]): Promise<KekUsage> {
   const { rows } = await db.query<{ store_id: string; under: string; pending: string; failed: string }>(
     `WITH inv AS (
-       SELECT store_id, count(*) FILTER (WHERE kek_id = $1 AND ($2::text IS NULL OR kek_version = $2 OR material_id = $2
-                OR ($2 ~ $5 AND material_id IS NULL AND (kek_version IS NULL OR kek_version !~ $5)))) AS under
-         FROM rewrap_inventory GROUP BY store_id),
+       SELECT store_id, count(*) FILTER (WHERE ${mayBeUnderSql('$1', '$2', '$5')}) AS under
+         FROM rewrap_inventory v GROUP BY store_id),
      items AS (
        SELECT ci.store_id,
               count(*) FILTER (WHERE ci.outcome IS NULL) AS pending,
