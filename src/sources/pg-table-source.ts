@@ -7,7 +7,7 @@ import type { KekSelector } from '../kek/kek-provider.ts';
 import { parseTableName, quoteIdent } from '../stores/pg-table-config.ts';
 import type { Source, SourcePage } from './source.ts';
 import { KMS_MATERIAL_ID_LENGTH, KMS_MATERIAL_ID_PATTERN } from '../kek/kms-material.ts';
-import { holdsMaterialId } from '../stores/pg-table-columns.ts';
+import { holdsMaterialId, readColumnTypes } from '../stores/pg-table-columns.ts';
 import { ConfigError } from '../errors.ts';
 
 export interface PgTableSourceOptions {
@@ -39,23 +39,17 @@ export class PgTableSource implements Source {
     if (this.sql) return this.sql;
     const { tableSql } = parseTableName(this.o.table);
     const id = quoteIdent(this.o.idColumn);
-    const { rows } = await this.pool.query<{ name: string; t: string; base: string; typmod: number }>(
-      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS t,
-              format_type(COALESCE(NULLIF(ty.typbasetype, 0), a.atttypid), NULL) AS base,
-              CASE WHEN ty.typbasetype <> 0 THEN ty.typtypmod ELSE a.atttypmod END AS typmod
-         FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
-        WHERE a.attrelid = $1::regclass AND a.attname = ANY($2::text[]) AND a.attnum > 0 AND NOT a.attisdropped`,
-      [tableSql, [this.o.idColumn, this.o.kekVersionColumn]],
-    );
-    const idCol = rows.find((r) => r.name === this.o.idColumn);
+    const columns = await readColumnTypes(this.pool, tableSql);
+    if (!columns) throw new ConfigError(`pg source ${this.o.table}: table does not exist (or is not on the search_path of the pool); check the table setting`);
+    const idCol = columns.get(this.o.idColumn);
     if (!idCol) throw new ConfigError(`pg source ${this.o.table}: no column "${this.o.idColumn}" (idColumn)`);
-    const versionCol = rows.find((r) => r.name === this.o.kekVersionColumn);
+    const versionCol = columns.get(this.o.kekVersionColumn);
     if (!versionCol) throw new ConfigError(`pg source ${this.o.table}: no column "${this.o.kekVersionColumn}" (kekVersionColumn)`);
-    if (this.o.kmsMaterial && !holdsMaterialId(versionCol.base, versionCol.typmod)) {
+    if (this.o.kmsMaterial && !holdsMaterialId(versionCol.type, versionCol.typmod)) {
       /* The drain selects by the material recorded there and records the new one; neither fits. */
       throw new ConfigError(
         `pg source ${this.o.table}: draining KMS key material ${this.from.version} needs kekVersionColumn "${this.o.kekVersionColumn}" ` +
-          `to hold ${KMS_MATERIAL_ID_LENGTH}-character material ids (text, or varchar(${KMS_MATERIAL_ID_LENGTH}) or longer); it is ${versionCol.t}. ` +
+          `to hold ${KMS_MATERIAL_ID_LENGTH}-character material ids (text, or varchar(${KMS_MATERIAL_ID_LENGTH}) or longer); it is ${versionCol.declared}. ` +
           'Change the column type, wait a minute (workers read column types again every minute), then resume the campaign',
       );
     }
@@ -65,7 +59,7 @@ export class PgTableSource implements Source {
     const versionFilter = this.from.version === undefined ? '' : ` AND (${version} = $3${unrecorded})`;
     this.sql =
       `SELECT ${id}::text AS k FROM ${tableSql} ` +
-      `WHERE ($1::text IS NULL OR ${id} > $1::text::${idCol.t}) AND ${quoteIdent(this.o.kekIdColumn)} = $2${versionFilter} ` +
+      `WHERE ($1::text IS NULL OR ${id} > $1::text::${idCol.declared}) AND ${quoteIdent(this.o.kekIdColumn)} = $2${versionFilter} ` +
       `ORDER BY ${id} LIMIT $${this.from.version === undefined ? 3 : 4}`;
     return this.sql;
   }

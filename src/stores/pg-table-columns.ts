@@ -35,18 +35,34 @@ const UUID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[
 const DESCRIBE_SQL = `
   SELECT r.oid::int8 AS oid, a.attname AS name,
          format_type(COALESCE(NULLIF(ty.typbasetype, 0), a.atttypid), NULL) AS type,
+         format_type(a.atttypid, a.atttypmod) AS declared,
          CASE WHEN ty.typbasetype <> 0 THEN ty.typtypmod ELSE a.atttypmod END AS typmod
   FROM (SELECT to_regclass($1) AS oid) r
   LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
   LEFT JOIN pg_type ty ON ty.oid = a.atttypid`;
 
+export interface ColumnType {
+  /** Base type without modifiers (a domain's base type), e.g. `character varying`. */
+  type: string;
+  /** As declared, e.g. `character varying(16)` or a domain's name. */
+  declared: string;
+  /** Type modifier: for varchar(n) / char(n), n + 4; -1 when none. */
+  typmod: number;
+}
+
+/** The table's columns by name, or undefined when `tableSql` names no table the pool can see. */
+export async function readColumnTypes(pool: pg.Pool, tableSql: string): Promise<Map<string, ColumnType> | undefined> {
+  const { rows } = await pool.query<{ oid: string | null; name: string | null; type: string | null; declared: string | null; typmod: number | null }>(DESCRIBE_SQL, [tableSql]);
+  if (rows.length === 0 || rows[0]!.oid === null) return undefined;
+  return new Map(rows.filter((r) => r.name !== null).map((r) => [r.name!, { type: r.type!, declared: r.declared!, typmod: r.typmod ?? -1 }]));
+}
+
 export async function describeColumns(pool: pg.Pool, shape: PgTableShape): Promise<PgTableColumns> {
-  const { rows } = await pool.query<{ oid: string | null; name: string | null; type: string | null; typmod: number | null }>(DESCRIBE_SQL, [shape.tableSql]);
-  if (rows.length === 0 || rows[0]!.oid === null) {
+  const columns = await readColumnTypes(pool, shape.tableSql);
+  if (!columns) {
     throw new ConfigError(`${shape.storeId}: table ${JSON.stringify(shape.tableName)} does not exist (or is not on the search_path of the pool); check the table setting`);
   }
-  const types = new Map(rows.filter((r) => r.name !== null).map((r) => [r.name!, r.type!]));
-  const typmods = new Map(rows.filter((r) => r.name !== null).map((r) => [r.name!, r.typmod ?? -1]));
+  const types = new Map([...columns].map(([name, c]) => [name, c.type]));
   const typeOf = (c: ColumnName): string => {
     const t = types.get(c.name);
     if (t === undefined) {
@@ -72,7 +88,7 @@ export async function describeColumns(pool: pg.Pool, shape: PgTableShape): Promi
     wrappedKind,
     kekIdType: typeOf(shape.kekId),
     kekVersionType: typeOf(shape.kekVersion),
-    kekVersionHoldsMaterialId: holdsMaterialId(typeOf(shape.kekVersion), typmods.get(shape.kekVersion.name)!),
+    kekVersionHoldsMaterialId: holdsMaterialId(typeOf(shape.kekVersion), columns.get(shape.kekVersion.name)!.typmod),
     materialIdType: shape.materialId ? typeOf(shape.materialId) : undefined,
     keyProblem: keyChecker(idType),
   };
