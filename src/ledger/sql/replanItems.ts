@@ -10,8 +10,8 @@
  *   that record none). The source selects them on every pass; checking them again would cost a
  *   provider call each per pass (twice the KMS calls of an incident on one material of a table
  *   that records no materials). A row the application rewrites under the source KEK after it
- *   was skipped is left to the next campaign or `kek retire --full` (which re-reads every item), like any row written
- *   under the old KEK after the campaign;
+ *   was skipped is left to the next campaign or `kek retire --full` (which re-reads every
+ *   item), like any row written under the old KEK after the campaign;
  * - keys that 'failed' stay failed (they are reported, not retried), and keys still waiting for
  *   an outcome stay in their batch.
  * With `progress`, the cursor and planDone are saved as addPlannedItems does.
