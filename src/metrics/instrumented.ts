@@ -56,8 +56,8 @@ export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): Envelo
       count('read', 'ok');
       return r;
     }),
-    writeIfUnchanged: (item, token, next, signal) => guard('write', async () => {
-      const r = await inner.writeIfUnchanged(item, token, next, signal);
+    writeIfUnchanged: (item, token, next, signal, fence) => guard('write', async () => {
+      const r = await inner.writeIfUnchanged(item, token, next, signal, fence);
       count('write', r === 'written' ? 'ok' : 'conflict');
       return r;
     }),
@@ -70,8 +70,8 @@ export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): Envelo
       count('read', 'ok', items.length);
       return r;
     }, items.length),
-    writeManyIfUnchanged: (writes, signal) => guard('write', async () => {
-      const r = await inner.writeManyIfUnchanged(writes, signal);
+    writeManyIfUnchanged: (writes, signal, fence) => guard('write', async () => {
+      const r = await inner.writeManyIfUnchanged(writes, signal, fence);
       let ok = 0;
       for (const v of r.values()) if (v === 'written') ok++;
       if (ok) count('write', 'ok', ok);

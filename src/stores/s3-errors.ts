@@ -4,6 +4,7 @@
  * something we do not understand (thrown as is, wrapped with the item's name).
  */
 import { permanent, transient } from '../errors.ts';
+import { WriteFencedError } from './envelope-store.ts';
 
 interface SdkErrorShape {
   name?: string;
@@ -67,10 +68,10 @@ export function isAccessDenied(err: unknown): boolean {
 /**
  * Turns an S3 error that is neither a precondition failure nor a missing object into what the
  * pipeline understands. `what` names the call and the item, e.g. "CopyObject s3://b/k".
- * Abort errors pass through unchanged: the caller asked to stop.
+ * Abort and fence errors pass through unchanged: the caller asked to stop (invariant 8).
  */
 export function toItemFailure(err: unknown, what: string): Error {
-  if (isAbort(err)) return err as Error;
+  if (isAbort(err) || err instanceof WriteFencedError) return err as Error;
   if (isAccessDenied(err)) {
     return permanent('access-denied', `${what}: S3 refused access (${errorName(err) || 'HTTP 403'}); grant s3:GetObject and s3:PutObject on the bucket`, err);
   }
