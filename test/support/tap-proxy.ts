@@ -2,7 +2,9 @@
  * A TCP proxy in front of an HTTP/1.1 server (the test S3 endpoint) that shows each request line
  * a client sends to a hook BEFORE forwarding it. A fault test uses it to act at an exact point
  * of a worker's work, e.g. freeze the worker (SIGSTOP) the moment it asks for a given object.
- * The hook may return a promise: the request is held until it settles.
+ * The hook may return a promise: the request is held until it settles. A hook that answers
+ * 'drop' closes the client's connection instead of forwarding the request (the server never
+ * sees it; the client gets a connection reset).
  * Bytes are forwarded unchanged (SigV4 signs the proxy's host, which is what the server sees).
  */
 import { connect, createServer, type Socket } from 'node:net';
@@ -14,7 +16,7 @@ export interface TapProxy {
   close(): Promise<void>;
 }
 
-export type RequestHook = (method: string, target: string) => void | Promise<void>;
+export type RequestHook = (method: string, target: string) => void | 'drop' | Promise<void | 'drop'>;
 
 const REQUEST_LINE = /^(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP\/1\.[01]\r$/gm;
 
@@ -40,7 +42,9 @@ export async function startTapProxy(upstream: string, onRequest: RequestHook): P
     client.on('data', (chunk: Buffer) => {
       const hooks = [...chunk.toString('latin1').matchAll(REQUEST_LINE)].map((m) => [m[1]!, m[2]!] as const);
       chain = chain.then(async () => {
-        for (const [method, target] of hooks) await onRequest(method, target);
+        for (const [method, target] of hooks) {
+          if ((await onRequest(method, target)) === 'drop') return end();
+        }
         if (!up.destroyed) up.write(chunk);
       });
     });
