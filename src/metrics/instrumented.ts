@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { ItemError } from '../errors.ts';
 import type { KekProvider, KekSelector, RewrapResult, WrappedDek } from '../kek/kek-provider.ts';
 import { NotUnderSourceError } from '../kek/kek-provider.ts';
-import { isBatchStore, type BatchEnvelopeStore, type EnvelopeStore } from '../stores/envelope-store.ts';
+import { isBatchStore, LandedWriteError, type BatchEnvelopeStore, type EnvelopeStore } from '../stores/envelope-store.ts';
 import type { ProcessMetrics } from './process-metrics.ts';
 import { ForwardingKekProvider } from '../kek/forwarding-kek-provider.ts';
 
@@ -43,7 +43,8 @@ export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): Envelo
     try {
       return await fn();
     } catch (err) {
-      count(operation, 'error', n);
+      // A LandedWriteError is a write that landed (a follow-up of it failed): counted as one.
+      count(operation, err instanceof LandedWriteError ? 'ok' : 'error', n);
       throw err;
     }
   };

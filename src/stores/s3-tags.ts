@@ -1,10 +1,10 @@
 /**
  * Object tags across an in-place rewrite. AWS keeps them on a self-copy (TaggingDirective COPY)
  * and sets them from CreateMultipartUpload's Tagging; Ceph RGW drops them on every self-copy,
- * whatever the directive (measured on 16 and again 2026-12). So for a tagged object the store
+ * whatever the directive (measured on 16.2.15). So for a tagged object the store
  * reads the tags just before the rewrite and puts them back after it, but only when the copy
  * dropped them: the object had tags and now has none. Tags it finds on the object after the copy
- * are kept as they are, whoever set them: a snapshot is never written over someone else's change.
+ * are kept as they are, whoever set them: the snapshot never replaces tags the object carries.
  * Tags can drive lifecycle rules: losing them is not cosmetic.
  *
  * What remains on RGW: a tag change made between our snapshot and the copy is dropped by the
