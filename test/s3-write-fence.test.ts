@@ -7,7 +7,7 @@
  * - a failure after the envelope write landed is that item's outcome, not a batch error.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { GetObjectTaggingCommand, HeadObjectCommand, PutObjectTaggingCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectTaggingCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectTaggingCommand, type S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { createS3Client } from '../src/stores/s3-client.ts';
 import { S3EnvelopeStore } from '../src/stores/s3-envelope-store.ts';
@@ -59,9 +59,9 @@ afterAll(async () => {
 });
 
 let n = 0;
-async function item(tags: Record<string, string> = {}): Promise<{ key: string; payload: Buffer }> {
+async function item(tags: Record<string, string> = {}, size = 200): Promise<{ key: string; payload: Buffer }> {
   const key = `w/${++n}`;
-  const payload = randomBytes(200);
+  const payload = randomBytes(size);
   await putEncrypted(direct, tb.bucket, key, payload, { placement: 'metadata', wrap: { kind: 'aes', material: k1, matdesc: { kek: 'k@1' } } });
   const TagSet = Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
   if (TagSet.length) await direct.send(new PutObjectTaggingCommand({ Bucket: tb.bucket, Key: key, Tagging: { TagSet } }));
@@ -77,8 +77,8 @@ const under = async (key: string, payload: Buffer, kek: 'k@1' | 'k@2') => {
 };
 const isCopy = (key: string) => (line: string) => line === `PUT /${tb.bucket}/${key}?x-id=CopyObject` || line === `PUT /${tb.bucket}/${key}`;
 
-async function readAndRewrap(key: string) {
-  const r: ReadResult = await store.read({ key });
+async function readAndRewrap(key: string, from = store) {
+  const r: ReadResult = await from.read({ key });
   if (r.kind !== 'envelope') throw new Error(`${key}: ${r.reason} ${r.detail}`);
   const out = await provider.rewrap(r.envelope.dek, { id: 'k', version: '1' }, { id: 'k', version: '2' });
   return { token: r.token, next: withNewKey(r.envelope, out.wrapped, out.matdesc, out.to) };
@@ -97,10 +97,34 @@ describe('the fence stands at the write request (invariant 8)', () => {
       if (method === 'GET' && target.includes('?tagging')) leaseValid = false;
     };
     const err = await store.writeIfUnchanged({ key }, token, next, undefined, fence).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(WriteFencedError);
     expect(seen.filter(isCopy(key))).toEqual([]);
+    expect(err).toBeInstanceOf(WriteFencedError);
     expect(await under(key, payload, 'k@1')).toBe(true);
     expect(await tagsOf(key)).toEqual({ team: 'a' });
+  });
+
+  it('a lease that runs out during the part copies of a multipart rewrite stops CompleteMultipartUpload: the upload is aborted, the object unchanged', async () => {
+    const MiB = 1024 * 1024;
+    const big = new S3EnvelopeStore({ client: viaProxy, bucket: tb.bucket, placement: 'metadata', multipartThresholdBytes: 5 * MiB, partSizeBytes: 5 * MiB, allowUnconditionalWrites: true });
+    const { key, payload } = await item({}, 6 * MiB);
+    const etagBefore = await etagOf(key);
+    const { token, next } = await readAndRewrap(key, big);
+    let leaseValid = true;
+    hook = (method, target) => {
+      if (method === 'PUT' && target.startsWith(`/${tb.bucket}/${key}?`) && target.includes('uploadId=')) leaseValid = false; // a part copy
+    };
+    const err = await big
+      .writeIfUnchanged({ key }, token, next, undefined, () => {
+        if (!leaseValid) throw new WriteFencedError('lease may have expired; not writing');
+      })
+      .catch((e: unknown) => e);
+    const completes = seen.filter((l) => l.startsWith(`POST /${tb.bucket}/${key}?uploadId=`));
+    expect(completes).toEqual([]);
+    expect(err).toBeInstanceOf(WriteFencedError);
+    expect(await etagOf(key)).toBe(etagBefore);
+    expect(await under(key, payload, 'k@1')).toBe(true);
+    const open = await direct.send(new ListMultipartUploadsCommand({ Bucket: tb.bucket, Prefix: key }));
+    expect(open.Uploads ?? []).toEqual([]);
   });
 
   it('a write is sent once: a copy whose connection broke is not re-sent by the SDK, it is a transient item failure (the pipeline re-reads)', async () => {
