@@ -14,6 +14,7 @@ import type { ItemOutcomeRecord } from '../src/ledger/types.ts';
 import { BatchInterruptedError, rewrapBatch } from '../src/rewrap/rewrap-batch.ts';
 import type { ItemOutcome } from '../src/rewrap/outcome.ts';
 import { countOutcomes } from '../src/rewrap/outcome.ts';
+import { noteBatchFailure } from './batch-failure.ts';
 
 export class LeaseLostError extends Error {
   constructor(message: string) {
@@ -122,6 +123,10 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
       throw new RetryLaterError(`${counts.retry} of ${outcomes.length} items failed transiently (${reasons.join(', ')}); retrying`);
     }
     return 'done';
+  } catch (err) {
+    // Issue 13, point 6: a batch failing as a whole is counted; too many pause the campaign.
+    if (!(err instanceof RetryLaterError) && !(err instanceof LeaseLostError) && !ac.signal.aborted) await noteBatchFailure(pool, log, { campaignId, batchNo, owner }, err);
+    throw err;
   } finally {
     clearInterval(renewer);
     signal.removeEventListener('abort', onAbort);
