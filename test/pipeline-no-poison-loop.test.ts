@@ -2,7 +2,8 @@
  * Issue 13, point 6: no poison loops. One scheduler and one worker process, real RGW, Postgres
  * and Redis. An S3 object the store refuses to rewrite (RGW answers HTTP 400 to the self-copy
  * whose metadata no longer fits its request-header limit) fails as that item alone, with a
- * reason naming it, while the rest of its batch completes and decrypts under the new KEK. A batch
+ * reason naming it, while the rest of its batch completes and decrypts under the new KEK; so does
+ * a row KMS refuses with an error that is not throttling (ValidationException). A batch
  * that fails as a whole every time (its table was dropped) pauses its campaign after
  * maxBatchFailures (default 5) with the batch and the error as the reason, and its job leaves
  * Redis for good: neither BullMQ nor the feeder retries it forever.
@@ -10,6 +11,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { CreateKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { createKmsClient } from '../src/kek/kms-client.ts';
 import { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import { createS3Client } from '../src/stores/s3-client.ts';
@@ -22,6 +25,8 @@ import { rowSource, rowTable } from './support/row-fixture.ts';
 import { batchQueue, campaignJobTraces } from './support/queue-jobs.ts';
 import { eventually } from './support/eventually.ts';
 import { LeakGuard } from './support/leak-guard.ts';
+import { expectKmsRowsUnder, kmsRowSource, kmsRowTable } from './support/kms-row-fixture.ts';
+import { startKmsRejectProxy } from './support/kms-reject-proxy.ts';
 
 const v1: RowKek = { id: 'k', version: '1', material: randomBytes(32) };
 const v2: RowKek = { id: 'k', version: '2', material: randomBytes(32) };
@@ -108,6 +113,53 @@ describe('no poison loops (issue 13, point 6)', () => {
     for (const [key, payload] of payloads) expect((await getDecrypted(s3, tb.bucket, key, { aes: aes2 })).payload.equals(payload), key).toBe(true);
     const aes1 = new Map([[matdescKey({ kek: 'k@1' }), v1.material]]);
     expect((await getDecrypted(s3, tb.bucket, BIG, { aes: aes1 })).payload.toString()).toBe('big');
+  }, 150_000);
+
+  it('a row KMS refuses with a non-throttling error (ValidationException) fails alone (provider-rejected, naming it); the other rows move and decrypt', async () => {
+    const kms: KMSClient = createKmsClient({ endpoint: pipe.kms.url, region: 'us-east-1', credentials: { accessKeyId: 't', secretAccessKey: 't' } });
+    try {
+      const a = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+      const b = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+      const { deks, blobs } = await kmsRowTable(pipe.db.pool, kms, 'kmsrows', 12, a);
+      for (const d of deks.values()) guard.secret(d);
+      const refused = blobs.get('7')!;
+      // KMS (through the proxy) refuses every ReEncrypt of row 7's blob, as AWS refuses a request it finds invalid.
+      const proxy = await startKmsRejectProxy(pipe.kms.url, (target, body) =>
+        target.endsWith('.ReEncrypt') && body.includes(refused.toString('base64'))
+          ? { name: 'ValidationException', message: '1 validation error detected (injected for this one ciphertext)' }
+          : undefined,
+      );
+      let campaignId: string;
+      try {
+        const c = await pipe.create({
+          name: 'one row refused by KMS',
+          sources: [kmsRowSource('kmsrows')],
+          provider: { type: 'kms', endpoint: proxy.url },
+          from: a,
+          to: b,
+          options: { batchSize: 50, concurrency: 4 },
+        });
+        const p = await pipe.waitFor(c.id, 'completed', (x) => x.state === 'completed' || x.state === 'paused', 90_000);
+        expect(p).toMatchObject({ state: 'completed', planned: 12, rewrapped: 11, failed: 1, remaining: 0, pauseReason: null });
+        expect(proxy.rejected).toBeGreaterThanOrEqual(1);
+        campaignId = c.id;
+      } finally {
+        await proxy.close();
+      }
+      const failures = await campaignFailures(pipe.db.pool, campaignId, { limit: 10 });
+      expect(failures).toHaveLength(1);
+      expect(failures[0]).toMatchObject({ storeId: 'pg:kmsrows', itemKey: '7', reason: 'provider-rejected' });
+      expect(failures[0]!.detail).toMatch(/^7: KMS ReEncrypt .* was refused: ValidationException \(HTTP 400\)/);
+
+      // The store: row 7 is byte for byte what it was; every other row decrypts under b to its DEK.
+      const { rows } = await pipe.db.pool.query<{ wrapped_dek: Buffer; kek_id: string }>('SELECT wrapped_dek, kek_id FROM kmsrows WHERE id = 7');
+      expect(rows[0]!.kek_id).toBe(a);
+      expect(rows[0]!.wrapped_dek.equals(refused)).toBe(true);
+      await pipe.db.pool.query('DELETE FROM kmsrows WHERE id = 7');
+      expect(await expectKmsRowsUnder(pipe.db.pool, kms, 'kmsrows', b, deks)).toBe(11);
+    } finally {
+      kms.destroy();
+    }
   }, 150_000);
 
   it('a batch that fails as a whole pauses its campaign after 5 failures with the batch and the error as the reason, and leaves Redis for good', async () => {
