@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { CreateKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { createKmsClient } from '../src/kek/kms-client.ts';
+import { parseCampaignSpec } from '../src/campaign/spec.ts';
 import { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import { createS3Client } from '../src/stores/s3-client.ts';
@@ -208,6 +209,15 @@ describe('no poison loops (issue 13, point 6)', () => {
     expect(b!.last_error).toContain('does not exist');
     expect((await getCampaign(pipe.db.pool, c.id))!.state).toBe('paused');
   }, 150_000);
+
+  it('maxBatchFailures defaults to 5 and must be an integer >= 1', () => {
+    const spec = (options: object) => ({ name: 'x', sources: [rowSource('t')], provider: { type: 'local', keyringFile }, from: 'k@1', to: 'k@2', options });
+    expect(parseCampaignSpec(spec({})).options.maxBatchFailures).toBe(5);
+    expect(parseCampaignSpec(spec({ maxBatchFailures: 2 })).options.maxBatchFailures).toBe(2);
+    for (const bad of [0, 1.5, -1, '5']) {
+      expect(() => parseCampaignSpec(spec({ maxBatchFailures: bad })), String(bad)).toThrow(/^campaign spec\.options\.maxBatchFailures: expected/);
+    }
+  });
 
   it('no DEK or KEK bytes in any process log (invariant 5)', () => {
     guard.text(pipe.logs());
