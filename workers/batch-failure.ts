@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import type { Logger } from '../src/log.ts';
 import { recordBatchFailure } from '../src/ledger/index.ts';
+import { isTransientPgError } from '../src/stores/pg-table-errors.ts';
 
 /** The messages of an error and its causes, outermost first: "read failed: relation "x" does not exist". */
 export function describeError(err: unknown): string {
@@ -19,6 +20,8 @@ export function describeError(err: unknown): string {
 }
 
 export async function noteBatchFailure(pool: pg.Pool, log: Logger, req: { campaignId: string; batchNo: number; owner: string }, err: unknown): Promise<void> {
+  // The ledger itself unavailable or busy (its commit failed): not the batch's fault, nor countable.
+  if (isTransientPgError(err)) return;
   try {
     const r = await recordBatchFailure(pool, { ...req, error: describeError(err) });
     if (r.paused) log.warn({ failures: r.failures, err }, 'campaign auto-paused: this batch failed as a whole too often');
