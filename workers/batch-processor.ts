@@ -16,6 +16,7 @@ import { BatchInterruptedError, rewrapBatch } from '../src/rewrap/rewrap-batch.t
 import type { ItemOutcome } from '../src/rewrap/outcome.ts';
 import { countOutcomes } from '../src/rewrap/outcome.ts';
 import { WriteFencedError } from '../src/stores/envelope-store.ts';
+import { noteBatchFailure } from './batch-failure.ts';
 
 /** A WriteFencedError: the stores let it through unchanged from the request that it stopped. */
 export class LeaseLostError extends WriteFencedError {
@@ -125,6 +126,10 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
       throw new RetryLaterError(`${counts.retry} of ${outcomes.length} items failed transiently (${reasons.join(', ')}); retrying`);
     }
     return 'done';
+  } catch (err) {
+    // Issue 13, point 6: a batch failing as a whole is counted; too many pause the campaign.
+    if (!(err instanceof RetryLaterError) && !(err instanceof WriteFencedError) && !ac.signal.aborted) await noteBatchFailure(pool, log, { campaignId, batchNo, owner }, err);
+    throw err;
   } finally {
     clearInterval(renewer);
     signal.removeEventListener('abort', onAbort);

@@ -34,6 +34,8 @@ export interface CampaignOptions {
   /** Auto-pause when failed / done exceeds this, after minItemsForRatio done (0 = never). */
   maxFailureRatio: number;
   minItemsForRatio: number;
+  /** Pause the campaign when one batch failed as a whole (not item by item) this many times. */
+  maxBatchFailures: number;
   /** Write to stores that honour no compare-and-swap (invariant 3: off unless the user says so). */
   allowUnconditionalWrites: boolean;
   /** S3 objects above this size are rewritten by multipart copy. */
@@ -70,6 +72,7 @@ export const DEFAULT_OPTIONS: CampaignOptions = {
   maxFailures: 0,
   maxFailureRatio: 0,
   minItemsForRatio: 100,
+  maxBatchFailures: 5,
   allowUnconditionalWrites: false,
   multipartThresholdBytes: 5 * 1024 ** 3,
   canaryFraction: 0,
@@ -122,6 +125,7 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
     (options as Record<string, unknown>)[k] = v;
   }
   if (options.batchSize < 1 || !Number.isInteger(options.batchSize)) throw new ConfigError('campaign spec.options.batchSize: expected an integer >= 1');
+  if (options.maxBatchFailures < 1 || !Number.isInteger(options.maxBatchFailures)) throw new ConfigError('campaign spec.options.maxBatchFailures: expected an integer >= 1, e.g. 5');
   if (options.concurrency < 1) throw new ConfigError('campaign spec.options.concurrency: expected >= 1');
   if (options.canaryAfterItems < 1 || !Number.isInteger(options.canaryAfterItems)) throw new ConfigError('campaign spec.options.canaryAfterItems: expected an integer >= 1');
   if (options.canaryFraction > 1) throw new ConfigError('campaign spec.options.canaryFraction: expected a fraction from 0 to 1, e.g. 0.001 for 0.1 %');

@@ -26,6 +26,8 @@ export const PERMANENT_REASONS = {
   'invalid-ciphertext': 'the wrapped key does not decrypt (corrupt, or wrong encryption context)',
   'access-denied': 'the provider refused access to the KEK',
   'unconditional-write-refused': 'the store offers no compare-and-swap and unconditional writes are not allowed',
+  'store-rejected': 'the store refused the item with an error of its own (e.g. S3 MetadataTooLarge); the detail names it',
+  'provider-rejected': 'the KEK provider refused the item with an error that is not throttling (e.g. KMS ValidationException); the detail names it',
 } as const;
 
 export const TRANSIENT_REASONS = {
