@@ -43,8 +43,8 @@ export interface ItemProblem {
   problem: string;
 }
 
-/** Items rewrap cannot read that may be under the KEK, by store and reason. */
-export interface UnreadableItems {
+/** Items that may be under the KEK, counted by store and reason code (failures, unreadable envelopes). */
+export interface ItemsByReason {
   storeId: string;
   reason: string;
   items: number;
@@ -59,7 +59,7 @@ export interface RetirementCheck {
   blockers: string[];
   stores: { storeId: string; underKek: number; notYetMoved: number; failedNotMoved: number }[];
   /** The ledger's `failedNotMoved` by store and reason. */
-  failedByReason: UnreadableItems[];
+  failedByReason: ItemsByReason[];
   activeCampaigns: { id: string; name: string; state: string }[];
   lastMovedAt: Date | null;
   graceLeftMs: number;
@@ -68,11 +68,11 @@ export interface RetirementCheck {
    * `mayBeUnderKek`: items the stores hold that rewrap cannot read and that name this KEK or none
    * that can be decided (they block); `underOtherKek`: unreadable items naming another KEK.
    */
-  fullPass?: { checked: number; underKek: Record<string, number>; failed: ItemProblem[]; mayBeUnderKek: UnreadableItems[]; underOtherKek: number };
+  fullPass?: { checked: number; underKek: Record<string, number>; failed: ItemProblem[]; mayBeUnderKek: ItemsByReason[]; underOtherKek: number };
 }
 
 /** "3 unsupported-v1, 1 malformed-iv" for one store. */
-const byReason = (list: UnreadableItems[], storeId: string) =>
+const byReason = (list: ItemsByReason[], storeId: string) =>
   list.filter((u) => u.storeId === storeId).map((u) => `${u.items} ${u.reason}`).join(', ');
 
 const minutes = (ms: number) => (ms >= 3_600_000 ? `${(ms / 3_600_000).toFixed(1)} h` : `${Math.ceil(ms / 60_000)} min`);
@@ -156,7 +156,7 @@ async function verifyEveryItem(
   const seen = new Set<string>();
   const underKek: Record<string, number> = {};
   const failed: ItemProblem[] = [];
-  const unreadable = new Map<string, UnreadableItems>();
+  const unreadable = new Map<string, ItemsByReason>();
   let checked = 0;
   let underOtherKek = 0;
   for (const c of campaigns) {
