@@ -53,3 +53,11 @@ export function describeReason(code: ReasonCode): string {
 export function isTransient(code: ReasonCode): code is TransientReason {
   return code in TRANSIENT_REASONS;
 }
+
+/**
+ * The only failures that free an item from every KEK (invariant 7): it is gone, or it carries no
+ * envelope at all. Any other failure, an unreadable or unsupported envelope included (V1, V3,
+ * unknown algorithms, malformed fields), may still be under the KEK its envelope names, or under
+ * any KEK when it names none that can be decided: "cannot tell" counts as "still needs it".
+ */
+export const UNDER_NO_KEK_REASONS: readonly PermanentReason[] = ['item-missing', 'not-encrypted'];

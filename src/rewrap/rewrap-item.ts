@@ -9,6 +9,7 @@ import { NotUnderSourceError, type KekProvider, type KekSelector, type KekVersio
 import { withNewKey } from '../envelope/s3ec-v2.ts';
 import { LandedWriteError, type Envelope, type EnvelopeStore, type ItemRef, type ReadResult, type WriteFence } from '../stores/envelope-store.ts';
 import { classify } from './classify.ts';
+import { kekOfUnreadable } from './unreadable-kek.ts';
 import type { ItemOutcome } from './outcome.ts';
 
 export interface RewrapTarget {
@@ -79,7 +80,11 @@ export function writtenOutcome(key: string, p: Prepared, conflicts: number, prob
 
 /** Classifies a read item and, if it needs it, asks the provider for the new wrapped key. */
 export async function prepare(t: RewrapTarget, key: string, read: ReadResult): Promise<Prepared | ItemOutcome> {
-  if (read.kind === 'invalid') return { status: 'failed', key, reason: read.reason, detail: read.detail };
+  if (read.kind === 'invalid') {
+    /* Invariant 7: the KEK an unreadable item still names goes to the inventory, or none if it names none we can decide. */
+    const current = kekOfUnreadable(read.kekReference, t.provider, t.from);
+    return { status: 'failed', key, reason: read.reason, detail: read.detail, ...(current ? { current } : {}) };
+  }
   const env = read.envelope;
   const c = classify(env, t.provider, t.from, t.to);
   if (c.kind === 'skip') return { status: 'skipped', key, reason: c.reason, current: c.current };

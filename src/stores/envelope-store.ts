@@ -22,9 +22,21 @@ export interface Envelope {
   fields: Record<string, string>;
 }
 
+/**
+ * What an item rewrap cannot rewrap (unsupported or malformed envelope) still says about its KEK,
+ * as far as it could be read: the retirement gate and the inventory need it (invariant 7).
+ * Absent: nothing readable names a KEK, and the item may be under any.
+ */
+export interface KekReference {
+  /** The material description (S3EC x-amz-matdesc), when it parsed as a JSON object of strings. */
+  matdesc?: Record<string, string>;
+  /** The store's KEK columns (Postgres rows), when they name a KEK. */
+  kek?: KekVersionRef;
+}
+
 export type ReadResult =
   | { kind: 'envelope'; envelope: Envelope; /** opaque to the pipeline */ token: unknown }
-  | { kind: 'invalid'; reason: PermanentReason; detail: string };
+  | { kind: 'invalid'; reason: PermanentReason; detail: string; kekReference?: KekReference };
 
 export type WriteResult = 'written' | 'conflict';
 

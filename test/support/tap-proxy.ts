@@ -4,7 +4,9 @@
  * of a worker's work, e.g. freeze the worker (SIGSTOP) the moment it asks for a given object.
  * The hook may return a promise: the request is held until it settles. A hook that answers
  * 'drop' closes the client's connection instead of forwarding the request (the server never
- * sees it; the client gets a connection reset).
+ * sees it; the client gets a connection reset). Returning 'drop-reply' forwards the request but
+ * cuts the connection at the first byte of the reply: the server acts on it, the client never
+ * learns (a write whose reply was lost).
  * Bytes are forwarded unchanged (SigV4 signs the proxy's host, which is what the server sees).
  */
 import { connect, createServer, type Socket } from 'node:net';
@@ -16,7 +18,8 @@ export interface TapProxy {
   close(): Promise<void>;
 }
 
-export type RequestHook = (method: string, target: string) => void | 'drop' | Promise<void | 'drop'>;
+type HookAnswer = void | 'drop' | 'drop-reply';
+export type RequestHook = (method: string, target: string) => HookAnswer | Promise<HookAnswer>;
 
 const REQUEST_LINE = /^(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP\/1\.[01]\r$/gm;
 
@@ -36,6 +39,10 @@ export async function startTapProxy(upstream: string, onRequest: RequestHook): P
       s.on('error', end);
       s.on('close', end);
     }
+    let dropReply = false;
+    up.on('data', () => {
+      if (dropReply) end(); // registered before pipe(): runs before the bytes are passed on
+    });
     up.pipe(client);
     // Chunks are handled strictly in order: a held request holds everything behind it.
     let chain = Promise.resolve();
@@ -43,7 +50,9 @@ export async function startTapProxy(upstream: string, onRequest: RequestHook): P
       const hooks = [...chunk.toString('latin1').matchAll(REQUEST_LINE)].map((m) => [m[1]!, m[2]!] as const);
       chain = chain.then(async () => {
         for (const [method, target] of hooks) {
-          if ((await onRequest(method, target)) === 'drop') return end();
+          const answer = await onRequest(method, target);
+          if (answer === 'drop') return end();
+          if (answer === 'drop-reply') dropReply = true;
         }
         if (!up.destroyed) up.write(chunk);
       });
