@@ -116,25 +116,44 @@ describe('no poison loops (issue 13, point 6)', () => {
     expect((await getDecrypted(s3, tb.bucket, BIG, { aes: aes1 })).payload.toString()).toBe('big');
   }, 150_000);
 
-  it('a row KMS refuses with a non-throttling error (ValidationException) fails alone (provider-rejected, naming it); the other rows move and decrypt', async () => {
+  type Refusal = { name: string; message: string; status?: number; rawBody?: string };
+  const refusals: { title: string; answer: Refusal; reason: string; detail: RegExp }[] = [
+    {
+      title: 'a row KMS refuses with a non-throttling error (ValidationException) fails alone (provider-rejected, naming it)',
+      answer: { name: 'ValidationException', message: '1 validation error detected (injected for this one ciphertext)' },
+      reason: 'provider-rejected',
+      detail: /^7: KMS ReEncrypt .* was refused: ValidationException \(HTTP 400\)/,
+    },
+    {
+      // An answer no code path knows (a 200 whose body is not JSON: a broken proxy, a bug) is
+      // still that row's failure, not its batch's: the batch would fail, retry and fail again.
+      title: 'a row whose KMS answer rewrap cannot parse at all fails alone (unexpected-error, naming it)',
+      answer: { name: 'garbage', message: '', status: 200, rawBody: '<html>not a KMS answer</html>' },
+      reason: 'unexpected-error',
+      detail: /^7: Error: KMS ReEncrypt .* failed with an unexpected answer/,
+    },
+  ];
+
+  for (const { title, answer, reason, detail } of refusals) it(`${title}; the other rows move and decrypt`, async () => {
     const kms: KMSClient = createKmsClient({ endpoint: pipe.kms.url, region: 'us-east-1', credentials: { accessKeyId: 't', secretAccessKey: 't' } });
     try {
       const a = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
       const b = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
-      const { deks, blobs } = await kmsRowTable(pipe.db.pool, kms, 'kmsrows', 12, a);
+      const table = `kmsrows_${reason.replace('-', '_')}`;
+      const { deks, blobs } = await kmsRowTable(pipe.db.pool, kms, table, 12, a);
       for (const d of deks.values()) guard.secret(d);
       const refused = blobs.get('7')!;
       // KMS (through the proxy) refuses every ReEncrypt of row 7's blob, as AWS refuses a request it finds invalid.
       const proxy = await startKmsRejectProxy(pipe.kms.url, (target, body) =>
         target.endsWith('.ReEncrypt') && body.includes(refused.toString('base64'))
-          ? { name: 'ValidationException', message: '1 validation error detected (injected for this one ciphertext)' }
+          ? answer
           : undefined,
       );
       let campaignId: string;
       try {
         const c = await pipe.create({
-          name: 'one row refused by KMS',
-          sources: [kmsRowSource('kmsrows')],
+          name: `one row refused by KMS (${reason})`,
+          sources: [kmsRowSource(table)],
           provider: { type: 'kms', endpoint: proxy.url },
           from: a,
           to: b,
@@ -149,15 +168,15 @@ describe('no poison loops (issue 13, point 6)', () => {
       }
       const failures = await campaignFailures(pipe.db.pool, campaignId, { limit: 10 });
       expect(failures).toHaveLength(1);
-      expect(failures[0]).toMatchObject({ storeId: 'pg:kmsrows', itemKey: '7', reason: 'provider-rejected' });
-      expect(failures[0]!.detail).toMatch(/^7: KMS ReEncrypt .* was refused: ValidationException \(HTTP 400\)/);
+      expect(failures[0]).toMatchObject({ storeId: `pg:${table}`, itemKey: '7', reason });
+      expect(failures[0]!.detail).toMatch(detail);
 
       // The store: row 7 is byte for byte what it was; every other row decrypts under b to its DEK.
-      const { rows } = await pipe.db.pool.query<{ wrapped_dek: Buffer; kek_id: string }>('SELECT wrapped_dek, kek_id FROM kmsrows WHERE id = 7');
+      const { rows } = await pipe.db.pool.query<{ wrapped_dek: Buffer; kek_id: string }>(`SELECT wrapped_dek, kek_id FROM ${table} WHERE id = 7`);
       expect(rows[0]!.kek_id).toBe(a);
       expect(rows[0]!.wrapped_dek.equals(refused)).toBe(true);
-      await pipe.db.pool.query('DELETE FROM kmsrows WHERE id = 7');
-      expect(await expectKmsRowsUnder(pipe.db.pool, kms, 'kmsrows', b, deks)).toBe(11);
+      await pipe.db.pool.query(`DELETE FROM ${table} WHERE id = 7`);
+      expect(await expectKmsRowsUnder(pipe.db.pool, kms, table, b, deks)).toBe(11);
     } finally {
       kms.destroy();
     }

@@ -28,6 +28,7 @@ export const PERMANENT_REASONS = {
   'unconditional-write-refused': 'the store offers no compare-and-swap and unconditional writes are not allowed',
   'store-rejected': 'the store refused the item with an error of its own (e.g. S3 MetadataTooLarge); the detail names it',
   'provider-rejected': 'the KEK provider refused the item with an error that is not throttling (e.g. KMS ValidationException); the detail names it',
+  'unexpected-error': 'rewrapping this item raised an error rewrap does not know (a reply it cannot parse, a bug); the detail names it, the item is untouched',
 } as const;
 
 export const TRANSIENT_REASONS = {

@@ -4,10 +4,10 @@
  * Invariant 2: every step is safe to repeat.
  * Invariant 3: no write without compare-and-swap (the store refuses, unless allowed).
  */
-import { ItemError } from '../errors.ts';
+import { ConfigError, ItemError } from '../errors.ts';
 import { NotUnderSourceError, type KekProvider, type KekSelector, type KekVersionRef } from '../kek/kek-provider.ts';
 import { withNewKey } from '../envelope/s3ec-v2.ts';
-import { LandedWriteError, type Envelope, type EnvelopeStore, type ItemRef, type ReadResult, type WriteFence } from '../stores/envelope-store.ts';
+import { LandedWriteError, WriteFencedError, type Envelope, type EnvelopeStore, type ItemRef, type ReadResult, type WriteFence } from '../stores/envelope-store.ts';
 import { classify } from './classify.ts';
 import { kekOfUnreadable } from './unreadable-kek.ts';
 import type { ItemOutcome } from './outcome.ts';
@@ -37,7 +37,7 @@ export async function rewrapItem(t: RewrapTarget, item: ItemRef): Promise<ItemOu
     try {
       read = await t.store.read(item, t.signal);
     } catch (err) {
-      return fromError(item.key, err);
+      return itemFailure(t, item.key, err);
     }
     const prepared = await prepare(t, item.key, read);
     if ('status' in prepared) return prepared;
@@ -47,8 +47,7 @@ export async function rewrapItem(t: RewrapTarget, item: ItemRef): Promise<ItemOu
       if (result === 'written') return writtenOutcome(item.key, prepared, conflicts);
     } catch (err) {
       if (err instanceof LandedWriteError) return writtenOutcome(item.key, prepared, conflicts, err.problem);
-      if (err instanceof ItemError) return fromError(item.key, err);
-      throw err;
+      return itemFailure(t, item.key, err);
     }
     /* A write landed between our read and our write: re-read and rewrap on top of it. */
     if (conflicts >= maxConflicts) {
@@ -108,10 +107,31 @@ export async function prepare(t: RewrapTarget, key: string, read: ReadResult): P
       const alreadyAtTarget = r.from.materialId !== undefined && r.from.materialId === r.to.materialId;
       return { token: read.token, next: withNewKey(env, r.wrapped, r.matdesc, r.to), from: r.from, to: r.to, requestId: r.requestId, alreadyAtTarget };
     }
-    const o = fromError(key, err);
+    const o = itemFailure(t, key, err);
     // A failed item still counts under the KEK that wraps it (the inventory, the retirement gate).
     return o.status === 'failed' ? { ...o, current: c.current ?? env.dek.kek } : o;
   }
+}
+
+/**
+ * Issue 13, point 6: an error on ONE item's own request (its read, its provider call, its write)
+ * is that item's outcome, even one rewrap does not know: a thrown error fails the whole batch,
+ * which is retried and fails again, so one odd item would hold every other item of its batch.
+ * The item stays untouched and, failed, keeps its KEK from retirement. What is not about the item
+ * still ends the batch: the fence and aborts (stop writing now), configuration errors (every item
+ * would fail alike; the campaign pauses on them).
+ */
+function itemFailure(t: RewrapTarget, key: string, err: unknown): ItemOutcome {
+  if (err instanceof ItemError) return fromError(key, err);
+  if (err instanceof WriteFencedError || err instanceof ConfigError || t.signal?.aborted || (err as { name?: unknown } | null)?.name === 'AbortError') throw err;
+  return { status: 'failed', key, reason: 'unexpected-error', detail: `${key}: ${describeUnexpected(err)}` };
+}
+
+/** "TypeError: ...", one line, bounded: names the error without quoting more than its message. */
+function describeUnexpected(err: unknown): string {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const text = `${e.name}: ${e.message}`.split('\n')[0]!;
+  return text.length > 300 ? `${text.slice(0, 300)}...` : text;
 }
 
 export function fromError(key: string, err: unknown): ItemOutcome {

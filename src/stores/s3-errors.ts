@@ -2,8 +2,8 @@
  * What an S3 error means for one item: a failed precondition or a vanished object (the caller
  * answers 'conflict'), a transient store failure (retry), access denied (permanent), another 4xx
  * answer about this request (permanent for the item: `store-rejected`, naming the S3 error), or
- * something we do not understand (thrown as is, wrapped with the item's name: the whole batch
- * fails, and a batch that fails as a whole maxBatchFailures times pauses its campaign).
+ * something we do not understand (thrown, wrapped with the item's name: rewrapItem makes it that
+ * item's `unexpected-error`).
  */
 import { permanent, transient } from '../errors.ts';
 import { WriteFencedError } from './envelope-store.ts';

@@ -14,8 +14,11 @@ export interface KmsRejectProxy {
   close(): Promise<void>;
 }
 
-/** `reject` sees the operation (X-Amz-Target) and the JSON body; a returned error is the answer. */
-export type RejectRule = (target: string, body: string) => { name: string; message: string; status?: number } | undefined;
+/**
+ * `reject` sees the operation (X-Amz-Target) and the JSON body; a returned error is the answer.
+ * `rawBody` replaces the JSON error body (e.g. a 200 whose body no SDK can parse).
+ */
+export type RejectRule = (target: string, body: string) => { name: string; message: string; status?: number; rawBody?: string } | undefined;
 
 async function bodyOf(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -32,7 +35,7 @@ export async function startKmsRejectProxy(upstream: string, reject: RejectRule):
       if (error) {
         proxy.rejected++;
         res.writeHead(error.status ?? 400, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-requestid': `reject-proxy-${proxy.rejected}` });
-        res.end(JSON.stringify({ __type: error.name, message: error.message }));
+        res.end(error.rawBody ?? JSON.stringify({ __type: error.name, message: error.message }));
         return;
       }
       const headers: Record<string, string> = {};
