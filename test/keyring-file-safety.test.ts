@@ -35,9 +35,9 @@ async function keyring(name: string, keks: { id: string; version: string }[], mo
 const versions = (f: string, id: string) => loadKeyringFile(f).filter((e) => e.id === id).map((e) => `${e.version}:${e.state}`);
 
 describe('keyring file safety (issue 15 point 3)', () => {
-  it.each([0o644, 0o640, 0o604, 0o660])('a keyring file with mode %o is refused, saying how to fix it', async (mode) => {
-    const f = await keyring(`open-${mode.toString(8)}.json`, [{ id: 'p', version: '1' }], mode);
-    expect(() => loadKeyringFile(f)).toThrow(new RegExp(`keyring file .* has mode 0${mode.toString(8)}: its group or others may read or change the key material in it; make it private to its owner: chmod 600 `));
+  it.each(['0644', '0640', '0604', '0660'])('a keyring file with mode %s is refused, saying how to fix it', async (octal) => {
+    const f = await keyring(`open-${octal}.json`, [{ id: 'p', version: '1' }], parseInt(octal, 8));
+    expect(() => loadKeyringFile(f)).toThrow(new RegExp(`keyring file .* has mode ${octal}: its group or others may read or change the key material in it; make it private to its owner: chmod 600 `));
   });
 
   it('the CLI refuses to edit a group-readable keyring (incident start --decrypt-only), exit 2, and leaves it as it was', async () => {
