@@ -13,8 +13,27 @@ export interface ProcessConfig {
   redisUrl: string;
   /** BullMQ key prefix; the {hash tag} keeps all queue keys in one Redis Cluster slot. */
   queuePrefix: string;
-  s3: { endpoint?: string; region: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle: boolean };
-  kms: { endpoint?: string; region: string; accessKeyId?: string; secretAccessKey?: string };
+  s3: {
+    endpoint?: string;
+    region: string;
+    accessKeyId?: string;
+    secretAccessKey?: string;
+    forcePathStyle: boolean;
+    /** REWRAP_S3_REQUEST_TIMEOUT_MS, default 30000: a request without response headers by then fails (transient). */
+    requestTimeoutMs: number;
+    /** REWRAP_S3_CONNECT_TIMEOUT_MS, default 3000. */
+    connectionTimeoutMs: number;
+  };
+  kms: {
+    endpoint?: string;
+    region: string;
+    accessKeyId?: string;
+    secretAccessKey?: string;
+    /** REWRAP_KMS_REQUEST_TIMEOUT_MS, default 10000: a hung KMS call fails (transient). */
+    requestTimeoutMs: number;
+    /** REWRAP_KMS_CONNECT_TIMEOUT_MS, default 3000. */
+    connectionTimeoutMs: number;
+  };
   /** Keyring used when a campaign's provider file is relative, and by `kek` commands. */
   keyringFile?: string;
   worker: {
@@ -67,12 +86,16 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
       accessKeyId: env.S3_ACCESS_KEY_ID || env.AWS_ACCESS_KEY_ID || undefined,
       secretAccessKey: env.S3_SECRET_ACCESS_KEY || env.AWS_SECRET_ACCESS_KEY || undefined,
       forcePathStyle: env.S3_FORCE_PATH_STYLE ? env.S3_FORCE_PATH_STYLE === 'true' : Boolean(env.S3_ENDPOINT),
+      requestTimeoutMs: int(env, 'REWRAP_S3_REQUEST_TIMEOUT_MS', 30_000, 100),
+      connectionTimeoutMs: int(env, 'REWRAP_S3_CONNECT_TIMEOUT_MS', 3_000, 100),
     },
     kms: {
       endpoint: env.KMS_ENDPOINT || undefined,
       region: env.KMS_REGION || region,
       accessKeyId: env.KMS_ACCESS_KEY_ID || env.AWS_ACCESS_KEY_ID || undefined,
       secretAccessKey: env.KMS_SECRET_ACCESS_KEY || env.AWS_SECRET_ACCESS_KEY || undefined,
+      requestTimeoutMs: int(env, 'REWRAP_KMS_REQUEST_TIMEOUT_MS', 10_000, 100),
+      connectionTimeoutMs: int(env, 'REWRAP_KMS_CONNECT_TIMEOUT_MS', 3_000, 100),
     },
     keyringFile: env.REWRAP_KEYRING || undefined,
     worker: {

@@ -237,12 +237,12 @@ describe('KmsKekProvider.rewrap', () => {
     }
   });
 
-  it('a request KMS rejects as malformed (ValidationException) is a plain Error with cause, not an item failure', async () => {
+  it('a request KMS rejects with a 4xx we do not know (ValidationException) is the item\'s permanent provider-rejected, naming the error (issue 13, point 6)', async () => {
     const a = await newKey();
     const { dek } = await newDek(a.id);
     const err = await failure(provider.rewrap(dek, { id: a.id }, { id: '' }));
-    expect(err).not.toBeInstanceOf(ItemError);
-    expect(err.message).toContain('ValidationException');
+    expectItemError(err, 'provider-rejected', false);
+    expect(err.message).toContain('ValidationException (HTTP 400)');
     expect((err.cause as Error).name).toBe('ValidationException');
   });
 

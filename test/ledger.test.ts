@@ -28,6 +28,7 @@ import {
   markPending,
   migrate,
   nextPendingBatches,
+  recordBatchFailure,
   releaseLease,
   renewLease,
   replanItems,
@@ -517,5 +518,27 @@ describe('countKeysUnderKek', () => {
     expect(await under({ id: 'K', version: m2 })).toBe(4); // at-m2, unrecorded, placeholder, never-seen
     expect(await under({ id: 'K' })).toBe(6);
     expect(await under({ id: 'L', version: '1' })).toBe(2); // a keyring version is exact: local-1, never-seen
+  });
+});
+
+describe('recordBatchFailure (issue 13, point 6)', () => {
+  it('counts whole-batch failures of the lease holder only, and pauses the campaign at maxBatchFailures naming the batch and the error', async () => {
+    const { c, store } = await runningCampaign(4, 10, { maxBatchFailures: 3 });
+    const fail = (owner: string, error = 'pg:t: read of 4 rows failed: relation "t" does not exist') => recordBatchFailure(db.pool, { campaignId: c.id, batchNo: 1, owner, error });
+    expect(await fail('w1/j1')).toEqual({ counted: false, failures: 0, paused: false }); // nobody holds it: nothing counted
+    await claimed(c.id, 1, 'w1/j1');
+    expect(await fail('w2/j9')).toEqual({ counted: false, failures: 0, paused: false }); // not the holder
+    expect(await fail('w1/j1')).toEqual({ counted: true, failures: 1, paused: false });
+    expect(await fail('w1/j1', `line one\n  line two ${'x'.repeat(1000)}`)).toEqual({ counted: true, failures: 2, paused: false });
+    const { rows } = await db.pool.query<{ last_error: string }>('SELECT last_error FROM rewrap_batches WHERE campaign_id = $1 AND batch_no = 1', [c.id]);
+    expect(rows[0]!.last_error).toMatch(/^line one line two x+$/);
+    expect(rows[0]!.last_error).toHaveLength(500);
+    expect((await getCampaign(db.pool, c.id))!.state).toBe('running');
+    expect(await fail('w1/j1')).toEqual({ counted: true, failures: 3, paused: true });
+    const after = (await getCampaign(db.pool, c.id))!;
+    expect(after.state).toBe('paused');
+    expect(after.pauseReason).toBe(`auto-paused: batch 1 (${store}) failed as a whole 3 times (maxBatchFailures 3); last error: pg:t: read of 4 rows failed: relation "t" does not exist`);
+    // Already paused: counted, not paused again.
+    expect(await fail('w1/j1')).toEqual({ counted: true, failures: 4, paused: false });
   });
 });

@@ -158,10 +158,12 @@ describe('PgTableStore malformed rows', () => {
     await db.pool.query(`UPDATE ${table} SET kek_id = NULL WHERE id = 3`);
     await db.pool.query(`UPDATE ${table} SET wrapped_dek = '\\x0102'::bytea WHERE id = 4`);
     const r = await store.readMany(['1', '2', '3', '4', '5'].map((key) => ({ key })));
-    expect(r.get('1')).toEqual({ kind: 'invalid', reason: 'malformed-envelope', detail: expect.stringMatching(/id="1": column "wrapped_dek" is NULL/) });
-    expect(r.get('2')).toEqual({ kind: 'invalid', reason: 'malformed-envelope', detail: expect.stringMatching(/id="2": column "wrapped_dek" is empty/) });
+    /* Invariant 7: a row rewrap cannot read still names its KEK (its KEK columns), unless those are NULL too. */
+    const kekReference = { kek: { id: 'k1', version: 'v1' } };
+    expect(r.get('1')).toEqual({ kind: 'invalid', reason: 'malformed-envelope', detail: expect.stringMatching(/id="1": column "wrapped_dek" is NULL/), kekReference });
+    expect(r.get('2')).toEqual({ kind: 'invalid', reason: 'malformed-envelope', detail: expect.stringMatching(/id="2": column "wrapped_dek" is empty/), kekReference });
     expect(r.get('3')).toEqual({ kind: 'invalid', reason: 'malformed-envelope', detail: expect.stringMatching(/id="3": column "kek_id" is NULL/) });
-    expect(r.get('4')).toEqual({ kind: 'invalid', reason: 'malformed-wrapped-key', detail: expect.stringMatching(/column "wrapped_dek" holds 2 bytes/) });
+    expect(r.get('4')).toEqual({ kind: 'invalid', reason: 'malformed-wrapped-key', detail: expect.stringMatching(/column "wrapped_dek" holds 2 bytes/), kekReference });
     expect(r.get('5')?.kind).toBe('envelope');
   });
 });

@@ -2,8 +2,9 @@
  * One batch job: claim the batch's lease in the ledger, rewrap its items, commit the outcomes
  * in one ledger transaction.
  * Invariant 1: outcomes are committed only after the store writes they describe.
- * Fencing: a worker never writes once its lease may have run out, so a campaign that was
- * cancelled (or a batch taken over after a freeze) cannot be written by a late wake-up.
+ * Fencing (invariant 8): a worker never writes once its lease may have run out, so a campaign that
+ * was cancelled (or a batch taken over after a freeze) cannot be written by a late wake-up. The
+ * lease is checked by the store as each write request leaves the process (`fence`).
  */
 import { performance } from 'node:perf_hooks';
 import { auditWrite } from '../src/rewrap/audit.ts';
@@ -14,8 +15,11 @@ import type { ItemOutcomeRecord } from '../src/ledger/types.ts';
 import { BatchInterruptedError, rewrapBatch } from '../src/rewrap/rewrap-batch.ts';
 import type { ItemOutcome } from '../src/rewrap/outcome.ts';
 import { countOutcomes } from '../src/rewrap/outcome.ts';
+import { WriteFencedError } from '../src/stores/envelope-store.ts';
+import { noteBatchFailure } from './batch-failure.ts';
 
-export class LeaseLostError extends Error {
+/** A WriteFencedError: the stores let it through unchanged from the request that it stopped. */
+export class LeaseLostError extends WriteFencedError {
   constructor(message: string) {
     super(message);
     this.name = 'LeaseLostError';
@@ -122,6 +126,10 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
       throw new RetryLaterError(`${counts.retry} of ${outcomes.length} items failed transiently (${reasons.join(', ')}); retrying`);
     }
     return 'done';
+  } catch (err) {
+    // Issue 13, point 6: a batch failing as a whole is counted; too many pause the campaign.
+    if (!(err instanceof RetryLaterError) && !(err instanceof WriteFencedError) && !ac.signal.aborted) await noteBatchFailure(pool, log, { campaignId, batchNo, owner }, err);
+    throw err;
   } finally {
     clearInterval(renewer);
     signal.removeEventListener('abort', onAbort);

@@ -36,6 +36,8 @@ export interface CampaignOptions {
   /** Auto-pause when failed / done exceeds this, after minItemsForRatio done (0 = never). */
   maxFailureRatio: number;
   minItemsForRatio: number;
+  /** Pause the campaign when one batch failed as a whole (not item by item) this many times. */
+  maxBatchFailures: number;
   /** Write to stores that honour no compare-and-swap (invariant 3: off unless the user says so). */
   allowUnconditionalWrites: boolean;
   /** S3 objects above this size are rewritten by multipart copy. */
@@ -72,6 +74,7 @@ export const DEFAULT_OPTIONS: CampaignOptions = {
   maxFailures: 0,
   maxFailureRatio: 0,
   minItemsForRatio: 100,
+  maxBatchFailures: 5,
   allowUnconditionalWrites: false,
   multipartThresholdBytes: 5 * 1024 ** 3,
   canaryFraction: 0,
@@ -134,6 +137,7 @@ const OPTION_RULES: Record<Exclude<keyof CampaignOptions, 'allowUnconditionalWri
   maxFailures: { integer: true, min: 0, max: COUNT, what: 'failed items before auto-pause; 0 = never' },
   maxFailureRatio: { min: 0, max: 1, what: 'failed / done before auto-pause; 0 = never' },
   minItemsForRatio: { integer: true, min: 0, max: COUNT, what: 'items done before maxFailureRatio applies' },
+  maxBatchFailures: { integer: true, min: 1, max: 1000, what: 'times one batch may fail as a whole before the campaign pauses, e.g. 5' },
   multipartThresholdBytes: { integer: true, min: 1, max: 5 * GiB, what: 'object size from which S3 objects are copied in parts; CopyObject takes at most 5 GiB' },
   canaryFraction: { min: 0, max: 1, what: 'fraction of the items in the canary, e.g. 0.001 for 0.1 %; 0 = no canary' },
   canaryAfterItems: { integer: true, min: 1, max: COUNT, what: 'items planned before the canary starts' },

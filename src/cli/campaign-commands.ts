@@ -158,7 +158,7 @@ function summaryText(r: ReportResult): string {
   const t = r.totals;
   return [
     `exposure of ${r.compromisedKek} (campaign ${r.campaignId}, ${r.state}) -> ${r.location}`,
-    `  under the KEK: ${t.underKek}  moved: ${t.moved}  still exposed: ${t.exposed}  (never under it: ${t.neverUnderKek}, no envelope: ${t.noEnvelope})`,
+    `  under the KEK: ${t.underKek}  moved: ${t.moved}  moved (unconfirmed): ${t.movedUnconfirmed}  still exposed: ${t.exposed}  (never under it: ${t.neverUnderKek}, no envelope: ${t.noEnvelope})`,
     ...Object.entries(r.exposedByStore).map(([s, n]) => `  exposed in ${s}: ${n}`),
     ...Object.entries(r.stillUnderKekByStore).map(([s, n]) => `  ledger: still under the KEK in ${s} (all campaigns): ${n}`),
     `  moved per minute: ${r.timeline.map((m) => `${m.minute.slice(11, 16)} ${m.moved}`).join(', ') || 'none'}`,

@@ -4,7 +4,7 @@
  * Parsing is strict: anything we cannot rewrap safely gets a reason code and is never modified.
  */
 import type { WrapAlgorithm } from '../kek/kek-provider.ts';
-import type { Envelope, ReadResult } from '../stores/envelope-store.ts';
+import type { Envelope, KekReference, ReadResult } from '../stores/envelope-store.ts';
 import type { PermanentReason } from '../rewrap/reasons.ts';
 import { STAMP_KEY, makeStamp, parseStamp, serializeStamp } from './stamp.ts';
 
@@ -42,7 +42,8 @@ export function decodeBase64Strict(text: string): Buffer | undefined {
 }
 
 type Invalid = Extract<ReadResult, { kind: 'invalid' }>;
-const invalid = (reason: PermanentReason, detail: string): Invalid => ({ kind: 'invalid', reason, detail });
+const invalid = (reason: PermanentReason, detail: string, kekReference?: KekReference): Invalid =>
+  kekReference ? { kind: 'invalid', reason, detail, kekReference } : { kind: 'invalid', reason, detail };
 
 /** Which generation of envelope a metadata map carries, without validating it. */
 export function detectFormat(meta: Record<string, string>): 'v2' | 'v1' | 'v3' | 'none' {
@@ -63,38 +64,42 @@ export function hasEncryptionHints(meta: Record<string, string>): boolean {
  */
 export function parseV2(meta: Record<string, string>, where: string): { kind: 'envelope'; envelope: Envelope } | Invalid {
   const format = detectFormat(meta);
-  if (format === 'v1') return invalid('unsupported-v1', `${where}: has x-amz-key (S3EC V1); only V2 (x-amz-key-v2) is rewrapped`);
-  if (format === 'v3') return invalid('unsupported-v3', `${where}: has x-amz-3 (S3EC V3); only V2 (x-amz-key-v2) is rewrapped`);
   if (format === 'none') return invalid('not-encrypted', `${where}: no x-amz-key-v2 envelope`);
+  /* Invariant 7: an envelope we do not rewrap still names its KEK where its matdesc can be read. */
+  const ref = matdescReference(meta);
+  if (format === 'v1') return invalid('unsupported-v1', `${where}: has x-amz-key (S3EC V1); only V2 (x-amz-key-v2) is rewrapped`, ref);
+  if (format === 'v3') return invalid('unsupported-v3', `${where}: has x-amz-3 (S3EC V3); only V2 (x-amz-key-v2) is rewrapped`, ref);
 
   const wrapAlg = meta[V2.wrapAlg];
-  if (!wrapAlg) return invalid('malformed-envelope', `${where}: ${V2.wrapAlg} is missing; expected kms+context or AES/GCM`);
+  if (!wrapAlg) return invalid('malformed-envelope', `${where}: ${V2.wrapAlg} is missing; expected kms+context or AES/GCM`, ref);
   if (!SUPPORTED_WRAP.includes(wrapAlg)) {
-    return invalid('unsupported-wrap-alg', `${where}: ${V2.wrapAlg} is ${JSON.stringify(wrapAlg)}; expected kms+context or AES/GCM`);
+    return invalid('unsupported-wrap-alg', `${where}: ${V2.wrapAlg} is ${JSON.stringify(wrapAlg)}; expected kms+context or AES/GCM`, ref);
   }
   const cekAlg = meta[V2.cekAlg];
-  if (!cekAlg) return invalid('malformed-envelope', `${where}: ${V2.cekAlg} is missing; expected ${GCM_CEK_ALG}`);
+  if (!cekAlg) return invalid('malformed-envelope', `${where}: ${V2.cekAlg} is missing; expected ${GCM_CEK_ALG}`, ref);
   if (cekAlg !== GCM_CEK_ALG) {
-    return invalid('unsupported-cek-alg', `${where}: ${V2.cekAlg} is ${JSON.stringify(cekAlg)}; expected ${GCM_CEK_ALG}`);
+    return invalid('unsupported-cek-alg', `${where}: ${V2.cekAlg} is ${JSON.stringify(cekAlg)}; expected ${GCM_CEK_ALG}`, ref);
   }
   const wrapped = decodeBase64Strict(meta[V2.key] ?? '');
-  if (!wrapped) return invalid('malformed-wrapped-key', `${where}: ${V2.key} is empty or not base64`);
+  if (!wrapped) return invalid('malformed-wrapped-key', `${where}: ${V2.key} is empty or not base64`, ref);
   if (wrapAlg === 'AES/GCM' && wrapped.length !== AES_GCM_WRAPPED_BYTES) {
     return invalid(
       'malformed-wrapped-key',
       `${where}: ${V2.key} decodes to ${wrapped.length} bytes; AES/GCM-wrapped AES-256 keys are ${AES_GCM_WRAPPED_BYTES}`,
+      ref,
     );
   }
   if (wrapAlg === 'kms+context' && (wrapped.length < KMS_BLOB_MIN || wrapped.length > KMS_BLOB_MAX)) {
     return invalid(
       'malformed-wrapped-key',
       `${where}: ${V2.key} decodes to ${wrapped.length} bytes; a KMS ciphertext blob is ${KMS_BLOB_MIN}-${KMS_BLOB_MAX}`,
+      ref,
     );
   }
   const iv = decodeBase64Strict(meta[V2.iv] ?? '');
-  if (!iv || iv.length !== 12) return invalid('malformed-iv', `${where}: ${V2.iv} must be base64 of 12 bytes`);
+  if (!iv || iv.length !== 12) return invalid('malformed-iv', `${where}: ${V2.iv} must be base64 of 12 bytes`, ref);
   const tagLen = meta[V2.tagLen];
-  if (tagLen !== '128') return invalid('malformed-tag-length', `${where}: ${V2.tagLen} is ${JSON.stringify(tagLen ?? null)}; expected "128"`);
+  if (tagLen !== '128') return invalid('malformed-tag-length', `${where}: ${V2.tagLen} is ${JSON.stringify(tagLen ?? null)}; expected "128"`, ref);
   const matdesc = parseMatdesc(meta[V2.matdesc]);
   if (!matdesc) return invalid('malformed-matdesc', `${where}: ${V2.matdesc} must be a JSON object of string values`);
 
@@ -108,6 +113,14 @@ export function parseV2(meta: Record<string, string>, where: string): { kind: 'e
       fields,
     },
   };
+}
+
+/** The matdesc of any envelope generation (V1 and V2 both keep it in x-amz-matdesc), if it parses. */
+function matdescReference(meta: Record<string, string>): KekReference | undefined {
+  const text = meta[V2.matdesc];
+  if (text === undefined) return undefined;
+  const matdesc = parseMatdesc(text);
+  return matdesc ? { matdesc } : undefined;
 }
 
 function parseMatdesc(text: string | undefined): Record<string, string> | undefined {

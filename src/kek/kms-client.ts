@@ -27,9 +27,12 @@ export function createKmsClient(options: KmsClientOptions): KMSClient {
     credentials: options.credentials,
     maxAttempts: options.maxAttempts ?? 2,
     retryMode: 'standard',
+    /* throwOnRequestTimeout: without it @smithy/node-http-handler 4 only logs a warning when
+       requestTimeout passes, and a hung call hangs its item (and batch) for good. */
     requestHandler: {
       requestTimeout: options.requestTimeoutMs ?? 10_000,
       connectionTimeout: options.connectionTimeoutMs ?? 3_000,
+      throwOnRequestTimeout: true,
     },
   });
 }

@@ -133,9 +133,10 @@ interface SdkErrorShape {
 
 /**
  * One classification for every KMS failure. Messages name both KEKs, the KMS error type and the
- * request id; they never contain blob bytes (the SDK's own messages do not either). Errors we
- * cannot classify (validation, unsupported key usage...) are configuration problems, not item
- * problems: they are rethrown as a plain Error with cause so that they are not recorded per item.
+ * request id; they never contain blob bytes (the SDK's own messages do not either). Any other
+ * 4xx answer (validation, unsupported key usage...) is the item's permanent failure
+ * `provider-rejected` with the KMS error name, never the whole batch's: a batch that fails as a
+ * whole is retried, so one such item would otherwise fail its batch forever (issue 13, point 6).
  */
 export function classifyKmsError(err: unknown, from: KekSelector, to: KekSelector, signal?: AbortSignal): Error {
   if (signal?.aborted) return err as Error; // the caller cancelled: let its abort propagate as is
@@ -159,5 +160,9 @@ export function classifyKmsError(err: unknown, from: KekSelector, to: KekSelecto
     // No HTTP answer at all: connection refused or reset, DNS, socket timeout.
     return transient('provider-unavailable', `${where} got no answer from KMS: ${name}${e.code ? ` ${e.code}` : ''}: ${e.message ?? ''}`, err);
   }
-  return new Error(`${where} failed with an error that is not item-specific: ${detail}`, { cause: err });
+  // KMS answered with a 4xx we do not know (ValidationException, InvalidKeyUsageException...):
+  // asking again gets the same answer, so it is this item's failure, named; if every item gets
+  // it, the failure thresholds (maxFailures, maxFailureRatio) pause the campaign.
+  if (status >= 400 && status < 500) return permanent('provider-rejected', `${where} was refused: ${detail}`, err);
+  return new Error(`${where} failed with an unexpected answer: ${detail}`, { cause: err });
 }

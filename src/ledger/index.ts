@@ -24,6 +24,7 @@ export { claimBatch } from './sql/claimBatch.ts';
 export { renewLease } from './sql/renewLease.ts';
 export { releaseLease } from './sql/releaseLease.ts';
 export { commitBatch } from './sql/commitBatch.ts';
+export { recordBatchFailure, maxBatchFailuresOf, DEFAULT_MAX_BATCH_FAILURES, type BatchFailureResult } from './sql/recordBatchFailure.ts';
 export { campaignProgress } from './sql/campaignProgress.ts';
 export { campaignFailures } from './sql/campaignFailures.ts';
 export { failureCountsByReason } from './sql/failureCountsByReason.ts';

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { ItemError } from '../errors.ts';
 import type { KekProvider, KekSelector, RewrapResult, WrappedDek } from '../kek/kek-provider.ts';
 import { NotUnderSourceError } from '../kek/kek-provider.ts';
-import { isBatchStore, type BatchEnvelopeStore, type EnvelopeStore } from '../stores/envelope-store.ts';
+import { isBatchStore, LandedWriteError, type BatchEnvelopeStore, type EnvelopeStore } from '../stores/envelope-store.ts';
 import type { ProcessMetrics } from './process-metrics.ts';
 import { ForwardingKekProvider } from '../kek/forwarding-kek-provider.ts';
 
@@ -43,7 +43,8 @@ export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): Envelo
     try {
       return await fn();
     } catch (err) {
-      count(operation, 'error', n);
+      // A LandedWriteError is a write that landed (a follow-up of it failed): counted as one.
+      count(operation, err instanceof LandedWriteError ? 'ok' : 'error', n);
       throw err;
     }
   };
@@ -56,8 +57,8 @@ export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): Envelo
       count('read', 'ok');
       return r;
     }),
-    writeIfUnchanged: (item, token, next, signal) => guard('write', async () => {
-      const r = await inner.writeIfUnchanged(item, token, next, signal);
+    writeIfUnchanged: (item, token, next, signal, fence) => guard('write', async () => {
+      const r = await inner.writeIfUnchanged(item, token, next, signal, fence);
       count('write', r === 'written' ? 'ok' : 'conflict');
       return r;
     }),
@@ -70,8 +71,8 @@ export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): Envelo
       count('read', 'ok', items.length);
       return r;
     }, items.length),
-    writeManyIfUnchanged: (writes, signal) => guard('write', async () => {
-      const r = await inner.writeManyIfUnchanged(writes, signal);
+    writeManyIfUnchanged: (writes, signal, fence) => guard('write', async () => {
+      const r = await inner.writeManyIfUnchanged(writes, signal, fence);
       let ok = 0;
       for (const v of r.values()) if (v === 'written') ok++;
       if (ok) count('write', 'ok', ok);

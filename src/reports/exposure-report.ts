@@ -2,14 +2,22 @@
  * The exposure report of an incident campaign: every item that was under the compromised KEK
  * (the campaign's `from`), whether and when it was moved, and what is still exposed, with totals
  * and a timeline of items moved per minute.
- *   moved    the campaign rewrapped it (at = when);
+ *   moved              the campaign rewrapped it (moved_at = when, to_kek = where to);
+ *   moved-unconfirmed  the campaign found it already at the target (reason already-at-target)
+ *            after an earlier claim of its batch may have written it and lost the reply or the
+ *            commit, or the inventory last saw it under the compromised KEK: it may well have
+ *            been under the KEK until a write whose confirmation was lost (moved_at = when the
+ *            campaign found it moved, kek_now = where it is). Never counted "never under it".
  *   exposed  still under the compromised KEK as far as rewrap knows: not moved yet, or it failed
- *            for a reason that leaves it under the KEK (kek-disabled, invalid-ciphertext, ...),
- *            unless the inventory saw it under another KEK since. For a KMS key material, an
- *            item seen under the key with no material recorded may be under it: it counts.
- * Items that were never under it (skipped as not-under-source or already at the target, or moved
- * from another material of the key by a rotate-on-demand drain) and items
- * without a readable envelope (not-encrypted, malformed...) are counted in the totals, not listed.
+ *            for a reason that leaves it under the KEK (kek-disabled, invalid-ciphertext, an
+ *            envelope rewrap cannot read such as unsupported-v1 whose matdesc names the KEK or no
+ *            KEK that can be decided, ...), unless the inventory saw it under another KEK at or
+ *            after that failure. For a KMS key material, an item seen under the key with no
+ *            material recorded may be under it: it counts.
+ * Items that were never under it (skipped as not-under-source or already at the target in a batch
+ * claimed once, moved from another material of the key by a rotate-on-demand drain, unreadable
+ * but naming another KEK) and items under no KEK at all (item-missing, not-encrypted) are counted
+ * in the totals, not listed.
  * `stillUnderKekByStore` adds what the ledger knows beyond this campaign, over every campaign that
  * drained the compromised KEK: items the inventory saw under it, planned and not moved, or failed.
  */
@@ -17,24 +25,22 @@ import type { Campaign, KekRecord, Queryable } from '../ledger/types.ts';
 import { campaignItems, campaignsFromKek, itemsMovedPerMinute, kekUsage } from '../ledger/index.ts';
 import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
 import { mayBeUnder } from '../kek/kms-material.ts';
+import { UNDER_NO_KEK_REASONS } from '../rewrap/reasons.ts';
 import { kekText, lineWriter, type ReportFormat } from './report-format.ts';
 import type { ReportSink } from './report-sink.ts';
 
 export const EXPOSURE_COLUMNS = ['store', 'item', 'status', 'moved_at', 'to_kek', 'reason', 'kek_now'] as const;
 export type ExposureRow = Record<(typeof EXPOSURE_COLUMNS)[number], string | null>;
 
-/** Failures that say nothing about which KEK wraps the item: there is no usable envelope. */
-export const NO_ENVELOPE_REASONS: readonly string[] = [
-  'item-missing', 'not-encrypted', 'instruction-file-missing', 'instruction-file-malformed', 'unsupported-v1', 'unsupported-v3',
-  'unsupported-wrap-alg', 'unsupported-cek-alg', 'malformed-envelope', 'malformed-wrapped-key', 'malformed-iv', 'malformed-tag-length', 'malformed-matdesc',
-];
-const NO_ENVELOPE = new Set(NO_ENVELOPE_REASONS);
+/** Failures that leave an item under no KEK (invariant 7: every other one may leave it under the compromised KEK). */
+const UNDER_NO_KEK = new Set<string>(UNDER_NO_KEK_REASONS);
+export type ExposureStatus = 'moved' | 'moved-unconfirmed' | 'exposed';
 
 export interface ExposureSummary {
   campaignId: string;
   compromisedKek: string;
   state: string;
-  totals: { underKek: number; moved: number; exposed: number; neverUnderKek: number; noEnvelope: number };
+  totals: { underKek: number; moved: number; movedUnconfirmed: number; exposed: number; neverUnderKek: number; noEnvelope: number };
   exposedByStore: Record<string, number>;
   stillUnderKekByStore: Record<string, number>;
   firstMovedAt: string | null;
@@ -48,12 +54,14 @@ export async function writeExposureReport(db: Queryable, campaign: Campaign, for
   const compromised = campaign.spec.from;
   const w = lineWriter<ExposureRow>(format, [...EXPOSURE_COLUMNS]);
   if (w.header) await sink.write(w.header);
-  const totals = { underKek: 0, moved: 0, exposed: 0, neverUnderKek: 0, noEnvelope: 0 };
+  const totals = { underKek: 0, moved: 0, movedUnconfirmed: 0, exposed: 0, neverUnderKek: 0, noEnvelope: 0 };
   const exposedByStore: Record<string, number> = {};
   for (let after: { storeId: string; itemKey: string } | undefined; ; ) {
     const page = await campaignItems(db, campaign.id, { limit: pageSize, after });
     for (const r of page) {
-      let status: 'moved' | 'exposed';
+      let status: ExposureStatus;
+      /* What the inventory says, unless it is older than this campaign's failure of the item (a failure that named no KEK). */
+      const kekNow = r.outcome === 'failed' && r.kekNowAt !== null && r.doneAt !== null && r.kekNowAt < r.doneAt ? null : r.kekNow;
       if (r.outcome === 'rewrapped') {
         /* A rotate-on-demand drain also moves items it finds under other materials of the key. */
         if (r.from !== null && !under(r.from, compromised)) {
@@ -62,26 +70,32 @@ export async function writeExposureReport(db: Queryable, campaign: Campaign, for
         }
         status = 'moved';
       } else if (r.outcome === 'skipped') {
-        totals.neverUnderKek++;
-        continue;
-      } else if (r.outcome === 'failed' && NO_ENVELOPE.has(r.reason ?? '')) {
+        /* A write whose reply or commit was lost comes back as already-at-target on the next claim. */
+        const unconfirmed = (r.reason === 'already-at-target' && r.batchRetried) || under(r.kekNow, compromised);
+        if (!unconfirmed) {
+          totals.neverUnderKek++;
+          continue;
+        }
+        status = 'moved-unconfirmed';
+      } else if (r.outcome === 'failed' && UNDER_NO_KEK.has(r.reason ?? '')) {
         totals.noEnvelope++;
         continue;
-      } else if (r.kekNow !== null && !under(r.kekNow, compromised)) {
+      } else if (kekNow !== null && !under(kekNow, compromised)) {
         totals.neverUnderKek++;
         continue;
       } else status = 'exposed';
       totals.underKek++;
-      totals[status]++;
+      if (status === 'moved-unconfirmed') totals.movedUnconfirmed++;
+      else totals[status]++;
       if (status === 'exposed') exposedByStore[r.storeId] = (exposedByStore[r.storeId] ?? 0) + 1;
       await sink.write(
         w.line({
           store: r.storeId,
           item: r.itemKey,
           status,
-          moved_at: status === 'moved' ? (r.doneAt?.toISOString() ?? null) : null,
-          to_kek: status === 'moved' ? kekText(r.to) : null,
-          reason: status === 'exposed' ? (r.reason ?? 'not-moved-yet') : null,
+          moved_at: status === 'exposed' ? null : (r.doneAt?.toISOString() ?? null),
+          to_kek: status === 'moved' ? kekText(r.to) : status === 'moved-unconfirmed' ? kekText(r.kekNow) || null : null,
+          reason: status === 'exposed' ? (r.reason ?? 'not-moved-yet') : status === 'moved-unconfirmed' ? r.reason : null,
           kek_now: kekText(r.kekNow) || null,
         }),
       );
@@ -91,7 +105,7 @@ export async function writeExposureReport(db: Queryable, campaign: Campaign, for
   }
   const stillUnderKekByStore: Record<string, number> = {};
   const drained = await campaignsFromKek(db, compromised);
-  const usage = await kekUsage(db, compromised, drained.map((c) => c.id), NO_ENVELOPE_REASONS);
+  const usage = await kekUsage(db, compromised, drained.map((c) => c.id), UNDER_NO_KEK_REASONS);
   for (const u of usage.stores) {
     const n = u.underKek + u.notYetMoved + u.failedNotMoved;
     if (n > 0) stillUnderKekByStore[u.storeId] = n;

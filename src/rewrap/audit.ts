@@ -7,9 +7,15 @@ import type { Logger } from '../log.ts';
 import type { ItemOutcome } from './outcome.ts';
 
 export function auditWrite(log: Logger, storeId: string, o: ItemOutcome, extra?: { canary: true }): void {
+  /* `problem`: the write landed, a follow-up of it did not (tags not put back): said with the
+     write's own event, at warn so it is seen. */
   if (o.status === 'rewrapped') {
-    log.info({ event: 'item.rewrapped', store: storeId, item: o.key, from: o.from, to: o.to, kmsRequestId: o.requestId, ...extra }, 'audit');
+    const event = { event: 'item.rewrapped', store: storeId, item: o.key, from: o.from, to: o.to, kmsRequestId: o.requestId, ...extra };
+    if (o.problem) log.warn({ ...event, problem: o.problem }, 'audit');
+    else log.info(event, 'audit');
   } else if (o.status === 'skipped' && o.recorded) {
-    log.info({ event: 'item.material-recorded', store: storeId, item: o.key, kek: o.current, kmsRequestId: o.recorded.requestId, ...extra }, 'audit');
+    const event = { event: 'item.material-recorded', store: storeId, item: o.key, kek: o.current, kmsRequestId: o.recorded.requestId, ...extra };
+    if (o.problem) log.warn({ ...event, problem: o.problem }, 'audit');
+    else log.info(event, 'audit');
   }
 }

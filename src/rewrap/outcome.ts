@@ -3,13 +3,16 @@ import type { KekVersionRef } from '../kek/kek-provider.ts';
 import type { PermanentReason, SkipReason, TransientReason } from './reasons.ts';
 
 export type ItemOutcome =
-  /** Invariant 1: only produced after the store write succeeded. */
-  | { status: 'rewrapped'; key: string; from: KekVersionRef; to: KekVersionRef; requestId?: string; conflicts: number }
+  /**
+   * Invariant 1: only produced after the store write succeeded. `problem`: the write landed but
+   * a follow-up of it failed (S3 tags not put back); it goes to the audit event.
+   */
+  | { status: 'rewrapped'; key: string; from: KekVersionRef; to: KekVersionRef; requestId?: string; conflicts: number; problem?: string }
   /**
    * `recorded`: the store was written anyway, to record the KEK material nobody had recorded
    * (kms-material.ts); the DEK's wrapping material did not change.
    */
-  | { status: 'skipped'; key: string; reason: SkipReason; current?: KekVersionRef; recorded?: { requestId?: string } }
+  | { status: 'skipped'; key: string; reason: SkipReason; current?: KekVersionRef; recorded?: { requestId?: string }; problem?: string }
   | { status: 'failed'; key: string; reason: PermanentReason; detail: string; current?: KekVersionRef }
   /** Transient: nothing was written; the item is tried again later. */
   | { status: 'retry'; key: string; reason: TransientReason; detail: string };

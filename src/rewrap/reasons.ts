@@ -26,6 +26,8 @@ export const PERMANENT_REASONS = {
   'invalid-ciphertext': 'the wrapped key does not decrypt (corrupt, or wrong encryption context)',
   'access-denied': 'the provider refused access to the KEK',
   'unconditional-write-refused': 'the store offers no compare-and-swap and unconditional writes are not allowed',
+  'store-rejected': 'the store refused the item with an error of its own (e.g. S3 MetadataTooLarge); the detail names it',
+  'provider-rejected': 'the KEK provider refused the item with an error that is not throttling (e.g. KMS ValidationException); the detail names it',
 } as const;
 
 export const TRANSIENT_REASONS = {
@@ -51,3 +53,11 @@ export function describeReason(code: ReasonCode): string {
 export function isTransient(code: ReasonCode): code is TransientReason {
   return code in TRANSIENT_REASONS;
 }
+
+/**
+ * The only failures that free an item from every KEK (invariant 7): it is gone, or it carries no
+ * envelope at all. Any other failure, an unreadable or unsupported envelope included (V1, V3,
+ * unknown algorithms, malformed fields), may still be under the KEK its envelope names, or under
+ * any KEK when it names none that can be decided: "cannot tell" counts as "still needs it".
+ */
+export const UNDER_NO_KEK_REASONS: readonly PermanentReason[] = ['item-missing', 'not-encrypted'];

@@ -77,7 +77,7 @@ async function rewrapSetBased(
     let results: Map<string, 'written' | 'conflict'>;
     try {
       t.fence?.();
-      results = await store.writeManyIfUnchanged(writes, t.signal);
+      results = await store.writeManyIfUnchanged(writes, t.signal, t.fence);
     } catch (err) {
       if (!(err instanceof ItemError)) throw err;
       for (const w of writes) done.set(w.item.key, fromError(w.item.key, err));

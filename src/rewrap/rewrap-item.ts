@@ -7,8 +7,9 @@
 import { ItemError } from '../errors.ts';
 import { NotUnderSourceError, type KekProvider, type KekSelector, type KekVersionRef } from '../kek/kek-provider.ts';
 import { withNewKey } from '../envelope/s3ec-v2.ts';
-import type { Envelope, EnvelopeStore, ItemRef, ReadResult } from '../stores/envelope-store.ts';
+import { LandedWriteError, type Envelope, type EnvelopeStore, type ItemRef, type ReadResult, type WriteFence } from '../stores/envelope-store.ts';
 import { classify } from './classify.ts';
+import { kekOfUnreadable } from './unreadable-kek.ts';
 import type { ItemOutcome } from './outcome.ts';
 
 export interface RewrapTarget {
@@ -20,10 +21,11 @@ export interface RewrapTarget {
   maxConflictRetries?: number;
   signal?: AbortSignal;
   /**
-   * Called right before every store write; throws to stop the write (the batch's lease was lost,
-   * the campaign was paused or cancelled). The error propagates to the caller.
+   * Invariant 8: passed to the store, which calls it as each write request leaves the process;
+   * throws (a WriteFencedError) to stop the write (the batch's lease was lost or may have run
+   * out). The error propagates to the caller.
    */
-  fence?: () => void;
+  fence?: WriteFence;
 }
 
 export const DEFAULT_CONFLICT_RETRIES = 3;
@@ -40,10 +42,11 @@ export async function rewrapItem(t: RewrapTarget, item: ItemRef): Promise<ItemOu
     const prepared = await prepare(t, item.key, read);
     if ('status' in prepared) return prepared;
     try {
-      t.fence?.();
-      const result = await t.store.writeIfUnchanged(item, prepared.token, prepared.next, t.signal);
+      t.fence?.(); // early exit only; the check that counts runs as the request leaves (the store)
+      const result = await t.store.writeIfUnchanged(item, prepared.token, prepared.next, t.signal, t.fence);
       if (result === 'written') return writtenOutcome(item.key, prepared, conflicts);
     } catch (err) {
+      if (err instanceof LandedWriteError) return writtenOutcome(item.key, prepared, conflicts, err.problem);
       if (err instanceof ItemError) return fromError(item.key, err);
       throw err;
     }
@@ -69,14 +72,19 @@ export interface Prepared {
 }
 
 /** The outcome of an item whose write landed. */
-export function writtenOutcome(key: string, p: Prepared, conflicts: number): ItemOutcome {
-  if (p.alreadyAtTarget) return { status: 'skipped', key, reason: 'already-at-target', current: p.to, recorded: { requestId: p.requestId } };
-  return { status: 'rewrapped', key, from: p.from, to: p.to, requestId: p.requestId, conflicts };
+export function writtenOutcome(key: string, p: Prepared, conflicts: number, problem?: string): ItemOutcome {
+  const also = problem === undefined ? {} : { problem };
+  if (p.alreadyAtTarget) return { status: 'skipped', key, reason: 'already-at-target', current: p.to, recorded: { requestId: p.requestId }, ...also };
+  return { status: 'rewrapped', key, from: p.from, to: p.to, requestId: p.requestId, conflicts, ...also };
 }
 
 /** Classifies a read item and, if it needs it, asks the provider for the new wrapped key. */
 export async function prepare(t: RewrapTarget, key: string, read: ReadResult): Promise<Prepared | ItemOutcome> {
-  if (read.kind === 'invalid') return { status: 'failed', key, reason: read.reason, detail: read.detail };
+  if (read.kind === 'invalid') {
+    /* Invariant 7: the KEK an unreadable item still names goes to the inventory, or none if it names none we can decide. */
+    const current = kekOfUnreadable(read.kekReference, t.provider, t.from);
+    return { status: 'failed', key, reason: read.reason, detail: read.detail, ...(current ? { current } : {}) };
+  }
   const env = read.envelope;
   const c = classify(env, t.provider, t.from, t.to);
   if (c.kind === 'skip') return { status: 'skipped', key, reason: c.reason, current: c.current };

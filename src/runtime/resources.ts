@@ -61,6 +61,8 @@ export class Resources {
       endpoint: c.endpoint,
       region: c.region,
       forcePathStyle: c.forcePathStyle,
+      requestTimeoutMs: c.requestTimeoutMs,
+      connectionTimeoutMs: c.connectionTimeoutMs,
       credentials: c.accessKeyId && c.secretAccessKey ? { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey } : undefined,
     });
     return this.s3;
@@ -77,6 +79,8 @@ export class Resources {
       client = createKmsClient({
         endpoint,
         region,
+        requestTimeoutMs: c.requestTimeoutMs,
+        connectionTimeoutMs: c.connectionTimeoutMs,
         credentials: c.accessKeyId && c.secretAccessKey ? { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey } : undefined,
       });
       this.kmsClients.set(key, client);

@@ -7,6 +7,10 @@
  *     decrypts under the KEK that wraps it now (and not under the one being retired).
  * Irreversible steps (removing material) also need a full pass: every item in scope re-read from
  * the stores themselves, not from the ledger. Anything that blocks is said in `blockers`.
+ * Invariant 7: an item rewrap could not read or does not rewrap (S3EC V1/V3, unknown algorithms,
+ * malformed fields) blocks, in the ledger and in the full pass alike, unless what it still names
+ * (matdesc, KMS key id, KEK columns: unreadable-kek.ts) is another KEK; only a missing item or
+ * one without any envelope (UNDER_NO_KEK_REASONS) is under no KEK.
  */
 import type { Campaign } from '../ledger/types.ts';
 import { ACTIVE_STATES } from '../ledger/types.ts';
@@ -16,7 +20,10 @@ import { LocalKeyringProvider } from '../kek/local-keyring-provider.ts';
 import { loadKeyringFile } from '../kek/keyring-file.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { keyringPath } from './new-kek-version.ts';
-import { NO_ENVELOPE_REASONS } from '../reports/exposure-report.ts';
+import { UNDER_NO_KEK_REASONS } from '../rewrap/reasons.ts';
+import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
+import { mayBeUnder } from '../kek/kms-material.ts';
+import type { KekProvider } from '../kek/kek-provider.ts';
 import { kmsUnwrapChecker, localUnwrapChecker, type UnwrapChecker } from './unwrap-check.ts';
 
 export interface RetirementOptions {
@@ -36,6 +43,13 @@ export interface ItemProblem {
   problem: string;
 }
 
+/** Items that may be under the KEK, counted by store and reason code (failures, unreadable envelopes). */
+export interface ItemsByReason {
+  storeId: string;
+  reason: string;
+  items: number;
+}
+
 export interface RetirementCheck {
   kek: string;
   provider: 'local' | 'kms' | null;
@@ -44,31 +58,44 @@ export interface RetirementCheck {
   /** Human sentences, one per thing that blocks; empty when ok. */
   blockers: string[];
   stores: { storeId: string; underKek: number; notYetMoved: number; failedNotMoved: number }[];
+  /** The ledger's `failedNotMoved` by store and reason. */
+  failedByReason: ItemsByReason[];
   activeCampaigns: { id: string; name: string; state: string }[];
   lastMovedAt: Date | null;
   graceLeftMs: number;
   sample: { checked: number; failed: ItemProblem[] };
-  fullPass?: { checked: number; underKek: Record<string, number>; failed: ItemProblem[]; unreadable: number };
+  /**
+   * `mayBeUnderKek`: items the stores hold that rewrap cannot read and that name this KEK or none
+   * that can be decided (they block); `underOtherKek`: unreadable items naming another KEK.
+   */
+  fullPass?: { checked: number; underKek: Record<string, number>; failed: ItemProblem[]; mayBeUnderKek: ItemsByReason[]; underOtherKek: number };
 }
+
+/** "3 unsupported-v1, 1 malformed-iv" for one store. */
+const byReason = (list: ItemsByReason[], storeId: string) =>
+  list.filter((u) => u.storeId === storeId).map((u) => `${u.items} ${u.reason}`).join(', ');
 
 const minutes = (ms: number) => (ms >= 3_600_000 ? `${(ms / 3_600_000).toFixed(1)} h` : `${Math.ceil(ms / 60_000)} min`);
 
 export async function checkRetirement(res: Resources, kek: KekSelector, o: RetirementOptions, signal?: AbortSignal): Promise<RetirementCheck> {
   const name = formatKek(kek);
   const campaigns = await campaignsFromKek(res.ledger, kek);
-  const usage = await kekUsage(res.ledger, kek, campaigns.map((c) => c.id), NO_ENVELOPE_REASONS);
+  const usage = await kekUsage(res.ledger, kek, campaigns.map((c) => c.id), UNDER_NO_KEK_REASONS);
   const blockers: string[] = [];
+  const report = campaigns[0] ? `rewrap campaign report ${campaigns[0].id} --kind failures` : 'rewrap campaign report <id> --kind failures';
   for (const s of usage.stores) {
     if (s.underKek > 0) blockers.push(`${s.storeId}: ${s.underKek} item(s) still under ${name} (ledger inventory)`);
     if (s.notYetMoved > 0) blockers.push(`${s.storeId}: ${s.notYetMoved} planned item(s) not moved yet`);
-    if (s.failedNotMoved > 0) blockers.push(`${s.storeId}: ${s.failedNotMoved} item(s) failed to move and may still be under ${name} (rewrap campaign report <id>)`);
+    if (s.failedNotMoved > 0) {
+      blockers.push(`${s.storeId}: ${s.failedNotMoved} item(s) failed to move and may still be under ${name} (${byReason(usage.failed, s.storeId)}; ${report})`);
+    }
   }
   const active = campaigns.filter((c) => ACTIVE_STATES.includes(c.state)).map((c) => ({ id: c.id, name: c.name, state: c.state }));
   for (const c of active) blockers.push(`campaign ${c.id} (${c.name}) draining ${name} is still ${c.state}`);
   const graceLeftMs = usage.lastMovedAt ? Math.max(0, usage.lastMovedAt.getTime() + o.graceMs - o.now.getTime()) : 0;
   if (graceLeftMs > 0) blockers.push(`grace period: the last item moved at ${usage.lastMovedAt!.toISOString()}; ${minutes(graceLeftMs)} left (--grace)`);
 
-  const base = { kek: name, stores: usage.stores, activeCampaigns: active, lastMovedAt: usage.lastMovedAt, graceLeftMs };
+  const base = { kek: name, stores: usage.stores, failedByReason: usage.failed, activeCampaigns: active, lastMovedAt: usage.lastMovedAt, graceLeftMs };
   const newest = campaigns[0];
   if (!newest) {
     blockers.push(`no campaign ever drained ${name}: nothing shows it unused (run a campaign from it first)`);
@@ -84,8 +111,13 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
     for (const f of sample.failed) blockers.push(`sample ${f.storeId} ${f.itemKey}: ${f.problem}`);
     let fullPass: RetirementCheck['fullPass'];
     if (o.fullPass) {
-      fullPass = await verifyEveryItem(res, campaigns, checker, signal);
+      const identifier: Pick<KekProvider, 'kind' | 'identify'> = keyring ?? { kind: 'kms', identify: (dek) => dek.kek };
+      fullPass = await verifyEveryItem(res, campaigns, kek, checker, identifier, signal);
       for (const [storeId, n] of Object.entries(fullPass.underKek)) blockers.push(`${storeId}: ${n} item(s) under ${name} found re-reading the store`);
+      for (const storeId of new Set(fullPass.mayBeUnderKek.map((u) => u.storeId))) {
+        const n = fullPass.mayBeUnderKek.filter((u) => u.storeId === storeId).reduce((a, u) => a + u.items, 0);
+        blockers.push(`${storeId}: ${n} item(s) that rewrap cannot read may be under ${name}, found re-reading the store (${byReason(fullPass.mayBeUnderKek, storeId)})`);
+      }
       for (const f of fullPass.failed.slice(0, 20)) blockers.push(`${f.storeId} ${f.itemKey}: ${f.problem}`);
       if (fullPass.failed.length > 20) blockers.push(`... and ${fullPass.failed.length - 20} more item(s) that do not decrypt`);
     }
@@ -113,12 +145,20 @@ async function checkSample(res: Resources, campaigns: Campaign[], checker: Unwra
 }
 
 /** Every item of every source of the campaigns that drained the KEK, read from its store. */
-async function verifyEveryItem(res: Resources, campaigns: Campaign[], checker: UnwrapChecker, signal?: AbortSignal) {
+async function verifyEveryItem(
+  res: Resources,
+  campaigns: Campaign[],
+  kek: KekSelector,
+  checker: UnwrapChecker,
+  identifier: Pick<KekProvider, 'kind' | 'identify'>,
+  signal?: AbortSignal,
+) {
   const seen = new Set<string>();
   const underKek: Record<string, number> = {};
   const failed: ItemProblem[] = [];
+  const unreadable = new Map<string, ItemsByReason>();
   let checked = 0;
-  let unreadable = 0;
+  let underOtherKek = 0;
   for (const c of campaigns) {
     for (let i = 0; i < c.spec.sources.length; i++) {
       const source = res.source(c.spec, i);
@@ -134,7 +174,17 @@ async function verifyEveryItem(res: Resources, campaigns: Campaign[], checker: U
                 const read = await store.read({ key }, signal);
                 checked++;
                 if (read.kind !== 'envelope') {
-                  if (read.reason !== 'item-missing') unreadable++;
+                  /* Invariant 7: "cannot tell" counts as "still needs it". */
+                  if (UNDER_NO_KEK_REASONS.includes(read.reason)) return;
+                  const named = kekOfUnreadable(read.kekReference, identifier, kek);
+                  if (named && !mayBeUnder(named, kek)) {
+                    underOtherKek++;
+                    return;
+                  }
+                  const id = `${g.storeId}\u0000${read.reason}`;
+                  const u = unreadable.get(id) ?? { storeId: g.storeId, reason: read.reason, items: 0 };
+                  u.items++;
+                  unreadable.set(id, u);
                   return;
                 }
                 const v = await checker.check(read.envelope.dek, undefined, signal);
@@ -150,5 +200,6 @@ async function verifyEveryItem(res: Resources, campaigns: Campaign[], checker: U
       }
     }
   }
-  return { checked, underKek, failed, unreadable };
+  const mayBeUnderKek = [...unreadable.values()].sort((a, b) => (a.storeId + a.reason < b.storeId + b.reason ? -1 : 1));
+  return { checked, underKek, failed, mayBeUnderKek, underOtherKek };
 }

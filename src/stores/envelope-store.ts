@@ -22,11 +22,54 @@ export interface Envelope {
   fields: Record<string, string>;
 }
 
+/**
+ * What an item rewrap cannot rewrap (unsupported or malformed envelope) still says about its KEK,
+ * as far as it could be read: the retirement gate and the inventory need it (invariant 7).
+ * Absent: nothing readable names a KEK, and the item may be under any.
+ */
+export interface KekReference {
+  /** The material description (S3EC x-amz-matdesc), when it parsed as a JSON object of strings. */
+  matdesc?: Record<string, string>;
+  /** The store's KEK columns (Postgres rows), when they name a KEK. */
+  kek?: KekVersionRef;
+}
+
 export type ReadResult =
   | { kind: 'envelope'; envelope: Envelope; /** opaque to the pipeline */ token: unknown }
-  | { kind: 'invalid'; reason: PermanentReason; detail: string };
+  | { kind: 'invalid'; reason: PermanentReason; detail: string; kekReference?: KekReference };
 
 export type WriteResult = 'written' | 'conflict';
+
+/**
+ * Invariant 8: a worker writes only while it holds its batch lease. The store calls the fence
+ * as each write request leaves the process (every attempt, after signing, and before
+ * CompleteMultipartUpload or an UPDATE), never earlier; it throws a WriteFencedError to stop
+ * the request, and the store lets that error through unchanged.
+ */
+export type WriteFence = () => void;
+
+/** Thrown by a WriteFence: the request was not sent. Stores never wrap or swallow it. */
+export class WriteFencedError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'WriteFencedError';
+  }
+}
+
+/**
+ * The envelope write landed, then a follow-up step of the same write failed (S3: putting back
+ * tags the self-copy dropped). The item IS under the new key: its outcome is the write's, and
+ * `problem` goes with its audit event; it is not a batch error.
+ */
+export class LandedWriteError extends Error {
+  constructor(
+    readonly problem: string,
+    options?: { cause?: unknown },
+  ) {
+    super(problem, options);
+    this.name = 'LandedWriteError';
+  }
+}
 
 /** How strongly a store can refuse a write when the item changed after we read it. */
 export type CasLevel =
@@ -44,9 +87,11 @@ export interface EnvelopeStore {
   /**
    * Writes `next` only if the item still is as it was when `token` was read.
    * 'conflict' means it changed (or vanished): the caller re-reads, never overwrites.
-   * Throws ItemError for transient store failures (retry) or `unconditional-write-refused`.
+   * Throws ItemError for transient store failures (retry) or `unconditional-write-refused`,
+   * what `fence` threw (nothing more was sent), or LandedWriteError (written, then a follow-up
+   * failed). Write requests are sent once: no SDK retry (the caller re-reads instead).
    */
-  writeIfUnchanged(item: ItemRef, token: unknown, next: Envelope, signal?: AbortSignal): Promise<WriteResult>;
+  writeIfUnchanged(item: ItemRef, token: unknown, next: Envelope, signal?: AbortSignal, fence?: WriteFence): Promise<WriteResult>;
   /** The compare-and-swap this store gives for `item`, after probing the endpoint if needed. */
   casLevel(item: ItemRef, signal?: AbortSignal): Promise<CasLevel>;
   /**
@@ -63,6 +108,7 @@ export interface BatchEnvelopeStore extends EnvelopeStore {
   writeManyIfUnchanged(
     writes: { item: ItemRef; token: unknown; next: Envelope }[],
     signal?: AbortSignal,
+    fence?: WriteFence,
   ): Promise<Map<string, WriteResult>>;
 }
 

@@ -2,7 +2,7 @@
  * Rows to envelopes and envelopes to UPDATE parameters. For a row, the KEK columns ARE the
  * stamp: they are written in the same statement as the wrapped key, so they always describe it.
  */
-import type { Envelope, ReadResult } from './envelope-store.ts';
+import type { Envelope, KekReference, ReadResult } from './envelope-store.ts';
 import type { PermanentReason } from '../rewrap/reasons.ts';
 import type { PgTableShape } from './pg-table-config.ts';
 import type { PgTableColumns } from './pg-table-columns.ts';
@@ -26,7 +26,8 @@ const KMS_BLOB_MIN = 32;
 const KMS_BLOB_MAX = 6144;
 
 type Invalid = Extract<ReadResult, { kind: 'invalid' }>;
-const invalid = (reason: PermanentReason, detail: string): Invalid => ({ kind: 'invalid', reason, detail });
+const invalid = (reason: PermanentReason, detail: string, kekReference?: KekReference): Invalid =>
+  kekReference ? { kind: 'invalid', reason, detail, kekReference } : { kind: 'invalid', reason, detail };
 
 /** `pg:public.secrets id=42`: how messages name an item. */
 export function itemName(shape: PgTableShape, key: string): string {
@@ -41,15 +42,22 @@ export function rowToReadResult(shape: PgTableShape, cols: PgTableColumns, row: 
   const where = itemName(shape, row.key);
   const col = shape.wrapped.name;
   const raw = row.wrapped;
+  const kek = {
+    id: row.kek_id ?? '',
+    ...(row.kek_version === null ? {} : { version: row.kek_version }),
+    ...(row.material_id === null ? {} : { materialId: row.material_id }),
+  };
+  /* Invariant 7: a row rewrap cannot read still names its KEK in its KEK columns. */
+  const ref = kek.id === '' ? undefined : { kek };
   if (raw === null || raw.length === 0) {
     const kind = cols.wrappedKind === 'bytea' ? 'bytea' : 'base64 text';
-    return invalid('malformed-envelope', `${where}: column "${col}" is ${raw === null ? 'NULL' : 'empty'}; expected the wrapped data key (${kind})`);
+    return invalid('malformed-envelope', `${where}: column "${col}" is ${raw === null ? 'NULL' : 'empty'}; expected the wrapped data key (${kind})`, ref);
   }
   let wrapped: Buffer;
   let token: Buffer;
   if (typeof raw === 'string') {
     const decoded = decodeBase64Strict(raw);
-    if (!decoded) return invalid('malformed-wrapped-key', `${where}: column "${col}" is not valid base64; expected the base64 of the wrapped data key`);
+    if (!decoded) return invalid('malformed-wrapped-key', `${where}: column "${col}" is not valid base64; expected the base64 of the wrapped data key`, ref);
     wrapped = decoded;
     token = Buffer.from(raw, 'utf8');
   } else {
@@ -57,8 +65,8 @@ export function rowToReadResult(shape: PgTableShape, cols: PgTableColumns, row: 
     token = raw;
   }
   const lengthProblem = wrappedLengthProblem(shape, wrapped.length);
-  if (lengthProblem) return invalid('malformed-wrapped-key', `${where}: column "${col}" ${lengthProblem}`);
-  if (row.kek_id === null || row.kek_id === '') {
+  if (lengthProblem) return invalid('malformed-wrapped-key', `${where}: column "${col}" ${lengthProblem}`, ref);
+  if (kek.id === '') {
     return invalid('malformed-envelope', `${where}: column "${shape.kekId.name}" is ${row.kek_id === null ? 'NULL' : 'empty'}; expected the id of the KEK that wraps the DEK`);
   }
 
@@ -68,11 +76,6 @@ export function rowToReadResult(shape: PgTableShape, cols: PgTableColumns, row: 
     /* A NULL context column contributes no key: nothing can have bound a NULL into a context. */
     if (v !== null && v !== undefined) matdesc[c.name] = v;
   });
-  const kek = {
-    id: row.kek_id,
-    ...(row.kek_version === null ? {} : { version: row.kek_version }),
-    ...(row.material_id === null ? {} : { materialId: row.material_id }),
-  };
   const envelope: Envelope = {
     dek: { wrapAlg: shape.wrapAlg, cekAlg: shape.cekAlg, wrapped, matdesc, kek },
     stamp: makeStamp(kek, wrapped),

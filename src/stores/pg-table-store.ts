@@ -10,7 +10,7 @@
  * are compared, never written, and matdesc keys that are not context columns are not stored.
  */
 import type pg from 'pg';
-import type { BatchEnvelopeStore, CasLevel, Envelope, ItemRef, ReadResult, WriteResult } from './envelope-store.ts';
+import type { BatchEnvelopeStore, CasLevel, Envelope, ItemRef, ReadResult, WriteFence, WriteResult } from './envelope-store.ts';
 import { validatePgTableConfig, type PgTableShape, type PgTableStoreConfig } from './pg-table-config.ts';
 import { describeColumns, type PgTableColumns } from './pg-table-columns.ts';
 import { selectSql, updateSql } from './pg-table-sql.ts';
@@ -106,8 +106,8 @@ export class PgTableStore implements BatchEnvelopeStore {
     return out;
   }
 
-  async writeIfUnchanged(item: ItemRef, token: unknown, next: Envelope, signal?: AbortSignal): Promise<WriteResult> {
-    const results = await this.writeManyIfUnchanged([{ item, token, next }], signal);
+  async writeIfUnchanged(item: ItemRef, token: unknown, next: Envelope, signal?: AbortSignal, fence?: WriteFence): Promise<WriteResult> {
+    const results = await this.writeManyIfUnchanged([{ item, token, next }], signal, fence);
     return results.get(item.key)!;
   }
 
@@ -116,10 +116,13 @@ export class PgTableStore implements BatchEnvelopeStore {
    * was read, or that vanished, is 'conflict' and keeps what the application wrote.
    * Throws a transient ItemError 'store-unavailable' for the whole batch when the database is
    * unreachable or busy; the statement is atomic, so then no row of the batch was written.
+   * Invariant 8: `fence` runs once a connection is in hand, right before the UPDATE is sent
+   * (not before waiting for a free connection of the pool).
    */
   async writeManyIfUnchanged(
     writes: { item: ItemRef; token: unknown; next: Envelope }[],
     signal?: AbortSignal,
+    fence?: WriteFence,
   ): Promise<Map<string, WriteResult>> {
     const { cols, update } = await this.prepare(signal);
     const out = new Map<string, WriteResult>();
@@ -128,11 +131,24 @@ export class PgTableStore implements BatchEnvelopeStore {
     if (sendable.length > 0) {
       const params = writeParams(this.shape, cols, sendable);
       signal?.throwIfAborted();
-      let rows: { key: string }[];
+      let conn: pg.PoolClient;
       try {
-        ({ rows } = await this.pool.query<{ key: string }>(update, params));
+        conn = await this.pool.connect();
       } catch (err) {
         throw storeFailure(this.id, `writing ${sendable.length} row(s)`, err);
+      }
+      let rows: { key: string }[] = [];
+      let broken = false;
+      try {
+        fence?.(); // what it throws goes to the caller as is: nothing was sent
+        try {
+          ({ rows } = await conn.query<{ key: string }>(update, params));
+        } catch (err) {
+          broken = true; // a failed statement may have left the connection unusable: not reused
+          throw storeFailure(this.id, `writing ${sendable.length} row(s)`, err);
+        }
+      } finally {
+        conn.release(broken);
       }
       for (const { key } of rows) out.set(key, 'written');
     }

@@ -19,7 +19,7 @@
 import { HeadObjectCommand, type HeadObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import { INSTRUCTION_FILE_MARKER, INSTRUCTION_SUFFIX, detectFormat, hasEncryptionHints, parseV2 } from '../envelope/s3ec-v2.ts';
 import { ConfigError, permanent } from '../errors.ts';
-import type { CasLevel, Envelope, EnvelopeStore, ItemRef, ReadResult, WriteResult } from './envelope-store.ts';
+import type { CasLevel, Envelope, EnvelopeStore, ItemRef, ReadResult, WriteFence, WriteResult } from './envelope-store.ts';
 import { copyLevel, instructionLevel, multipartLevel, probeS3Capabilities, type S3Capabilities } from './s3-capabilities.ts';
 import { isNotFound, toItemFailure } from './s3-errors.ts';
 import { contentDecrypts } from './s3-content-check.ts';
@@ -134,7 +134,8 @@ export class S3EnvelopeStore implements EnvelopeStore {
     };
   }
 
-  async writeIfUnchanged(item: ItemRef, token: unknown, next: Envelope, signal?: AbortSignal): Promise<WriteResult> {
+  /** Invariant 8: `fence` runs as each write request leaves (s3-client.ts fencedWrite), not here. */
+  async writeIfUnchanged(item: ItemRef, token: unknown, next: Envelope, signal?: AbortSignal, fence?: WriteFence): Promise<WriteResult> {
     const where = this.where(item);
     if (!isS3ItemToken(token)) throw new Error(`${where}: the token passed to writeIfUnchanged was not returned by S3EnvelopeStore.read`);
     const caps = await this.capabilities();
@@ -149,13 +150,13 @@ export class S3EnvelopeStore implements EnvelopeStore {
       );
     }
     if (token.placement === 'instruction') {
-      return writeInstructionFile(this.client, this.bucket, item.key, token.instruction!, next, caps.putIfMatch || null, signal);
+      return writeInstructionFile(this.client, this.bucket, item.key, token.instruction!, next, caps.putIfMatch || null, signal, fence);
     }
     return writeMetadataEnvelope(this.client, this.bucket, item.key, token, next, caps, {
       multipartThresholdBytes: this.multipartThresholdBytes,
       partSizeBytes: this.partSizeBytes,
       partCopyConcurrency: this.partCopyConcurrency,
-    }, signal);
+    }, signal, fence);
   }
 
   async casLevel(item: ItemRef, signal?: AbortSignal): Promise<CasLevel> {

@@ -1,9 +1,12 @@
 /**
  * What an S3 error means for one item: a failed precondition or a vanished object (the caller
- * answers 'conflict'), a transient store failure (retry), access denied (permanent), or
- * something we do not understand (thrown as is, wrapped with the item's name).
+ * answers 'conflict'), a transient store failure (retry), access denied (permanent), another 4xx
+ * answer about this request (permanent for the item: `store-rejected`, naming the S3 error), or
+ * something we do not understand (thrown as is, wrapped with the item's name: the whole batch
+ * fails, and a batch that fails as a whole maxBatchFailures times pauses its campaign).
  */
 import { permanent, transient } from '../errors.ts';
+import { WriteFencedError } from './envelope-store.ts';
 
 interface SdkErrorShape {
   name?: string;
@@ -67,15 +70,21 @@ export function isAccessDenied(err: unknown): boolean {
 /**
  * Turns an S3 error that is neither a precondition failure nor a missing object into what the
  * pipeline understands. `what` names the call and the item, e.g. "CopyObject s3://b/k".
- * Abort errors pass through unchanged: the caller asked to stop.
+ * Abort and fence errors pass through unchanged: the caller asked to stop (invariant 8).
  */
 export function toItemFailure(err: unknown, what: string): Error {
-  if (isAbort(err)) return err as Error;
+  if (isAbort(err) || err instanceof WriteFencedError) return err as Error;
   if (isAccessDenied(err)) {
     return permanent('access-denied', `${what}: S3 refused access (${errorName(err) || 'HTTP 403'}); grant s3:GetObject and s3:PutObject on the bucket`, err);
   }
   if (isTransientS3Error(err)) {
     return transient('store-unavailable', `${what}: S3 failed or timed out (${errorName(err) || `HTTP ${httpStatus(err) ?? '?'}`})`, err);
+  }
+  const status = httpStatus(err);
+  if (status !== undefined && status >= 400 && status < 500) {
+    // S3 answered, about this request (MetadataTooLarge, InvalidArgument, EntityTooLarge...):
+    // sending the same request again gets the same answer, so it is this item's failure alone.
+    return permanent('store-rejected', `${what}: S3 refused the request (${errorName(err) || 'no error code'}, HTTP ${status})`, err);
   }
   return new Error(`${what}: unexpected S3 error (${errorName(err) || `HTTP ${httpStatus(err) ?? '?'}`})`, { cause: err });
 }

@@ -6,8 +6,8 @@
  */
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ENVELOPE_KEYS, INSTRUCTION_SUFFIX, detectFormat, parseStringMap, parseV2, serializeV2 } from '../envelope/s3ec-v2.ts';
-import type { Envelope, ReadResult } from './envelope-store.ts';
-import { normalizeEtag } from './s3-client.ts';
+import type { Envelope, ReadResult, WriteFence } from './envelope-store.ts';
+import { fencedWrite, normalizeEtag } from './s3-client.ts';
 import { etagAs, type EtagCheck } from './s3-capabilities.ts';
 import { isNotFound, isPreconditionFailed, toItemFailure } from './s3-errors.ts';
 import type { InstructionFileState } from './s3-object-token.ts';
@@ -73,18 +73,19 @@ export async function writeInstructionFile(
   next: Envelope,
   ifMatch: Exclude<EtagCheck, false> | null,
   signal?: AbortSignal,
+  fence?: WriteFence,
 ): Promise<'written' | 'conflict'> {
   const ikey = instructionKey(key);
   try {
     await client.send(
-      new PutObjectCommand({
+      fencedWrite(new PutObjectCommand({
         Bucket: bucket,
         Key: ikey,
         Body: nextInstructionJson(state, next),
         Metadata: state.metadata,
         ContentType: state.contentType,
         ...(ifMatch ? { IfMatch: etagAs(ifMatch, state.etag) } : {}),
-      }),
+      }), fence),
       { abortSignal: signal },
     );
     return 'written';

@@ -4,12 +4,12 @@
  * stay on the server, the metadata is the original with only the envelope keys replaced, and
  * every system header a REPLACE copy would reset is sent again; tags are put back if the
  * endpoint dropped them (s3-tags.ts). Large objects go through a
- * multipart copy (s3-multipart-copy.ts).
+ * multipart copy (s3-multipart-copy.ts). Every write request is fenced (invariant 8).
  */
 import { CopyObjectCommand, type S3Client, type Tag } from '@aws-sdk/client-s3';
 import { ENVELOPE_KEYS, serializeV2 } from '../envelope/s3ec-v2.ts';
-import type { Envelope } from './envelope-store.ts';
-import { copySource, withHeaders } from './s3-client.ts';
+import { LandedWriteError, WriteFencedError, type Envelope, type WriteFence } from './envelope-store.ts';
+import { copySource, fencedWrite, withHeaders } from './s3-client.ts';
 import { etagAs, type S3Capabilities } from './s3-capabilities.ts';
 import { isNotFound, isPreconditionFailed, toItemFailure } from './s3-errors.ts';
 import { rewriteInPlaceMultipart } from './s3-multipart-copy.ts';
@@ -41,6 +41,7 @@ export async function writeMetadataEnvelope(
   caps: S3Capabilities | null,
   options: MetadataWriteOptions,
   signal?: AbortSignal,
+  fence?: WriteFence,
 ): Promise<'written' | 'conflict'> {
   const where = `s3://${bucket}/${key}`;
   let tags: Tag[] = [];
@@ -50,12 +51,15 @@ export async function writeMetadataEnvelope(
     if (isNotFound(err)) return 'conflict';
     throw toItemFailure(err, `GetObjectTagging ${where}`);
   }
-  const result = await rewrite(client, bucket, key, token, next, tags, caps, options, signal);
+  const result = await rewrite(client, bucket, key, token, next, tags, caps, options, signal, fence);
   if (result === 'written') {
     try {
-      await restoreTagsIfLost(client, bucket, key, tags);
+      await restoreTagsIfLost(client, bucket, key, tags, fence);
     } catch (err) {
-      throw new Error(`${where}: the envelope was rewritten but the copy dropped its tags and putting them back failed; the tags were ${tagsAsQuery(tags)}`, { cause: err });
+      /* The envelope write landed: this is the item's outcome (rewrapped, with the problem in its
+         audit event), not a batch error. */
+      const why = err instanceof WriteFencedError ? 'the batch lease ran out before they could be put back' : 'putting them back failed';
+      throw new LandedWriteError(`${where}: the envelope was rewritten, but the self-copy dropped the object's tags and ${why}; the tags were ${tagsAsQuery(tags)}`, { cause: err });
     }
   }
   return result;
@@ -71,6 +75,7 @@ async function rewrite(
   caps: S3Capabilities | null,
   options: MetadataWriteOptions,
   signal?: AbortSignal,
+  fence?: WriteFence,
 ): Promise<'written' | 'conflict'> {
   const metadata = nextMetadata(token.metadata, next);
   const where = `s3://${bucket}/${key}`;
@@ -91,6 +96,7 @@ async function rewrite(
           capabilities: caps,
         },
         signal,
+        fence,
       );
     } catch (err) {
       throw toItemFailure(err, `multipart rewrite of ${where}`);
@@ -106,7 +112,7 @@ async function rewrite(
   if (caps?.copyLegacyIfMatch) legacy['x-amz-copy-if-match'] = etagAs(caps.copyLegacyIfMatch, token.etag);
   try {
     await client.send(
-      withHeaders(
+      fencedWrite(withHeaders(
         new CopyObjectCommand({
           Bucket: bucket,
           Key: key,
@@ -118,7 +124,7 @@ async function rewrite(
           ...checks,
         }),
         legacy,
-      ),
+      ), fence),
       { abortSignal: signal },
     );
     return 'written';

@@ -15,7 +15,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
-import { copySource, normalizeEtag, withHeaders } from './s3-client.ts';
+import type { WriteFence } from './envelope-store.ts';
+import { copySource, fencedWrite, normalizeEtag, withHeaders } from './s3-client.ts';
 import { etagAs, type S3Capabilities } from './s3-capabilities.ts';
 import { isNotFound, isPreconditionFailed } from './s3-errors.ts';
 import type { PreservedHeaders } from './s3-object-token.ts';
@@ -51,13 +52,15 @@ export function effectivePartSize(size: number, requested: number): number {
  * the part-copy source check or Complete's If-Match where the endpoint honours them, and by a
  * HEAD just before completing where Complete's If-Match is not honoured (a window of one
  * round trip remains then; `multipartLevel` says so). Other failures are thrown after the abort.
+ * Invariant 8: the fence runs as each request that writes leaves (the upload's creation, every
+ * part copy, and the Complete after minutes of part copies), not once before them all.
  */
-export async function rewriteInPlaceMultipart(client: S3Client, w: MultipartRewrite, signal?: AbortSignal): Promise<'written' | 'conflict'> {
+export async function rewriteInPlaceMultipart(client: S3Client, w: MultipartRewrite, signal?: AbortSignal, fence?: WriteFence): Promise<'written' | 'conflict'> {
   const opts = { abortSignal: signal };
   const caps = w.capabilities;
   const tagging = tagsAsQuery(w.tags);
   const created = await client.send(
-    new CreateMultipartUploadCommand({ Bucket: w.bucket, Key: w.key, Metadata: w.metadata, ...w.headers, ...(tagging ? { Tagging: tagging } : {}) }),
+    fencedWrite(new CreateMultipartUploadCommand({ Bucket: w.bucket, Key: w.key, Metadata: w.metadata, ...w.headers, ...(tagging ? { Tagging: tagging } : {}) }), fence),
     opts,
   );
   const uploadId = created.UploadId!;
@@ -79,7 +82,7 @@ export async function rewriteInPlaceMultipart(client: S3Client, w: MultipartRewr
           };
           const sourceCheck = caps?.partCopySourceIfMatch ? { CopySourceIfMatch: etagAs(caps.partCopySourceIfMatch, w.etag) } : {};
           const legacy: Record<string, string> = caps?.partCopyLegacyIfMatch ? { 'x-amz-copy-if-match': etagAs(caps.partCopyLegacyIfMatch, w.etag) } : {};
-          const out = await client.send(withHeaders(new UploadPartCopyCommand({ ...base, ...sourceCheck }), legacy), opts);
+          const out = await client.send(fencedWrite(withHeaders(new UploadPartCopyCommand({ ...base, ...sourceCheck }), legacy), fence), opts);
           return { PartNumber: i + 1, ETag: out.CopyPartResult?.ETag };
         }),
       ),
@@ -94,13 +97,16 @@ export async function rewriteInPlaceMultipart(client: S3Client, w: MultipartRewr
       }
     }
     await client.send(
-      new CompleteMultipartUploadCommand({
-        Bucket: w.bucket,
-        Key: w.key,
-        UploadId: uploadId,
-        MultipartUpload: { Parts: parts },
-        ...(caps?.completeIfMatch ? { IfMatch: etagAs(caps.completeIfMatch, w.etag) } : {}),
-      }),
+      fencedWrite(
+        new CompleteMultipartUploadCommand({
+          Bucket: w.bucket,
+          Key: w.key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts },
+          ...(caps?.completeIfMatch ? { IfMatch: etagAs(caps.completeIfMatch, w.etag) } : {}),
+        }),
+        fence,
+      ),
       opts,
     );
     return 'written';

@@ -2,7 +2,11 @@
  * A TCP proxy in front of an HTTP/1.1 server (the test S3 endpoint) that shows each request line
  * a client sends to a hook BEFORE forwarding it. A fault test uses it to act at an exact point
  * of a worker's work, e.g. freeze the worker (SIGSTOP) the moment it asks for a given object.
- * The hook may return a promise: the request is held until it settles.
+ * The hook may return a promise: the request is held until it settles. A hook that answers
+ * 'drop' closes the client's connection instead of forwarding the request (the server never
+ * sees it; the client gets a connection reset). Returning 'drop-reply' forwards the request but
+ * cuts the connection at the first byte of the reply: the server acts on it, the client never
+ * learns (a write whose reply was lost).
  * Bytes are forwarded unchanged (SigV4 signs the proxy's host, which is what the server sees).
  */
 import { connect, createServer, type Socket } from 'node:net';
@@ -14,7 +18,8 @@ export interface TapProxy {
   close(): Promise<void>;
 }
 
-export type RequestHook = (method: string, target: string) => void | Promise<void>;
+type HookAnswer = void | 'drop' | 'drop-reply';
+export type RequestHook = (method: string, target: string) => HookAnswer | Promise<HookAnswer>;
 
 const REQUEST_LINE = /^(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP\/1\.[01]\r$/gm;
 
@@ -34,13 +39,21 @@ export async function startTapProxy(upstream: string, onRequest: RequestHook): P
       s.on('error', end);
       s.on('close', end);
     }
+    let dropReply = false;
+    up.on('data', () => {
+      if (dropReply) end(); // registered before pipe(): runs before the bytes are passed on
+    });
     up.pipe(client);
     // Chunks are handled strictly in order: a held request holds everything behind it.
     let chain = Promise.resolve();
     client.on('data', (chunk: Buffer) => {
       const hooks = [...chunk.toString('latin1').matchAll(REQUEST_LINE)].map((m) => [m[1]!, m[2]!] as const);
       chain = chain.then(async () => {
-        for (const [method, target] of hooks) await onRequest(method, target);
+        for (const [method, target] of hooks) {
+          const answer = await onRequest(method, target);
+          if (answer === 'drop') return end();
+          if (answer === 'drop-reply') dropReply = true;
+        }
         if (!up.destroyed) up.write(chunk);
       });
     });

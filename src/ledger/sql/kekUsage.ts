@@ -5,13 +5,15 @@ export interface KekUsage {
   /** Every store the inventory or the campaigns know, with what may still be under the KEK. */
   stores: {
     storeId: string;
-    /** Items the inventory last saw under the KEK. */
+    /** Items the inventory last saw under the KEK (failed items are counted in `failedNotMoved` instead). */
     underKek: number;
     /** Planned by a campaign draining the KEK, no outcome yet. */
     notYetMoved: number;
-    /** Failed in a campaign draining the KEK (with an envelope), and not seen under another KEK since. */
+    /** Failed in a campaign draining the KEK, and not seen under another KEK since. */
     failedNotMoved: number;
   }[];
+  /** `failedNotMoved` by store and reason code (unsupported-v1, invalid-ciphertext, ...). */
+  failed: { storeId: string; reason: string; items: number }[];
   /** When the last item moved away from the KEK (in `campaignIds`), if any did. */
   lastMovedAt: Date | null;
 }
@@ -20,33 +22,53 @@ export interface KekUsage {
  * What may still use a KEK, by store. `campaignIds`: the campaigns draining it. `version` matches
  * a keyring version or a KMS key material id (an item seen under the KMS key with no material
  * recorded may be under it: mayBeUnderSql); absent, any version of the KEK counts.
- * `noEnvelopeReasons`: failure reasons that mean the item has no usable envelope at all (it is
- * under no KEK), so they do not count as failed-not-moved.
+ * `underNoKekReasons`: failure reasons that free an item (UNDER_NO_KEK_REASONS: it is gone or
+ * has no envelope). Invariant 7: every other failure counts, an unreadable envelope included,
+ * unless the inventory saw the item under another KEK at or after its newest failure (a failure
+ * records the KEK its envelope still names, if one can be decided, in the same commit).
+ * Each item counts once, at its newest failure over the campaigns.
  */
-export async function kekUsage(db: Queryable, kek: { id: string; version?: string }, campaignIds: string[], noEnvelopeReasons: readonly string[]): Promise<KekUsage> {
-  const { rows } = await db.query<{ store_id: string; under: string; pending: string; failed: string }>(
-    `WITH inv AS (
-       SELECT store_id, count(*) FILTER (WHERE ${mayBeUnderSql('$1', '$2', '$5')}) AS under
-         FROM rewrap_inventory v GROUP BY store_id),
-     items AS (
-       SELECT ci.store_id,
-              count(*) FILTER (WHERE ci.outcome IS NULL) AS pending,
-              count(*) FILTER (WHERE ci.outcome = 'failed' AND v.item_key IS NULL AND NOT (coalesce(ci.reason, '') = ANY($4::text[]))) AS failed
+export async function kekUsage(db: Queryable, kek: { id: string; version?: string }, campaignIds: string[], underNoKekReasons: readonly string[]): Promise<KekUsage> {
+  const under = mayBeUnderSql('$1', '$2', '$5');
+  const { rows } = await db.query<{ kind: 'under' | 'pending' | 'failed'; store_id: string; reason: string | null; n: string }>(
+    `WITH newest_failure AS (
+       SELECT DISTINCT ON (ci.store_id, ci.item_key) ci.store_id, ci.item_key, ci.reason, ci.done_at
          FROM rewrap_campaign_items ci
-         LEFT JOIN rewrap_inventory v ON v.store_id = ci.store_id AND v.item_key = ci.item_key
-        WHERE ci.campaign_id = ANY($3::text[]) AND (ci.outcome IS NULL OR ci.outcome = 'failed')
-        GROUP BY ci.store_id)
-     SELECT coalesce(inv.store_id, items.store_id) AS store_id, coalesce(inv.under, 0) AS under,
-            coalesce(items.pending, 0) AS pending, coalesce(items.failed, 0) AS failed
-       FROM inv FULL JOIN items ON items.store_id = inv.store_id ORDER BY 1`,
-    [kek.id, kek.version ?? null, campaignIds, noEnvelopeReasons, KMS_MATERIAL_ID_PATTERN],
+        WHERE ci.campaign_id = ANY($3::text[]) AND ci.outcome = 'failed'
+        ORDER BY ci.store_id, ci.item_key, ci.done_at DESC),
+     failed AS (
+       SELECT f.store_id, f.item_key, coalesce(f.reason, 'unspecified') AS reason
+         FROM newest_failure f
+         LEFT JOIN rewrap_inventory v ON v.store_id = f.store_id AND v.item_key = f.item_key
+        WHERE NOT (coalesce(f.reason, '') = ANY($4::text[]))
+          AND (v.item_key IS NULL OR v.updated_at < f.done_at OR ${under}))
+     SELECT 'under' AS kind, v.store_id, NULL AS reason, count(*) FILTER (WHERE ${under} AND f.item_key IS NULL) AS n
+       FROM rewrap_inventory v LEFT JOIN failed f ON f.store_id = v.store_id AND f.item_key = v.item_key
+      GROUP BY v.store_id
+     UNION ALL
+     SELECT 'pending', store_id, NULL, count(DISTINCT item_key)
+       FROM rewrap_campaign_items WHERE campaign_id = ANY($3::text[]) AND outcome IS NULL GROUP BY store_id
+     UNION ALL
+     SELECT 'failed', store_id, reason, count(*) FROM failed GROUP BY store_id, reason
+     ORDER BY 2, 3`,
+    [kek.id, kek.version ?? null, campaignIds, underNoKekReasons, KMS_MATERIAL_ID_PATTERN],
   );
+  const stores = new Map<string, KekUsage['stores'][number]>();
+  const failed: KekUsage['failed'] = [];
+  for (const r of rows) {
+    let s = stores.get(r.store_id);
+    if (!s) stores.set(r.store_id, (s = { storeId: r.store_id, underKek: 0, notYetMoved: 0, failedNotMoved: 0 }));
+    const n = Number(r.n);
+    if (r.kind === 'under') s.underKek += n;
+    else if (r.kind === 'pending') s.notYetMoved += n;
+    else {
+      s.failedNotMoved += n;
+      failed.push({ storeId: r.store_id, reason: r.reason!, items: n });
+    }
+  }
   const { rows: last } = await db.query<{ at: Date | null }>(
     `SELECT max(done_at) AS at FROM rewrap_campaign_items WHERE campaign_id = ANY($1::text[]) AND outcome = 'rewrapped'`,
     [campaignIds],
   );
-  return {
-    stores: rows.map((r) => ({ storeId: r.store_id, underKek: Number(r.under), notYetMoved: Number(r.pending), failedNotMoved: Number(r.failed) })),
-    lastMovedAt: last[0]?.at ?? null,
-  };
+  return { stores: [...stores.values()], failed, lastMovedAt: last[0]?.at ?? null };
 }
