@@ -12,6 +12,7 @@ import { LOCK_NAMESPACE } from '../src/ledger/lock-keys.ts';
 import { createBatchQueue } from '../src/queue/batch-queue.ts';
 import { planStep, StatisticsSchedule } from './planner.ts';
 import { runCanary } from '../src/campaign/canary.ts';
+import { checkTargetKek } from '../src/campaign/target-kek-check.ts';
 import { feed, reconcile, withdraw } from './feeder.ts';
 import { startProcessRuntime } from '../src/runtime/process-runtime.ts';
 import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
@@ -88,6 +89,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       if (!r.planDone) planning = true;
     }
     if (c.state !== 'running') return;
+    checkTargetKek(res, c); // a target no longer enabled pauses the campaign (ConfigError, below)
     if (yieldTo) return; // yieldWorkers ran at the start of the tick
     if (yielding.delete(c.id)) clog.info('incident over: routine campaign resumes');
     if (c.spec.options.canaryFraction > 0 && c.canaryState !== 'passed') {

@@ -187,7 +187,13 @@ describe('campaigns through the API', () => {
 
   it('the detail never shows secrets a spec may carry by mistake (invariant 5)', async () => {
     const s = spec({ provider: { type: 'kms', endpoint: 'http://AKIDEXAMPLE:s3cr3t-in-url@127.0.0.1:4599' }, to: 'orders' });
+    // A field the spec does not know is refused (issue 13 point 7), naming the field, not its value.
     (s.sources as Record<string, unknown>[])[0]!.password = 'hunter2-in-the-spec';
+    const refused = await call('POST', '/api/campaigns', { body: s });
+    expect(refused.status).toBe(400);
+    expect(refused.text).toContain('sources[0].password: unknown field');
+    expect(refused.text).not.toContain('hunter2-in-the-spec');
+    delete (s.sources as Record<string, unknown>[])[0]!.password;
     const id = await createCampaign(s);
     const d = await call('GET', `/api/campaigns/${id}`);
     expect(d.text).not.toContain('hunter2-in-the-spec');

@@ -34,16 +34,21 @@ afterAll(async () => {
   await tb?.cleanup();
 });
 
-/** A campaign over `n` keyring-wrapped rows whose destination version is disabled: every rewrap fails. */
-async function rowsToDisabledKek(table: string, n: number, options: Record<string, number>) {
+/**
+ * A campaign over `n` keyring-wrapped rows whose source version in the keyring holds other material
+ * than the rows were wrapped with: every unwrap fails (invalid-ciphertext). (A disabled
+ * destination no longer reaches the canary: the scheduler pauses such a campaign at once,
+ * target-kek-check.ts.)
+ */
+async function rowsUnderWrongMaterial(table: string, n: number, options: Record<string, number>) {
   const v1 = { id: table, version: '1', material: randomBytes(32) };
-  const v2 = { id: table, version: '2', material: randomBytes(32), state: 'disabled' };
+  const v2 = { id: table, version: '2', material: randomBytes(32) };
   await createEnvelopeTable(pipe.db.pool, table);
   await insertRows(pipe.db.pool, table, n, v1);
   return pipe.create({
-    name: `${table} to a disabled KEK`,
+    name: `${table} under the wrong material`,
     sources: [{ type: 'pg', table, idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version' }],
-    provider: { type: 'local', keyringFile: await pipe.keyringFile([v1, v2]) },
+    provider: { type: 'local', keyringFile: await pipe.keyringFile([{ ...v1, material: randomBytes(32) }, v2]) },
     from: `${table}@1`,
     to: `${table}@2`,
     options,
@@ -80,10 +85,10 @@ describe('canary stage', () => {
     expect(mine.filter((e) => e.canary).length, 'the canary wrote 1% of 300 objects').toBe(3);
   });
 
-  it('a failing canary (destination KEK disabled) stops the campaign before more than the canary fraction is written', async () => {
-    const c = await rowsToDisabledKek('canary_rows', 2000, { canaryFraction: 0.001 });
+  it('a failing canary (source KEK material does not match the rows) stops the campaign before more than the canary fraction is written', async () => {
+    const c = await rowsUnderWrongMaterial('canary_rows', 2000, { canaryFraction: 0.001 });
     const p = await pipe.waitFor(c.id, 'stopped', (x) => x.state === 'paused', 120_000);
-    expect(p.pauseReason).toMatch(/canary failed: 2 of 2 items \(rewrap:kek-disabled\)/);
+    expect(p.pauseReason).toMatch(/canary failed: 2 of 2 items \(rewrap:invalid-ciphertext\)/);
     expect((await getCampaign(pipe.db.pool, c.id))!.canaryState).toBe('failed');
     const written = await pipe.db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM canary_rows WHERE kek_version <> '1'`);
     expect(Number(written.rows[0]!.n)).toBeLessThanOrEqual(Math.ceil(0.001 * 2000));
@@ -92,17 +97,17 @@ describe('canary stage', () => {
 
   it('on a large scope the canary starts after canaryAfterItems planned items, not after the whole plan, and takes its fraction of those', async () => {
     const ROWS = 100_000;
-    const c = await rowsToDisabledKek('canary_big', ROWS, { canaryFraction: 0.001, canaryAfterItems: 1000 });
+    const c = await rowsUnderWrongMaterial('canary_big', ROWS, { canaryFraction: 0.001, canaryAfterItems: 1000 });
     const p = await pipe.waitFor(c.id, 'stopped', (x) => x.state === 'paused', 120_000);
     /* One planning step (200 ms) cannot list 100,000 rows: the canary ran on part of the plan. */
-    const m = /canary failed: (\d+) of (\d+) items \(rewrap:kek-disabled\)/.exec(p.pauseReason ?? '');
+    const m = /canary failed: (\d+) of (\d+) items \(rewrap:invalid-ciphertext\)/.exec(p.pauseReason ?? '');
     expect(m, p.pauseReason ?? '(no pause reason)').not.toBeNull();
     const canary = Number(m![2]);
     expect(canary).toBeGreaterThanOrEqual(1);
     expect(canary).toBeLessThan(Math.ceil(0.001 * ROWS));
     expect(p.planned).toBeGreaterThanOrEqual(1000);
     const written = await pipe.db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM canary_big WHERE kek_version <> '1'`);
-    expect(Number(written.rows[0]!.n)).toBe(0); // the destination is disabled: nothing could be written
+    expect(Number(written.rows[0]!.n)).toBe(0); // no row unwraps: nothing could be written
     expect(p.rewrapped + p.skipped + p.failed).toBe(0);
   }, 180_000);
 });

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { createCampaign } from '../ledger/index.ts';
 import type { Campaign, Scope } from '../ledger/types.ts';
 import { ConfigError } from '../errors.ts';
+import { parseJsonText } from '../json-text.ts';
 import { parseCampaignSpec, type CampaignSpec } from './spec.ts';
 import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
 
@@ -41,13 +42,7 @@ export async function loadSpecFile(path: string): Promise<CampaignSpec> {
   } catch (err) {
     throw new ConfigError(`campaign spec file ${path} cannot be read`, { cause: err });
   }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`campaign spec file ${path} is not valid JSON`, { cause: err });
-  }
-  return parseCampaignSpec(doc);
+  return parseCampaignSpec(parseJsonText(text, `campaign spec file ${path}`));
 }
 
 export async function admitCampaign(pool: pg.Pool, spec: CampaignSpec, priority = 0): Promise<Campaign> {

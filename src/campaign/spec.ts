@@ -5,6 +5,8 @@
  */
 import { ConfigError } from '../errors.ts';
 import type { KekSelector } from '../kek/kek-provider.ts';
+import { formatScope, scopesOverlap } from '../ledger/scopes.ts';
+import { checkNumber, rejectUnknownFields, type NumberRule } from './spec-fields.ts';
 
 export type SourceSpec =
   | { type: 's3'; bucket: string; prefix?: string; placement?: 'auto' | 'metadata' | 'instruction' }
@@ -100,8 +102,10 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
   if (!str(r.name)) throw new ConfigError('campaign spec.name: expected a non-empty string');
   const kind = r.kind ?? 'routine';
   if (kind !== 'routine' && kind !== 'incident') throw new ConfigError('campaign spec.kind: expected "routine" or "incident"');
+  rejectUnknownFields(r, SPEC_FIELDS, 'campaign spec');
   if (!Array.isArray(r.sources) || r.sources.length === 0) throw new ConfigError('campaign spec.sources: expected a non-empty array');
   const sources = r.sources.map((s, i) => parseSource(s, `campaign spec.sources[${i}]`));
+  rejectOverlappingSources(sources);
   const provider = parseProvider(r.provider);
   const from = parseSelector(r.from, 'campaign spec.from');
   const to = parseSelector(r.to, 'campaign spec.to');
@@ -114,27 +118,56 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
       `campaign spec.to: "${to.id}@${to.version}" names a key material, but KMS always encrypts under a key's current material; give the key id or ARN alone`,
     );
   }
-  const options = { ...DEFAULT_OPTIONS };
-  const o = (r.options ?? {}) as Record<string, unknown>;
-  for (const [k, v] of Object.entries(o)) {
-    if (!(k in DEFAULT_OPTIONS)) throw new ConfigError(`campaign spec.options.${k}: unknown option; known: ${Object.keys(DEFAULT_OPTIONS).join(', ')}`);
-    const expected = typeof DEFAULT_OPTIONS[k as keyof CampaignOptions];
-    if (typeof v !== expected || (typeof v === 'number' && (!Number.isFinite(v) || v < 0))) {
-      throw new ConfigError(`campaign spec.options.${k}: expected a ${expected === 'number' ? 'non-negative number' : expected}`);
-    }
-    (options as Record<string, unknown>)[k] = v;
-  }
-  if (options.batchSize < 1 || !Number.isInteger(options.batchSize)) throw new ConfigError('campaign spec.options.batchSize: expected an integer >= 1');
-  if (options.maxBatchFailures < 1 || !Number.isInteger(options.maxBatchFailures)) throw new ConfigError('campaign spec.options.maxBatchFailures: expected an integer >= 1, e.g. 5');
-  if (options.concurrency < 1) throw new ConfigError('campaign spec.options.concurrency: expected >= 1');
-  if (options.canaryAfterItems < 1 || !Number.isInteger(options.canaryAfterItems)) throw new ConfigError('campaign spec.options.canaryAfterItems: expected an integer >= 1');
-  if (options.canaryFraction > 1) throw new ConfigError('campaign spec.options.canaryFraction: expected a fraction from 0 to 1, e.g. 0.001 for 0.1 %');
+  const options = parseOptions(r.options ?? {});
   let deadline: string | undefined;
   if (r.deadline !== undefined) {
     if (typeof r.deadline !== 'string' || !Number.isFinite(Date.parse(r.deadline))) throw new ConfigError('campaign spec.deadline: expected an ISO 8601 time, e.g. "2026-12-31T00:00:00Z"');
     deadline = r.deadline;
   }
   return { name: r.name, kind, sources, provider, from, to, options, ...(deadline ? { deadline } : {}) };
+}
+
+const SPEC_FIELDS = ['name', 'kind', 'sources', 'provider', 'from', 'to', 'options', 'deadline'];
+const GiB = 1024 ** 3;
+const COUNT = Number.MAX_SAFE_INTEGER;
+const OPTION_RULES: Record<Exclude<keyof CampaignOptions, 'allowUnconditionalWrites'>, NumberRule> = {
+  batchSize: { integer: true, min: 1, max: 10_000, what: 'items per batch' },
+  concurrency: { integer: true, min: 1, max: 1024, what: 'provider/store calls in flight per batch' },
+  kmsRequestsPerSecond: { min: 0, max: 100_000, what: 'KMS requests per second for all workers; 0 = unlimited' },
+  maxFailures: { integer: true, min: 0, max: COUNT, what: 'failed items before auto-pause; 0 = never' },
+  maxFailureRatio: { min: 0, max: 1, what: 'failed / done before auto-pause; 0 = never' },
+  minItemsForRatio: { integer: true, min: 0, max: COUNT, what: 'items done before maxFailureRatio applies' },
+  maxBatchFailures: { integer: true, min: 1, max: 1000, what: 'times one batch may fail as a whole before the campaign pauses, e.g. 5' },
+  multipartThresholdBytes: { integer: true, min: 1, max: 5 * GiB, what: 'object size from which S3 objects are copied in parts; CopyObject takes at most 5 GiB' },
+  canaryFraction: { min: 0, max: 1, what: 'fraction of the items in the canary, e.g. 0.001 for 0.1 %; 0 = no canary' },
+  canaryAfterItems: { integer: true, min: 1, max: COUNT, what: 'items planned before the canary starts' },
+};
+
+function parseOptions(v: unknown): CampaignOptions {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError('campaign spec.options: expected an object');
+  rejectUnknownFields(v, Object.keys(DEFAULT_OPTIONS), 'campaign spec.options');
+  const o = v as Record<string, unknown>;
+  const options = { ...DEFAULT_OPTIONS };
+  for (const [k, rule] of Object.entries(OPTION_RULES)) {
+    if (o[k] !== undefined) (options as Record<string, unknown>)[k] = checkNumber(o[k], rule, `campaign spec.options.${k}`);
+  }
+  if (o.allowUnconditionalWrites !== undefined) {
+    if (typeof o.allowUnconditionalWrites !== 'boolean') throw new ConfigError('campaign spec.options.allowUnconditionalWrites: expected true or false');
+    options.allowUnconditionalWrites = o.allowUnconditionalWrites;
+  }
+  return options;
+}
+
+/**
+ * Two sources of one campaign over the same items would plan them twice. Compared through
+ * scopesOverlap, which sees `pg:orders` and `pg:public.orders` as one table.
+ */
+function rejectOverlappingSources(sources: SourceSpec[]): void {
+  const scopes = sources.map((s) => scopesOf({ sources: [s] } as CampaignSpec)[0]!);
+  for (let i = 1; i < scopes.length; i++) {
+    const j = scopes.slice(0, i).findIndex((o) => scopesOverlap(o, scopes[i]!));
+    if (j >= 0) throw new ConfigError(`campaign spec.sources[${i}]: covers the same items as sources[${j}] (${formatScope(scopes[j]!)}); merge them into one source`);
+  }
 }
 
 function parseSelector(v: unknown, at: string): KekSelector {
@@ -144,6 +177,7 @@ function parseSelector(v: unknown, at: string): KekSelector {
   }
   const r = v as Record<string, unknown> | null;
   if (!r || !str(r.id)) throw new ConfigError(`${at}: expected "<kek id>[@<version>]" or { "id": ..., "version"?: ... }`);
+  rejectUnknownFields(r, ['id', 'version'], at);
   if (r.version !== undefined && !str(r.version)) throw new ConfigError(`${at}.version: expected a non-empty string`);
   return r.version === undefined ? { id: r.id } : { id: r.id, version: r.version as string };
 }
@@ -151,21 +185,29 @@ function parseSelector(v: unknown, at: string): KekSelector {
 function parseProvider(v: unknown): ProviderSpec {
   const r = v as Record<string, unknown> | null;
   if (r?.type === 'local') {
+    rejectUnknownFields(r, ['type', 'keyringFile'], 'campaign spec.provider');
     if (!str(r.keyringFile)) throw new ConfigError('campaign spec.provider.keyringFile: expected the path of the keyring JSON file');
     return { type: 'local', keyringFile: r.keyringFile };
   }
   if (r?.type === 'kms') {
+    rejectUnknownFields(r, ['type', 'region', 'endpoint'], 'campaign spec.provider');
     return { type: 'kms', region: str(r.region) ? r.region : undefined, endpoint: str(r.endpoint) ? r.endpoint : undefined };
   }
   throw new ConfigError('campaign spec.provider: expected { "type": "local", "keyringFile": ... } or { "type": "kms", "region"?: ..., "endpoint"?: ... }');
 }
 
 const PLACEMENTS = ['auto', 'metadata', 'instruction'];
+const SOURCE_FIELDS: Record<string, string[]> = {
+  s3: ['type', 'bucket', 'prefix', 'placement'],
+  's3-manifest': ['type', 'manifestFile', 'keysUrlEncoded', 'placement'],
+  pg: ['type', 'table', 'idColumn', 'wrappedKeyColumn', 'kekIdColumn', 'kekVersionColumn', 'contextColumns', 'wrapAlg'],
+};
 
 function parseSource(v: unknown, at: string): SourceSpec {
   const r = v as Record<string, unknown> | null;
   if (r?.placement !== undefined && !PLACEMENTS.includes(r.placement as string)) throw new ConfigError(`${at}.placement: expected one of ${PLACEMENTS.join(', ')}`);
   const placement = r?.placement as 'auto' | 'metadata' | 'instruction' | undefined;
+  if (r && typeof r.type === 'string' && r.type in SOURCE_FIELDS) rejectUnknownFields(r, SOURCE_FIELDS[r.type]!, at);
   switch (r?.type) {
     case 's3':
       if (!str(r.bucket)) throw new ConfigError(`${at}.bucket: expected a bucket name`);

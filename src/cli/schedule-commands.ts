@@ -1,6 +1,7 @@
 /** `rewrap schedule create|list|delete`: rotation schedules in the ledger (the active scheduler runs them). */
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../errors.ts';
+import { parseJsonText } from '../json-text.ts';
 import { createSchedule, deleteSchedule, listScheduleRuns, listSchedules } from '../ledger/index.ts';
 import { parseScheduleSpec } from '../schedule/schedule-spec.ts';
 import type { Schedule } from '../schedule/schedule-types.ts';
@@ -14,11 +15,7 @@ async function readJson(path: string): Promise<unknown> {
   } catch (err) {
     throw new ConfigError(`schedule spec file ${path} cannot be read`, { cause: err });
   }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`schedule spec file ${path} is not valid JSON`, { cause: err });
-  }
+  return parseJsonText(text, `schedule spec file ${path}`);
 }
 
 function describe(s: Schedule): string {

@@ -2,7 +2,9 @@
  * Changes to the local keyring file (src/kek/keyring-file.ts): a new version with fresh random
  * material, a version's state, or removing a version's material. Every change rewrites the file
  * atomically (a temporary file in the same directory, mode 0600, fsynced, then renamed over the
- * old one): a crash leaves either the old or the new keyring, never a torn one. Unknown fields of
+ * old one, then the directory fsynced so the rename itself survives a power loss): a crash leaves
+ * either the old or the new keyring, never a torn one. Edits take the file's advisory lock
+ * (keyring-file-lock.ts): two edits at the same moment both land. Unknown fields of
  * the document are kept. Invariant 5: material is never logged or put in an error message.
  */
 import { randomBytes } from 'node:crypto';
@@ -10,6 +12,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { parseKeyring, readKeyringDocument, type KekState } from './keyring-file.ts';
+import { withKeyringLock } from './keyring-file-lock.ts';
 
 type RawEntry = Record<string, unknown> & { id: string; version: string | number };
 type RawDoc = Record<string, unknown> & { keks: RawEntry[] };
@@ -41,6 +44,12 @@ async function writeDoc(path: string, doc: RawDoc): Promise<void> {
     await unlink(tmp).catch(() => undefined);
     throw new Error(`keyring file ${path}: could not replace it with the updated keyring`, { cause: err });
   }
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
 }
 
 const sameEntry = (e: RawEntry, id: string, version: string) => e.id === id && String(e.version) === version;
@@ -57,35 +66,41 @@ export function numericVersions(entries: { id: string; version: string | number 
  * Appends `id@<newest+1>` with fresh random material, state enabled. Returns the newest version
  * before (the one to drain) and the new one.
  */
-export async function appendKeyringVersion(path: string, id: string): Promise<{ previous: string; created: string }> {
-  const doc = await readDoc(path);
-  const versions = numericVersions(doc.keks, id, path);
-  if (versions.length === 0) throw new ConfigError(`keyring file ${path}: no KEK ${id} to rotate; add its first version by hand`);
-  const previous = String(versions[versions.length - 1]);
-  const created = String(versions[versions.length - 1]! + 1);
-  const material = randomBytes(32);
-  doc.keks.push({ id, version: created, material: material.toString('base64'), matdesc: { kek: `${id}@${created}` }, state: 'enabled' });
-  material.fill(0);
-  await writeDoc(path, doc);
-  return { previous, created };
+export function appendKeyringVersion(path: string, id: string): Promise<{ previous: string; created: string }> {
+  return withKeyringLock(path, async () => {
+    const doc = await readDoc(path);
+    const versions = numericVersions(doc.keks, id, path);
+    if (versions.length === 0) throw new ConfigError(`keyring file ${path}: no KEK ${id} to rotate; add its first version by hand`);
+    const previous = String(versions[versions.length - 1]);
+    const created = String(versions[versions.length - 1]! + 1);
+    const material = randomBytes(32);
+    doc.keks.push({ id, version: created, material: material.toString('base64'), matdesc: { kek: `${id}@${created}` }, state: 'enabled' });
+    material.fill(0);
+    await writeDoc(path, doc);
+    return { previous, created };
+  });
 }
 
 /** Sets a version's state; returns the state it had. */
-export async function setKeyringState(path: string, id: string, version: string, state: KekState): Promise<string> {
-  const doc = await readDoc(path);
-  const e = doc.keks.find((k) => sameEntry(k, id, version));
-  if (!e) throw new ConfigError(`keyring file ${path}: no KEK ${id}@${version}`);
-  const before = String(e.state ?? 'enabled');
-  e.state = state;
-  await writeDoc(path, doc);
-  return before;
+export function setKeyringState(path: string, id: string, version: string, state: KekState): Promise<string> {
+  return withKeyringLock(path, async () => {
+    const doc = await readDoc(path);
+    const e = doc.keks.find((k) => sameEntry(k, id, version));
+    if (!e) throw new ConfigError(`keyring file ${path}: no KEK ${id}@${version}`);
+    const before = String(e.state ?? 'enabled');
+    e.state = state;
+    await writeDoc(path, doc);
+    return before;
+  });
 }
 
 /** Removes a version and its material from the file: irreversible once backups are gone. */
-export async function removeKeyringVersion(path: string, id: string, version: string): Promise<void> {
-  const doc = await readDoc(path);
-  const i = doc.keks.findIndex((k) => sameEntry(k, id, version));
-  if (i < 0) throw new ConfigError(`keyring file ${path}: no KEK ${id}@${version}`);
-  doc.keks.splice(i, 1);
-  await writeDoc(path, doc);
+export function removeKeyringVersion(path: string, id: string, version: string): Promise<void> {
+  return withKeyringLock(path, async () => {
+    const doc = await readDoc(path);
+    const i = doc.keks.findIndex((k) => sameEntry(k, id, version));
+    if (i < 0) throw new ConfigError(`keyring file ${path}: no KEK ${id}@${version}`);
+    doc.keks.splice(i, 1);
+    await writeDoc(path, doc);
+  });
 }

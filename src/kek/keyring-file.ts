@@ -5,8 +5,9 @@
  * `state`: enabled (wrap and unwrap), decrypt-only (unwrap only: a KEK being drained after an
  * incident), disabled (nothing). `matdesc` defaults to { "kek": "<id>@<version>" }.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.ts';
+import { parseJsonText } from '../json-text.ts';
 import { decodeBase64Strict } from '../envelope/s3ec-v2.ts';
 
 export type KekState = 'enabled' | 'decrypt-only' | 'disabled';
@@ -25,19 +26,33 @@ export function loadKeyringFile(path: string): KeyringEntry[] {
   return parseKeyring(readKeyringDocument(path), path);
 }
 
-/** The keyring file's JSON document, unchecked; ConfigError when it cannot be read or parsed. */
+/**
+ * The keyring file's JSON document, unchecked; ConfigError when it cannot be read or parsed, or
+ * when its group or others may read or write it (key material: like ssh refuses a private key).
+ * Neither message quotes the file (invariant 5).
+ */
 export function readKeyringDocument(path: string): unknown {
   let text: string;
+  let fd: number;
   try {
-    text = readFileSync(path, 'utf8');
+    fd = openSync(path, 'r');
   } catch (err) {
-    throw new ConfigError(`keyring file ${path} cannot be read`, { cause: err });
+    throw new ConfigError(`keyring file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`keyring file ${path} is not valid JSON`, { cause: err });
+    // The mode of the file actually opened, not of whatever the path names a moment later.
+    const mode = fstatSync(fd).mode & 0o777;
+    if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+      throw new ConfigError(
+        `keyring file ${path} has mode ${mode.toString(8).padStart(4, '0')}: its group or others may read or change the key material in it; ` +
+          `make it private to its owner: chmod 600 ${path}`,
+      );
+    }
+    text = readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
   }
+  return parseJsonText(text, `keyring file ${path}`);
 }
 
 export function parseKeyring(doc: unknown, where = 'keyring'): KeyringEntry[] {

@@ -18,14 +18,31 @@ import {
 
 export class LocalKeyringProvider implements KekProvider {
   readonly kind = 'local' as const;
-  private readonly byName = new Map<string, KeyringEntry>();
-  private readonly byMatdesc = new Map<string, KeyringEntry>();
+  private byName = new Map<string, KeyringEntry>();
+  private byMatdesc = new Map<string, KeyringEntry>();
+  private entries: KeyringEntry[] = [];
 
-  constructor(private readonly entries: KeyringEntry[]) {
+  constructor(entries: KeyringEntry[]) {
+    this.replace(entries);
+  }
+
+  /**
+   * Takes a newly loaded keyring (keyring-file-watch.ts) and zeroes the old one's material. Safe
+   * with rewraps in flight: every use of an entry (lookup, unwrap, wrap) runs without an await
+   * in between, so a call sees either the old keyring or the new one, never zeroed material.
+   */
+  replace(entries: KeyringEntry[]): void {
+    const old = this.entries;
+    const byName = new Map<string, KeyringEntry>();
+    const byMatdesc = new Map<string, KeyringEntry>();
     for (const e of entries) {
-      this.byName.set(`${e.id}@${e.version}`, e);
-      this.byMatdesc.set(canonicalMatdesc(e.matdesc), e);
+      byName.set(`${e.id}@${e.version}`, e);
+      byMatdesc.set(canonicalMatdesc(e.matdesc), e);
     }
+    this.entries = entries;
+    this.byName = byName;
+    this.byMatdesc = byMatdesc;
+    for (const e of old) e.material.fill(0);
   }
 
   identify(dek: WrappedDek): KekVersionRef | undefined {

@@ -15,9 +15,19 @@ export function validateScopes(scopes: unknown): Scope[] {
   });
 }
 
+/**
+ * The store id two scopes are compared by: a pg table named without a schema is the one in
+ * "public" (the default search_path), so `pg:orders` and `pg:public.orders` are one store. Table
+ * names are quoted as given (pg-table-config.ts), so case is kept.
+ */
+export function canonicalStoreId(storeId: string): string {
+  if (storeId.startsWith('pg:') && !storeId.includes('.')) return `pg:public.${storeId.slice(3)}`;
+  return storeId;
+}
+
 /** Same store, and one prefix contains the other (no prefix = the whole store). */
 export function scopesOverlap(a: Scope, b: Scope): boolean {
-  if (a.storeId !== b.storeId) return false;
+  if (canonicalStoreId(a.storeId) !== canonicalStoreId(b.storeId)) return false;
   if (a.prefix === undefined || b.prefix === undefined) return true;
   return a.prefix.startsWith(b.prefix) || b.prefix.startsWith(a.prefix);
 }

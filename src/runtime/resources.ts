@@ -18,8 +18,7 @@ import { S3EnvelopeStore } from '../stores/s3-envelope-store.ts';
 import { PgTableStore } from '../stores/pg-table-store.ts';
 import { createKmsClient } from '../kek/kms-client.ts';
 import { KmsKekProvider } from '../kek/kms-kek-provider.ts';
-import { LocalKeyringProvider } from '../kek/local-keyring-provider.ts';
-import { loadKeyringFile } from '../kek/keyring-file.ts';
+import { WatchedKeyring } from '../kek/keyring-file-watch.ts';
 import { BudgetedKekProvider } from '../kek/budgeted-kek-provider.ts';
 import { DedupingKekProvider } from '../kek/deduping-kek-provider.ts';
 import { KmsBudget } from '../queue/kms-budget.ts';
@@ -39,6 +38,7 @@ export class Resources {
   private readonly kmsClients = new Map<string, KMSClient>();
   private readonly stores = new Map<string, EnvelopeStore>();
   private readonly providers = new Map<string, KekProvider>();
+  private readonly keyrings = new Map<string, WatchedKeyring>();
 
   constructor(
     readonly config: ProcessConfig,
@@ -124,13 +124,25 @@ export class Resources {
     return store;
   }
 
-  /** The campaign's KEK provider, behind the shared KMS budget when one is set. */
+  /**
+   * The campaign's KEK provider, behind the shared KMS budget when one is set. Called before each
+   * batch: a local keyring whose file changed is loaded again, and a target KEK that is no longer
+   * enabled there stops the batch with a ConfigError (keyring-file-watch.ts).
+   */
   provider(campaignId: string, spec: CampaignSpec): KekProvider {
+    const ring = this.keyrings.get(campaignId);
+    // A reload also drops the dedupe cache below: results it holds may be under a KEK just taken out.
+    const reloaded = ring?.refresh() ?? false;
+    ring?.assertWrappable(spec.to, campaignId);
     let p = this.providers.get(campaignId);
-    if (p) return p;
-    if (spec.provider.type === 'local') {
-      const file = isAbsolute(spec.provider.keyringFile) ? spec.provider.keyringFile : resolve(spec.provider.keyringFile);
-      p = new LocalKeyringProvider(loadKeyringFile(file));
+    if (p && !reloaded) return p;
+    if (ring) {
+      p = ring.provider;
+    } else if (spec.provider.type === 'local') {
+      const w = new WatchedKeyring(isAbsolute(spec.provider.keyringFile) ? spec.provider.keyringFile : resolve(spec.provider.keyringFile));
+      w.assertWrappable(spec.to, campaignId);
+      this.keyrings.set(campaignId, w);
+      p = w.provider;
     } else {
       p = new KmsKekProvider(this.kmsClient(spec));
     }

@@ -10,6 +10,7 @@
 import { Cron } from 'croner';
 import { ConfigError } from '../errors.ts';
 import { parseCampaignSpec } from '../campaign/spec.ts';
+import { rejectUnknownFields } from '../campaign/spec-fields.ts';
 import { WEEKDAYS, type CampaignTemplate, type KmsRotation, type NewSchedule, type TimeWindow, type Weekday } from './schedule-types.ts';
 import { isHhmm } from './time-windows.ts';
 
@@ -33,6 +34,7 @@ export function nextCronRun(cron: string, timezone: string, after: Date): Date |
 export function parseScheduleSpec(input: unknown, now: Date): NewSchedule {
   if (typeof input !== 'object' || input === null) throw new ConfigError('schedule spec: expected a JSON object');
   const r = input as Record<string, unknown>;
+  rejectUnknownFields(r, ['name', 'cron', 'timezone', 'kek', 'kmsRotation', 'windows', 'campaign'], 'schedule spec');
   if (!str(r.name) || !NAME.test(r.name)) throw new ConfigError('schedule spec.name: expected 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
   const timezone = r.timezone ?? 'UTC';
   if (!str(timezone)) throw new ConfigError('schedule spec.timezone: expected an IANA time zone name');
@@ -57,6 +59,7 @@ function parseTemplate(v: unknown, name: string, kek: string): CampaignTemplate 
   const c = v as Record<string, unknown> | null;
   if (typeof c !== 'object' || c === null) throw new ConfigError('schedule spec.campaign: expected { sources, provider, options? }, like a campaign spec without name/from/to');
   for (const k of ['name', 'from', 'to']) if (k in c) throw new ConfigError(`schedule spec.campaign.${k}: set by each run; remove it`);
+  rejectUnknownFields(c, ['kind', 'sources', 'provider', 'options'], 'schedule spec.campaign');
   let spec;
   try {
     // Validated like a campaign spec with stand-in KEK versions (each run fills in the real ones).
@@ -74,6 +77,7 @@ function parseWindows(v: unknown): TimeWindow[] {
     const at = `schedule spec.windows[${i}]`;
     const r = w as Record<string, unknown> | null;
     if (typeof r !== 'object' || r === null) throw new ConfigError(`${at}: expected { days, from, to, tz }`);
+    rejectUnknownFields(r, ['days', 'from', 'to', 'tz'], at);
     const days = r.days ?? [...WEEKDAYS];
     if (!Array.isArray(days) || days.length === 0 || !days.every((d) => typeof d === 'string' && (WEEKDAYS as readonly string[]).includes(d.toLowerCase()))) {
       throw new ConfigError(`${at}.days: expected a non-empty array of ${WEEKDAYS.join(', ')}`);

@@ -1,0 +1,73 @@
+/**
+ * Issue 15 point 3 (keyring part): a keyring file its group or others may read or write is
+ * refused with how to fix it; keyring edits take an advisory lock, so a scheduled new version and
+ * an incident's decrypt-only edit at the same moment both land, from one process or several.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadKeyringFile } from '../src/kek/keyring-file.ts';
+import { appendKeyringVersion, setKeyringState } from '../src/kek/keyring-file-edit.ts';
+import { runRewrap } from '../src/demo/processes.ts';
+
+const run = promisify(execFile);
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'rewrap-keyring-safety-'));
+});
+
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function keyring(name: string, keks: { id: string; version: string }[], mode = 0o600): Promise<string> {
+  const f = join(dir, name);
+  await writeFile(f, JSON.stringify({ keks: keks.map((k) => ({ ...k, material: randomBytes(32).toString('base64') })) }), { mode });
+  await chmod(f, mode); // whatever the umask
+  return f;
+}
+
+const versions = (f: string, id: string) => loadKeyringFile(f).filter((e) => e.id === id).map((e) => `${e.version}:${e.state}`);
+
+describe('keyring file safety (issue 15 point 3)', () => {
+  it.each(['0644', '0640', '0604', '0660'])('a keyring file with mode %s is refused, saying how to fix it', async (octal) => {
+    const f = await keyring(`open-${octal}.json`, [{ id: 'p', version: '1' }], parseInt(octal, 8));
+    expect(() => loadKeyringFile(f)).toThrow(new RegExp(`keyring file .* has mode ${octal}: its group or others may read or change the key material in it; make it private to its owner: chmod 600 `));
+  });
+
+  it('the CLI refuses to edit a group-readable keyring (incident start --decrypt-only), exit 2, and leaves it as it was', async () => {
+    const f = await keyring('cli-open.json', [{ id: 'p', version: '1' }, { id: 'p', version: '2' }], 0o640);
+    const spec = join(dir, 'spec.json');
+    await writeFile(spec, JSON.stringify({ name: 'p', sources: [{ type: 's3', bucket: 'b' }], provider: { type: 'local', keyringFile: f }, from: 'p@1', to: 'p@2' }));
+    const r = await runRewrap(['incident', 'start', '--kek', 'p@1', '--spec', spec, '--decrypt-only'], {});
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/has mode 0640: .*chmod 600 /);
+    await chmod(f, 0o600);
+    expect(versions(f, 'p')).toEqual(['1:enabled', '2:enabled']);
+  });
+
+  it('a new version and a decrypt-only edit at the same moment both land (one process)', async () => {
+    const f = await keyring('race.json', [{ id: 'r', version: '1' }, { id: 'x', version: '1' }]);
+    const [created, before] = await Promise.all([appendKeyringVersion(f, 'r'), setKeyringState(f, 'x', '1', 'decrypt-only')]);
+    expect(created).toEqual({ previous: '1', created: '2' });
+    expect(before).toBe('enabled');
+    expect(versions(f, 'r')).toEqual(['1:enabled', '2:enabled']);
+    expect(versions(f, 'x')).toEqual(['1:decrypt-only']);
+  });
+
+  it('two processes editing the same keyring at once lose no edit, and leave no lock or temporary file', async () => {
+    const f = await keyring('two-procs.json', [{ id: 'a', version: '1' }, { id: 'b', version: '1' }]);
+    const child = join(import.meta.dirname, 'support', 'keyring-edit-child.ts');
+    const edit = (id: string) => run(process.execPath, ['--import', 'tsx', child, f, id, '15'], { cwd: join(import.meta.dirname, '..') });
+    await Promise.all([edit('a'), edit('b')]);
+    const seq = Array.from({ length: 16 }, (_, i) => `${i + 1}:enabled`);
+    expect(versions(f, 'a')).toEqual(seq);
+    expect(versions(f, 'b')).toEqual(seq);
+    expect((await readdir(dir)).filter((n) => n.includes('two-procs') && n !== 'two-procs.json')).toEqual([]);
+  }, 60_000);
+});
