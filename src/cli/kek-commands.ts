@@ -8,7 +8,8 @@ import { EXIT, UsageError, out, type Command } from './args.ts';
 const retire: Command = {
   name: 'kek retire',
   summary: 'Disable a KEK version once no item is under it, a grace period passed and moved items verify (--delete: remove it).',
-  usage: `rewrap kek retire <id>@<version> | <kms key id> [--grace 24h] [--sample 50] [--full] [--delete] [--keyring <file>] [--json]
+  usage: `rewrap kek retire <id>@<version> | <kms key id> [--grace 24h] [--sample 50] [--full] [--delete] [--keyring <file>]
+                 [--allow-noncurrent-versions] [--json]
 
   Succeeds only when the ledger's inventory shows no item under the KEK in any store, no campaign
   draining it is active, --grace (default 24h) has passed since the last item moved away, and a
@@ -18,9 +19,14 @@ const retire: Command = {
   --delete   remove the version and its material from the keyring file (implies --full; irreversible;
              not for KMS: our KMS server has no ScheduleKeyDeletion)
   --keyring  keyring file (default: REWRAP_KEYRING, else the newest campaign's)
+  --allow-noncurrent-versions
+             retire although a bucket in scope is versioned (or its versioning cannot be read):
+             rewrap does not count noncurrent versions yet, and every object it rewrote left
+             one whose DEK is under this KEK; they become undecryptable. Without it such a
+             bucket blocks.
 
 Exit codes: 0 retired, 2 bad usage, 3 refused (it says what still blocks).`,
-  options: { grace: { type: 'string' }, sample: { type: 'string' }, full: { type: 'boolean' }, delete: { type: 'boolean' }, keyring: { type: 'string' } },
+  options: { grace: { type: 'string' }, sample: { type: 'string' }, full: { type: 'boolean' }, delete: { type: 'boolean' }, keyring: { type: 'string' }, 'allow-noncurrent-versions': { type: 'boolean' } },
   async run({ values, positionals }) {
     const target = positionals[0];
     if (!target) throw new UsageError('kek retire: expected <id>@<version> (keyring) or a KMS key id');
@@ -40,6 +46,7 @@ Exit codes: 0 retired, 2 bad usage, 3 refused (it says what still blocks).`,
         fullPass: Boolean(values.full),
         delete: Boolean(values.delete),
         keyringFile: (values.keyring as string | undefined) ?? config.keyringFile,
+        allowNoncurrentVersions: Boolean(values['allow-noncurrent-versions']),
       });
       const c = r.check;
       out(Boolean(values.json), { retired: Boolean(r.action), action: r.action ?? null, ...c }, () =>

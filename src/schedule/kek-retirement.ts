@@ -24,6 +24,8 @@ import { UNDER_NO_KEK_REASONS } from '../rewrap/reasons.ts';
 import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
 import { mayBeUnder } from '../kek/kms-material.ts';
 import type { KekProvider } from '../kek/kek-provider.ts';
+import { storeIdOf } from '../campaign/spec.ts';
+import { bucketsOf, versionedBucketBlockers } from './versioned-buckets.ts';
 import { kmsUnwrapChecker, localUnwrapChecker, type UnwrapChecker } from './unwrap-check.ts';
 
 export interface RetirementOptions {
@@ -35,6 +37,8 @@ export interface RetirementOptions {
   fullPass: boolean;
   /** Local keyring file; default: the one of the newest campaign that drained the KEK. */
   keyringFile?: string;
+  /** The operator accepts that noncurrent object versions under the KEK become undecryptable. */
+  allowNoncurrentVersions?: boolean;
 }
 
 export interface ItemProblem {
@@ -94,6 +98,12 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
   for (const c of active) blockers.push(`campaign ${c.id} (${c.name}) draining ${name} is still ${c.state}`);
   const graceLeftMs = usage.lastMovedAt ? Math.max(0, usage.lastMovedAt.getTime() + o.graceMs - o.now.getTime()) : 0;
   if (graceLeftMs > 0) blockers.push(`grace period: the last item moved at ${usage.lastMovedAt!.toISOString()}; ${minutes(graceLeftMs)} left (--grace)`);
+
+  if (!o.allowNoncurrentVersions) {
+    const storeIds = [...usage.stores.map((s) => s.storeId), ...campaigns.flatMap((c) => c.spec.sources.flatMap(storeIdOf))];
+    const buckets = bucketsOf(storeIds);
+    if (buckets.length > 0) blockers.push(...(await versionedBucketBlockers(res.s3Client(), buckets, name, signal)));
+  }
 
   const base = { kek: name, stores: usage.stores, failedByReason: usage.failed, activeCampaigns: active, lastMovedAt: usage.lastMovedAt, graceLeftMs };
   const newest = campaigns[0];
