@@ -19,7 +19,7 @@ import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { startPrivatePostgres, type PrivatePostgres } from './support/private-postgres.ts';
 import { rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
 
-const ROWS = 100_000;
+const ROWS = 60_000;
 const v1 = { id: 'k', version: '1', material: randomBytes(32) };
 const v2 = { id: 'k', version: '2', material: randomBytes(32) };
 
@@ -52,7 +52,7 @@ afterAll(async () => {
 });
 
 function deadProcesses(): string[] {
-  const why = (lines: string[]) => lines.filter((l) => /Unhandled|^\w*Error|terminating connection/.test(l)).slice(0, 5).join('\n');
+  const why = (lines: string[]) => lines.filter((l) => /Unhandled|^\w*[Ee]rror:|terminating connection/.test(l)).slice(0, 5).join('\n');
   return pipe.all.filter((x) => x.child.exitCode !== null || x.child.signalCode !== null).map((x) => `${x.name} exited (${x.child.exitCode ?? x.child.signalCode}):\n${why(x.lines)}`);
 }
 
