@@ -2,19 +2,21 @@
  * `rewrap scheduler`: plans campaigns into the ledger and feeds their batches to BullMQ.
  * One is active per ledger (a Postgres advisory lock decides); others wait as standbys.
  */
-import type pg from 'pg';
+import pg from 'pg';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ProcessConfig } from '../src/config.ts';
 import type { Logger } from '../src/log.ts';
 import { beginDeltaPass, campaignProgress, deltaPassChanges, listCampaigns, recordCanary, setCampaignState } from '../src/ledger/index.ts';
 import type { Campaign } from '../src/ledger/types.ts';
 import { ConfigError } from '../src/errors.ts';
-import { LOCK_NAMESPACE } from '../src/ledger/lock-keys.ts';
 import { createBatchQueue } from '../src/queue/batch-queue.ts';
 import { planStep, StatisticsSchedule } from './planner.ts';
 import { runCanary } from '../src/campaign/canary.ts';
 import { checkTargetKek } from '../src/campaign/target-kek-check.ts';
 import { feed, reconcile, withdraw } from './feeder.ts';
 import { startProcessRuntime } from '../src/runtime/process-runtime.ts';
+import { pgClientConfig } from '../src/runtime/resources.ts';
+import { LeaderLock } from './leadership.ts';
 import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
 
 export interface RunningScheduler {
@@ -29,9 +31,17 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
   const queue = createBatchQueue(redis, config.queuePrefix);
   queue.on('error', (err) => log.warn({ err }, 'queue error'));
 
-  const leader = await res.ledger.connect();
-  await waitForLeadership(leader, log);
-  log.info('scheduler active');
+  const pgc = config.postgres;
+  const lock = new LeaderLock({
+    newClient: () => new pg.Client(pgClientConfig(config.databaseUrl, pgc)),
+    log,
+    standbyPollMs: 1000,
+    reconnectMinMs: pgc.reconnectMinMs,
+    reconnectMaxMs: pgc.reconnectMaxMs,
+    checkTimeoutMs: pgc.connectTimeoutMs,
+  });
+  /* Aborted by close(): ends a standby's wait, a leader's pause between ticks, and the canary. */
+  const stop = new AbortController();
 
   /* The delta pass this scheduler began last, per campaign (lost on restart: then one more pass). */
   const passFirstBatch = new Map<string, { pass: number; firstBatchNo: number }>();
@@ -45,7 +55,8 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
      so a large plan is enumerated continuously, with feeding and reconciling between its steps. */
   let planning = false;
 
-  async function tickOnce(): Promise<void> {
+  /** One pass over the campaigns as leader; stops between steps once `term` (the leadership) ends. */
+  async function tickOnce(term: AbortSignal): Promise<void> {
     planning = false;
     const campaigns = await listCampaigns(res.ledger, { states: ['planning', 'running', 'paused', 'cancelled'] });
     const reconcileNow = Date.now() - lastReconcile >= config.scheduler.reconcileEveryMs;
@@ -56,13 +67,15 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
        instead of behind a window of routine jobs. */
     if (incident) {
       for (const c of campaigns) {
+        if (term.aborted) return;
         if (c.kind === 'routine' && c.state === 'running') await yieldWorkers(c, incident, log.child({ campaignId: c.id }));
       }
     }
     for (const c of campaigns) {
+      if (term.aborted) return;
       const clog = log.child({ campaignId: c.id });
       try {
-        await tickCampaign(c, reconcileNow, clog, c.kind === 'routine' ? incident : undefined);
+        await tickCampaign(c, reconcileNow, clog, term, c.kind === 'routine' ? incident : undefined);
       } catch (err) {
         /* A source that cannot work as configured (a missing column, a column that cannot hold
            what the campaign needs) will not fix itself: a running campaign pauses with the
@@ -74,26 +87,27 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       }
     }
     if (reconcileNow) lastReconcile = Date.now();
+    if (term.aborted) return;
     await runDueSchedules(res, log, new Date());
   }
 
-  async function tickCampaign(c: Campaign, reconcileNow: boolean, clog: Logger, yieldTo?: Campaign): Promise<void> {
+  async function tickCampaign(c: Campaign, reconcileNow: boolean, clog: Logger, term: AbortSignal, yieldTo?: Campaign): Promise<void> {
     if (c.state === 'paused' || c.state === 'cancelled') {
       const n = await withdraw(res.ledger, queue, c);
       if (n) clog.info({ batches: n }, `jobs withdrawn from Redis (campaign ${c.state})`);
       return;
     }
     if (!c.planDone) {
-      const r = await planStep(res, c, config.scheduler.planPageSize, 200);
+      const r = await planStep(res, c, config.scheduler.planPageSize, 200, term);
       await statistics.afterPlanStep(res, c.id, r);
       if (!r.planDone) planning = true;
     }
-    if (c.state !== 'running') return;
+    if (c.state !== 'running' || term.aborted) return;
     checkTargetKek(res, c); // a target no longer enabled pauses the campaign (ConfigError, below)
     if (yieldTo) return; // yieldWorkers ran at the start of the tick
     if (yielding.delete(c.id)) clog.info('incident over: routine campaign resumes');
     if (c.spec.options.canaryFraction > 0 && c.canaryState !== 'passed') {
-      await canaryStage(c, clog);
+      await canaryStage(c, clog, AbortSignal.any([term, stop.signal]));
       return;
     }
     const fed = await feed(res.ledger, queue, c, config.scheduler.windowBatches);
@@ -143,10 +157,10 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
    * Before fan-out: the whole plan or its first canaryAfterItems items, then the canary sample;
    * nothing is fed until it passes. A 'failed' canary runs again when the operator resumes.
    */
-  async function canaryStage(c: Campaign, clog: Logger): Promise<void> {
+  async function canaryStage(c: Campaign, clog: Logger, signal: AbortSignal): Promise<void> {
     const p = await campaignProgress(res.ledger, c.id);
     if (!c.planDone && p.planned < c.spec.options.canaryAfterItems) return;
-    const v = await runCanary(res, c, p.planned, clog);
+    const v = await runCanary(res, c, p.planned, clog, signal);
     if (v.verdict === 'retry-later') {
       clog.info({ why: v.why }, 'canary: transient failure, trying again');
       return;
@@ -161,17 +175,30 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     clog.error({ report: v.report }, 'canary failed: campaign stopped before fanning out');
   }
 
+  /*
+   * Leadership terms: take the lock (standing by while another scheduler holds it, reconnecting
+   * with backoff while the ledger is unreachable), tick while the lock connection lives, and
+   * after losing it take it again. Each tick begins with a round trip on the lock connection, so
+   * a leader cut off from it stops within one tick even when no error arrives.
+   */
   const loop = (async () => {
     while (!stopping) {
-      try {
-        await tickOnce();
-      } catch (err) {
-        log.error({ err }, 'scheduler tick failed');
+      const term = await lock.acquire(stop.signal);
+      if (!term) break;
+      log.info('scheduler active');
+      const pause = AbortSignal.any([term, stop.signal]);
+      while (!stopping && !term.aborted) {
+        try {
+          if (await lock.confirm()) await tickOnce(term);
+        } catch (err) {
+          if (term.aborted) log.info({ err }, 'scheduler tick stopped: the lock was lost');
+          else log.error({ err }, 'scheduler tick failed');
+        }
+        const w = waiters;
+        waiters = [];
+        for (const f of w) f();
+        if (!stopping && !term.aborted) await sleep(planning ? 0 : config.scheduler.tickMs, undefined, { signal: pause }).catch(() => undefined);
       }
-      const w = waiters;
-      waiters = [];
-      for (const f of w) f();
-      if (!stopping) await new Promise((r) => setTimeout(r, planning ? 0 : config.scheduler.tickMs));
     }
   })();
 
@@ -181,8 +208,9 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     close() {
       closing ??= (async () => {
         stopping = true;
+        stop.abort(new Error('scheduler stopping'));
         await loop;
-        leader.release(true); // destroys the session, and with it the advisory lock
+        await lock.release(); // ends the session, and with it the advisory lock
         await queue.close();
         await rt.close();
         log.info('scheduler stopped');
@@ -190,18 +218,4 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       return closing;
     },
   };
-}
-
-/** Holds a session advisory lock on a dedicated connection for as long as the process lives. */
-async function waitForLeadership(client: pg.PoolClient, log: Logger): Promise<void> {
-  let logged = false;
-  for (;;) {
-    const { rows } = await client.query<{ ok: boolean }>(
-      `SELECT pg_try_advisory_lock(${LOCK_NAMESPACE}, hashtext(current_schema() || ':scheduler')) AS ok`,
-    );
-    if (rows[0]!.ok) return;
-    if (!logged) log.info('another scheduler is active; standing by');
-    logged = true;
-    await new Promise((r) => setTimeout(r, 1000));
-  }
 }

@@ -53,6 +53,20 @@ export interface ProcessConfig {
     /** Items read from a source per planning step. */
     planPageSize: number;
   };
+  /** Every Postgres pool and connection (ledger, data, the scheduler's lock connection). */
+  postgres: {
+    /** How long a new connection may take before the attempt fails (the caller retries). */
+    connectTimeoutMs: number;
+    /**
+     * How long one statement may wait for its answer before the client gives up on it and the
+     * connection is discarded: a black-holed connection (no RST, no reply) otherwise holds its
+     * client, and its caller, forever. 0 turns it off. Far above any statement rewrap sends.
+     */
+    queryTimeoutMs: number;
+    /** First backoff after a lost connection (the scheduler's lock); doubles up to reconnectMaxMs, with jitter. */
+    reconnectMinMs: number;
+    reconnectMaxMs: number;
+  };
   logLevel: string;
   metricsPort?: number;
   /**
@@ -112,9 +126,24 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
       reconcileEveryMs: int(env, 'REWRAP_RECONCILE_MS', 3000, 100),
       planPageSize: int(env, 'REWRAP_PLAN_PAGE', 5000, 1),
     },
+    postgres: postgresSettings(env),
     logLevel: env.LOG_LEVEL || 'info',
     metricsPort: env.REWRAP_METRICS_PORT ? int(env, 'REWRAP_METRICS_PORT', 0, 0) : undefined,
     apiToken: apiToken(env.REWRAP_API_TOKEN),
+  };
+}
+
+function postgresSettings(env: Env): ProcessConfig['postgres'] {
+  const reconnectMinMs = int(env, 'REWRAP_PG_RECONNECT_MIN_MS', 250, 1);
+  const reconnectMaxMs = int(env, 'REWRAP_PG_RECONNECT_MAX_MS', 10_000, 1);
+  if (reconnectMaxMs < reconnectMinMs) {
+    throw new ConfigError(`REWRAP_PG_RECONNECT_MAX_MS=${reconnectMaxMs} is below REWRAP_PG_RECONNECT_MIN_MS=${reconnectMinMs}: set the maximum at least as high as the minimum`);
+  }
+  return {
+    connectTimeoutMs: int(env, 'REWRAP_PG_CONNECT_TIMEOUT_MS', 10_000, 1),
+    queryTimeoutMs: int(env, 'REWRAP_PG_QUERY_TIMEOUT_MS', 300_000, 0),
+    reconnectMinMs,
+    reconnectMaxMs,
   };
 }
 

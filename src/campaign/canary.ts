@@ -40,6 +40,8 @@ export async function runCanary(res: Resources, c: Campaign, planned: number, lo
   const provider = res.provider(c.id, spec);
   const results: CanaryItemResult[] = [];
   for (const { storeId, itemKey } of sample) {
+    /* Stopped (SIGTERM, or the scheduler lost its lock): no verdict; the canary runs again later. */
+    if (signal?.aborted) return { verdict: 'retry-later', why: 'canary stopped before its end' };
     const store = res.store(spec, storeId);
     const base = { store: storeId, item: itemKey };
     const o = await rewrapItem({ store, provider, from: spec.from, to: spec.to, signal }, { key: itemKey });
@@ -74,6 +76,8 @@ export async function runCanary(res: Resources, c: Campaign, planned: number, lo
       results.push({ ...base, ok: false, step: 'unwrap', reason: (err as { reason?: string }).reason ?? (err as Error).name });
     }
   }
+  /* An item cut short by the stop is no failure of the target KEK: no verdict. */
+  if (signal?.aborted) return { verdict: 'retry-later', why: 'canary stopped before its end' };
   const failed = results.filter((r) => !r.ok);
   return { verdict: failed.length === 0 ? 'passed' : 'failed', report: { items: results.length, passed: results.length - failed.length, failed } };
 }

@@ -30,6 +30,33 @@ import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
 import { drainsKmsMaterial } from '../kek/kms-material.ts';
 import { PgTableSource } from '../sources/pg-table-source.ts';
 
+/**
+ * Connection settings shared by every pool and dedicated client (the scheduler's lock
+ * connection): bounded connects, bounded waits for an answer (a black-holed connection is
+ * discarded instead of holding its client and caller forever), TCP keepalive.
+ */
+export function pgClientConfig(url: string, c: ProcessConfig['postgres']): pg.ClientConfig {
+  return {
+    connectionString: url,
+    connectionTimeoutMillis: c.connectTimeoutMs,
+    query_timeout: c.queryTimeoutMs > 0 ? c.queryTimeoutMs : undefined,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+  };
+}
+
+/**
+ * A pool that survives its database going away (a restart, a failover): the server's errors on
+ * idle clients are dropped here (the pool discards those clients; the next query connects
+ * again), errors on checked-out clients reach their callers (withTransaction), and pool.query
+ * handles its own. Without the listener one idle client's error ends the process.
+ */
+function createPool(url: string, c: ProcessConfig['postgres']): pg.Pool {
+  const pool = new pg.Pool({ ...pgClientConfig(url, c), max: 10 });
+  pool.on('error', () => {});
+  return pool;
+}
+
 export class Resources {
   readonly ledger: pg.Pool;
   private dataPool?: pg.Pool;
@@ -45,13 +72,12 @@ export class Resources {
     private readonly redis?: Redis,
     readonly metrics?: ProcessMetrics,
   ) {
-    this.ledger = new pg.Pool({ connectionString: config.databaseUrl, max: 10 });
-    this.ledger.on('error', () => {}); // idle-client errors surface on the next query
+    this.ledger = createPool(config.databaseUrl, config.postgres);
   }
 
   data(): pg.Pool {
     if (this.config.dataDatabaseUrl === this.config.databaseUrl) return this.ledger;
-    this.dataPool ??= new pg.Pool({ connectionString: this.config.dataDatabaseUrl, max: 10 });
+    this.dataPool ??= createPool(this.config.dataDatabaseUrl, this.config.postgres);
     return this.dataPool;
   }
 

@@ -14,13 +14,13 @@ export interface TestSchema {
   drop(): Promise<void>;
 }
 
-export async function freshSchema(label: string, max = 8): Promise<TestSchema> {
+export async function freshSchema(label: string, max = 8, serverUrl = DATABASE_URL): Promise<TestSchema> {
   const schema = `t_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  const admin = new pg.Client({ connectionString: serverUrl });
   await admin.connect();
   await admin.query(`CREATE SCHEMA "${schema}"`);
   await admin.end();
-  const url = withSearchPath(DATABASE_URL, schema);
+  const url = withSearchPath(serverUrl, schema);
   const pool = new pg.Pool({ connectionString: url, max });
   return {
     pool,
@@ -28,7 +28,7 @@ export async function freshSchema(label: string, max = 8): Promise<TestSchema> {
     url,
     async drop() {
       await pool.end();
-      const c = new pg.Client({ connectionString: DATABASE_URL });
+      const c = new pg.Client({ connectionString: serverUrl });
       await c.connect();
       await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await c.end();

@@ -22,6 +22,8 @@ export interface PipelineOptions {
   label: string;
   workers: number;
   redisUrl?: string;
+  /** The Postgres server of the ledger (default: the shared one), e.g. a private cluster. */
+  databaseUrl?: string;
   env?: Record<string, string>;
 }
 
@@ -47,7 +49,7 @@ export interface Pipeline {
 }
 
 export async function startPipeline(o: PipelineOptions): Promise<Pipeline> {
-  const db = await freshSchema(o.label);
+  const db = await freshSchema(o.label, 8, o.databaseUrl);
   await migrate(db.pool);
   const prefix = `{test-${o.label}-${randomBytes(4).toString('hex')}}`;
   const redisUrl = o.redisUrl ?? REDIS_URL;

@@ -1,0 +1,124 @@
+/**
+ * Issue 13, point 9: processes survive their database. A private PostgreSQL cluster (the ledger
+ * and the rows) is restarted with `pg_ctl restart -m fast` twice while a campaign rotates rows
+ * with two schedulers (one active, one standby) and two worker processes. Every session is
+ * terminated with 57P01 each time: pooled clients (idle and checked out, in the ledger pool and
+ * the data pool) and the scheduler's lock connection. Afterwards every process is still alive,
+ * the campaign completed, every row unwraps under the new KEK with independent code, and the
+ * ledger's counters equal both the table and the ledger's own item rows (nothing counted twice).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import pgdriver from 'pg';
+import { inventoryByKek } from '../src/ledger/index.ts';
+import type { CampaignProgress } from '../src/ledger/types.ts';
+import { unwrapAll } from '../src/reference/row-client.ts';
+import { isTransientPgError } from '../src/stores/pg-table-errors.ts';
+import { startRewrapProcess } from '../src/demo/processes.ts';
+import { startPipeline, type Pipeline } from './support/pipeline.ts';
+import { startPrivatePostgres, type PrivatePostgres } from './support/private-postgres.ts';
+import { rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
+
+const ROWS = 60_000;
+const v1 = { id: 'k', version: '1', material: randomBytes(32) };
+const v2 = { id: 'k', version: '2', material: randomBytes(32) };
+
+let pg: PrivatePostgres;
+let pipe: Pipeline;
+let deks: Map<string, Buffer>;
+let data: pgdriver.Pool;
+
+beforeAll(async () => {
+  pg = await startPrivatePostgres();
+  /* The rows live in the private cluster's public schema and are reached through
+     DATA_DATABASE_URL (another URL than the ledger's schema), so the data pool is a pool of its
+     own in every process and goes through the restarts too. */
+  const dataUrl = `${pg.url}?application_name=rewrap-data`;
+  data = new pgdriver.Pool({ connectionString: dataUrl, max: 4 });
+  data.on('error', () => undefined); // the test's own idle clients see the restarts too
+  deks = await rowTable(data, 'secrets', ROWS, v1);
+  pipe = await startPipeline({ label: 'pgrestart', workers: 2, databaseUrl: pg.url, env: { DATA_DATABASE_URL: dataUrl, REWRAP_WORKER_JOBS: '2' } });
+  pipe.db.pool.on('error', () => undefined);
+  // A standby scheduler: after a restart either one may win the lock; the other stands by.
+  const standby = startRewrapProcess('scheduler-2', ['scheduler'], pipe.env);
+  pipe.all.push(standby);
+  await standby.waitForLine(/standing by/, 30_000);
+}, 300_000);
+
+afterAll(async () => {
+  await pipe?.stop();
+  await data?.end();
+  await pg?.stop();
+});
+
+function deadProcesses(): string[] {
+  const why = (lines: string[]) => lines.filter((l) => /Unhandled|^\w*[Ee]rror:|terminating connection/.test(l)).slice(0, 5).join('\n');
+  return pipe.all.filter((x) => x.child.exitCode !== null || x.child.signalCode !== null).map((x) => `${x.name} exited (${x.child.exitCode ?? x.child.signalCode}):\n${why(x.lines)}`);
+}
+
+/** Polls the ledger until `done`; a query the restart broke is asked again. Fails at once if a process died. */
+async function waitFor(id: string, what: string, done: (p: CampaignProgress) => boolean, timeoutMs: number): Promise<CampaignProgress> {
+  const deadline = Date.now() + timeoutMs;
+  let last: CampaignProgress | undefined;
+  for (;;) {
+    const dead = deadProcesses();
+    if (dead.length > 0) throw new Error(`processes died while waiting for ${what}:\n${dead.join('\n')}`);
+    try {
+      last = await pipe.progress(id);
+      if (done(last)) return last;
+    } catch (err) {
+      if (!isTransientPgError(err)) throw err;
+    }
+    if (Date.now() > deadline) throw new Error(`campaign ${id}: not ${what} within ${timeoutMs} ms; progress ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('a database restart mid-campaign', () => {
+  it('every process survives two Postgres restarts and the campaign completes with exact counts', async () => {
+    const keyringFile = await pipe.keyringFile([v1, v2]);
+    const c = await pipe.create({
+      name: 'pg-restart',
+      sources: [rowSource('secrets')],
+      provider: { type: 'local', keyringFile },
+      from: 'k@1',
+      to: 'k@2',
+      options: { batchSize: 200, concurrency: 8 },
+    });
+    const t0 = Date.now();
+    let mark = 0;
+    for (let restart = 1; restart <= 2; restart++) {
+      /* Restart on observed progress: some rows moved since the last restart, the campaign still running. */
+      const since = mark;
+      const at = await waitFor(c.id, `moving (before restart ${restart})`, (p) => p.rewrapped >= since + ROWS / 10 || p.state === 'completed', 300_000);
+      expect(at.state, `restart ${restart} must happen mid-campaign; raise ROWS if the box got faster`).toBe('running');
+      await pg.restart();
+      console.log(`pg-restart: restart ${restart} at ${at.rewrapped} of ${ROWS} rows rewrapped`);
+      mark = at.rewrapped;
+    }
+    const p = await waitFor(c.id, 'completed', (x) => x.state === 'completed', 600_000);
+    console.log(`pg-restart: completed ${JSON.stringify(p)} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+
+    // Every process is still alive.
+    expect(deadProcesses()).toEqual([]);
+
+    // Counted in the store with independent code: every row unwraps under k@2 to its own DEK.
+    expect(await rowsAt(data, 'secrets', 'k', '2')).toBe(ROWS);
+    const rows = await unwrapAll(data, 'secrets', [v2]);
+    expect(rows.size).toBe(ROWS);
+    for (const [id, r] of rows) if (!r.dek.equals(deks.get(id)!)) expect.fail(`row ${id}: wrong DEK under k@2`);
+    expect(await rowsWrittenTwice(data, 'secrets')).toEqual([]);
+
+    // The ledger agrees exactly, and no item is counted twice: counters = item rows = the table.
+    expect(p.planned).toBe(ROWS);
+    expect(p.failed).toBe(0);
+    expect(p.rewrapped + p.skipped).toBe(ROWS);
+    const { rows: byOutcome } = await pipe.db.pool.query<{ outcome: string; n: number }>(
+      'SELECT outcome, count(*)::int AS n FROM rewrap_campaign_items WHERE campaign_id = $1 GROUP BY outcome',
+      [c.id],
+    );
+    expect(Object.fromEntries(byOutcome.map((r) => [r.outcome, r.n]))).toEqual({ rewrapped: p.rewrapped, ...(p.skipped ? { skipped: p.skipped } : {}) });
+    const inv = await inventoryByKek(pipe.db.pool);
+    expect(inv.filter((r) => r.kekId === 'k' && r.kekVersion === '2').reduce((a, r) => a + r.items, 0)).toBe(ROWS);
+  }, 900_000);
+});
