@@ -55,7 +55,7 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
 
   const { batch, campaign } = claim;
   const log = d.log.child({ campaignId, batchNo, jobId });
-  const lease = new LocalLease(d.leaseMs, sentAt);
+  const lease = new LocalLease(d.leaseMs, sentAt, d.res.config.s3.connectionTimeoutMs);
   const ac = new AbortController();
   const onAbort = () => ac.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
@@ -156,6 +156,11 @@ const toRecord =
 /**
  * The lease as this process sees it, on the monotonic clock (which keeps running while the
  * process is frozen). Valid until (time the last successful renewal was SENT) + lease - margin.
+ * The margin covers what may still happen to a write after the check passed: the request waits
+ * for a socket and connects (the S3 client's connect timeout bounds both; past it the request
+ * fails unsent), then travels. So it is min(2 s, lease/4) plus min(connect timeout, lease/4):
+ * with the defaults (15 s lease, 3 s connect) a write passes the check only while 5 s of the
+ * lease remain, and leaves (or fails unsent) with at least 2 s of it left.
  */
 class LocalLease {
   private validUntil: number;
@@ -165,8 +170,9 @@ class LocalLease {
   constructor(
     private readonly leaseMs: number,
     sentAt: number,
+    connectWindowMs: number,
   ) {
-    this.margin = Math.min(2000, leaseMs / 4);
+    this.margin = Math.min(2000, leaseMs / 4) + Math.min(connectWindowMs, leaseMs / 4);
     this.validUntil = sentAt + leaseMs - this.margin;
   }
 
