@@ -10,6 +10,8 @@ export function auditWrite(log: Logger, storeId: string, o: ItemOutcome, extra?:
   if (o.status === 'rewrapped') {
     log.info({ event: 'item.rewrapped', store: storeId, item: o.key, from: o.from, to: o.to, kmsRequestId: o.requestId, ...extra }, 'audit');
   } else if (o.status === 'skipped' && o.recorded) {
-    log.info({ event: 'item.material-recorded', store: storeId, item: o.key, kek: o.current, kmsRequestId: o.recorded.requestId, ...extra }, 'audit');
+    /* `kekRef`, not `kek`: the logger censors fields named like key material (`kek`), which hid the
+       very reference this event exists to record. It holds an id, a version and a material id only. */
+    log.info({ event: 'item.material-recorded', store: storeId, item: o.key, kekRef: o.current, kmsRequestId: o.recorded.requestId, ...extra }, 'audit');
   }
 }
