@@ -9,3 +9,6 @@ COPY scheduler scheduler
 COPY tsconfig.json ./
 USER node
 ENTRYPOINT []
+# Nothing long-running by default (in particular not the local KMS test server): name the role,
+# e.g. `docker run IMAGE node bin/rewrap.js worker`.
+CMD ["node", "bin/rewrap.js", "--help"]

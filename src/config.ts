@@ -74,6 +74,17 @@ export interface ProcessConfig {
    * least 16 characters). Unset: the API serves read-only calls and refuses every mutation.
    */
   apiToken?: string;
+  /**
+   * Bearer token for the API's read routes (REWRAP_API_READ_TOKEN, at least 16 characters); the
+   * write token is accepted for reads too. `rewrap api --public-reads` serves reads without one.
+   */
+  apiReadToken?: string;
+  /** JSON file of what API-created campaigns may name (REWRAP_API_POLICY; src/api/spec-policy.ts). Unset: the API creates no campaign. */
+  apiPolicyFile?: string;
+  /** Host header values the API accepts beside its bound address and localhost (REWRAP_API_ALLOWED_HOSTS, comma-separated, host or host:port). */
+  apiAllowedHosts: string[];
+  /** Address the /metrics server of workers and the scheduler binds (REWRAP_METRICS_HOST). Default 127.0.0.1. */
+  metricsHost: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -130,6 +141,10 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
     logLevel: env.LOG_LEVEL || 'info',
     metricsPort: env.REWRAP_METRICS_PORT ? int(env, 'REWRAP_METRICS_PORT', 0, 0) : undefined,
     apiToken: apiToken(env.REWRAP_API_TOKEN),
+    apiReadToken: apiToken(env.REWRAP_API_READ_TOKEN, 'REWRAP_API_READ_TOKEN'),
+    apiPolicyFile: env.REWRAP_API_POLICY || undefined,
+    apiAllowedHosts: (env.REWRAP_API_ALLOWED_HOSTS ?? '').split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
+    metricsHost: env.REWRAP_METRICS_HOST || '127.0.0.1',
   };
 }
 
@@ -148,8 +163,8 @@ function postgresSettings(env: Env): ProcessConfig['postgres'] {
 }
 
 /** The message names the variable and the rule, never the value (it is a secret). */
-function apiToken(v: string | undefined): string | undefined {
+function apiToken(v: string | undefined, name = 'REWRAP_API_TOKEN'): string | undefined {
   if (v === undefined || v === '') return undefined;
-  if (v.trim().length < 16) throw new ConfigError('REWRAP_API_TOKEN: expected at least 16 characters (e.g. `openssl rand -hex 24`)');
+  if (v.trim().length < 16) throw new ConfigError(`${name}: expected at least 16 characters (e.g. \`openssl rand -hex 24\`)`);
   return v;
 }

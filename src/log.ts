@@ -21,7 +21,11 @@ export function createLogger(opts: { level?: string; name?: string; destination?
          walked every object again (measured: half the cost of a worker's per-item audit line). */
       redact: { paths: [...SECRET_FIELDS], censor: CENSOR },
       formatters: { log: (o) => scrubBytes(o, 0) as Record<string, unknown> },
-      serializers: { err: serializeError },
+      /* The formatter above has already turned every Error (at any depth) into { type, message,
+         cause } and pino applies serializers after it: serialising `err` again would turn that
+         object into a JSON string inside `message`. Only an Error the formatter did not see is
+         serialised here. */
+      serializers: { err: (e: unknown) => (e instanceof Error ? serializeError(e) : e) },
     },
     opts.destination,
   );

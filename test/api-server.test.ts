@@ -6,7 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
 import { loadConfig } from '../src/config.ts';
@@ -16,6 +18,16 @@ import { startApiServer, type ApiServer } from '../src/api/server.ts';
 import { eventually } from './support/eventually.ts';
 
 const TOKEN = randomBytes(24).toString('hex');
+const READ_TOKEN = randomBytes(24).toString('hex');
+/** What this file's API-created campaigns may name (REWRAP_API_POLICY). */
+const POLICY = {
+  keyringFiles: ['/etc/rewrap/keyring.json'],
+  kmsEndpoints: ['http://AKIDEXAMPLE:s3cr3t-in-url@127.0.0.1:4599'],
+  keys: ['*'],
+  tables: ['*'],
+  buckets: ['*'],
+};
+let policyDir: string;
 const PROMTOOL = '/usr/bin/promtool';
 let db: TestSchema;
 let api: ApiServer;
@@ -30,14 +42,17 @@ beforeAll(async () => {
       cb();
     },
   });
-  // The token comes from the environment through loadConfig, as in `rewrap api`.
-  const config = loadConfig({ DATABASE_URL: db.url, REWRAP_API_TOKEN: TOKEN });
+  policyDir = mkdtempSync(join(tmpdir(), 'rewrap-api-policy-'));
+  writeFileSync(join(policyDir, 'policy.json'), JSON.stringify(POLICY));
+  // Tokens and policy come from the environment through loadConfig, as in `rewrap api`.
+  const config = loadConfig({ DATABASE_URL: db.url, REWRAP_API_TOKEN: TOKEN, REWRAP_API_READ_TOKEN: READ_TOKEN, REWRAP_API_POLICY: join(policyDir, 'policy.json') });
   api = await startApiServer({ pool: db.pool, config, log: createLogger({ level: 'trace', destination: sink }), port: 0 });
 });
 
 afterAll(async () => {
   await api?.close();
   await db?.drop();
+  if (policyDir) rmSync(policyDir, { recursive: true, force: true });
 });
 
 let tableSeq = 0;
@@ -81,7 +96,7 @@ describe('mutating calls need the bearer token', () => {
     expect(r.status).toBe(401);
     expect(r.headers.get('www-authenticate')).toBe('Bearer');
     expect(r.json.error).toMatch(/Authorization: Bearer/);
-    expect((await call('GET', '/api/campaigns', { token: null })).json.campaigns).toEqual([]);
+    expect((await call('GET', '/api/campaigns', { token: READ_TOKEN })).json.campaigns).toEqual([]);
   });
 
   it('with a wrong token (same length, shorter, or not Bearer): 401 and nothing changes', async () => {
@@ -98,16 +113,21 @@ describe('mutating calls need the bearer token', () => {
     expect(after.json.campaigns[0].state).toBe('planning');
   });
 
-  it('a server started without a token refuses every mutation (403) but serves reads', async () => {
+  it('a server started without a token refuses every mutation (403), and reads too unless --public-reads', async () => {
     const config = loadConfig({ DATABASE_URL: db.url });
     const ro = await startApiServer({ pool: db.pool, config, log: createLogger({ level: 'silent' }), port: 0 });
+    const pub = await startApiServer({ pool: db.pool, config, log: createLogger({ level: 'silent' }), port: 0, publicReads: true });
     try {
       const r = await fetch(`${ro.url}/api/campaigns`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(spec()) });
       expect(r.status).toBe(403);
       expect(((await r.json()) as { error: string }).error).toMatch(/REWRAP_API_TOKEN/);
-      expect((await fetch(`${ro.url}/api/campaigns`)).status).toBe(200);
+      const read = await fetch(`${ro.url}/api/campaigns`);
+      expect(read.status).toBe(403);
+      expect(((await read.json()) as { error: string }).error).toMatch(/REWRAP_API_READ_TOKEN.*--public-reads/);
+      expect((await fetch(`${pub.url}/api/campaigns`)).status).toBe(200);
     } finally {
       await ro.close();
+      await pub.close();
     }
   });
 
@@ -130,11 +150,11 @@ describe('campaigns through the API', () => {
     expect(r.json.id).toMatch(/^c[a-z2-7]{10}$/);
     expect(r.headers.get('location')).toBe(`/api/campaigns/${r.json.id}`);
 
-    const list = await call('GET', '/api/campaigns', { token: null });
+    const list = await call('GET', '/api/campaigns', { token: READ_TOKEN });
     const mine = list.json.campaigns.find((c: { id: string }) => c.id === r.json.id);
     expect(mine).toMatchObject({ name: 'orders rotation', kind: 'routine', from: 'orders@1', to: 'orders@2', progress: { planned: 0, remaining: 0, state: 'planning' } });
 
-    const d = await call('GET', `/api/campaigns/${r.json.id}`, { token: null });
+    const d = await call('GET', `/api/campaigns/${r.json.id}`, { token: READ_TOKEN });
     expect(d.status).toBe(200);
     expect(d.json).toMatchObject({ id: r.json.id, state: 'planning', deadline: '2030-01-01T00:00:00Z', failuresByReason: [], kekVersions: [] });
     expect(d.json.spec.sources[0].table).toBe((s.sources as { table: string }[])[0]!.table);
@@ -261,7 +281,7 @@ describe('progress, failures, history and inventory of a campaign that ran', () 
     const seen: string[] = [];
     let next: string | null = null;
     do {
-      const r = await call('GET', `/api/campaigns/${id}/failures?limit=2${next ? `&after=${encodeURIComponent(next)}` : ''}`, { token: null });
+      const r = await call('GET', `/api/campaigns/${id}/failures?limit=2${next ? `&after=${encodeURIComponent(next)}` : ''}`, { token: READ_TOKEN });
       expect(r.status).toBe(200);
       for (const f of r.json.items) {
         expect(f).toMatchObject({ storeId: store, detail: `row ${f.itemKey} failed`, from: null });
@@ -289,7 +309,7 @@ describe('progress, failures, history and inventory of a campaign that ran', () 
 
   it('GET /api/inventory counts items by store, KEK id and version', async () => {
     const mine = await eventually('the inventory to show the committed items', async () => {
-      const r = await call('GET', '/api/inventory', { token: null });
+      const r = await call('GET', '/api/inventory', { token: READ_TOKEN });
       const rows = (r.json.items as { storeId: string }[]).filter((x) => x.storeId === store);
       return rows.length ? rows : undefined;
     });
@@ -356,6 +376,7 @@ describe('invariant 5: the API token never reaches a log line', () => {
     for (const line of logLines) {
       expect(line).not.toContain(TOKEN);
       expect(line).not.toContain(TOKEN.slice(0, 16));
+      expect(line).not.toContain(READ_TOKEN);
       expect(line.toLowerCase()).not.toContain('bearer');
     }
   });

@@ -17,12 +17,14 @@ import { campaignProgress, failureCountsByReason } from '../src/ledger/index.ts'
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
 import { startApiServer, type ApiServer } from '../src/api/server.ts';
+import { parseSpecPolicy } from '../src/api/spec-policy.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ROWS = 3000;
 const CORRUPT = 25; // rows whose wrapped DEK does not decrypt: they fail with invalid-ciphertext
 const TOKEN = randomBytes(24).toString('hex');
+const READ_TOKEN = randomBytes(24).toString('hex');
 const v1 = { id: 'orders', version: '1', material: randomBytes(32) };
 const v2 = { id: 'orders', version: '2', material: randomBytes(32) };
 
@@ -31,6 +33,7 @@ let api: ApiServer;
 let context: BrowserContext;
 let page: Page;
 let profileDir: string;
+let keyringFile: string;
 const pageProblems: string[] = [];
 const foreignRequests: string[] = [];
 
@@ -45,8 +48,11 @@ beforeAll(async () => {
     // pgcrypto may be absent: flip the bytes instead (still the right length, no longer decrypts).
     await pipe.db.pool.query(`UPDATE dash_rows SET wrapped_dek = decode(md5(id::text) || md5(id::text || 'x'), 'hex') || substr(wrapped_dek, 33) WHERE id <= $1`, [CORRUPT]);
   });
-  const config = loadConfig({ DATABASE_URL: pipe.db.url, REWRAP_API_TOKEN: TOKEN });
-  api = await startApiServer({ pool: pipe.db.pool, config, log: createLogger({ level: 'warn', name: 'api' }), port: 0 });
+  keyringFile = await pipe.keyringFile([v1, v2]);
+  const config = loadConfig({ DATABASE_URL: pipe.db.url, REWRAP_API_TOKEN: TOKEN, REWRAP_API_READ_TOKEN: READ_TOKEN });
+  // What the campaign below may name (REWRAP_API_POLICY in `rewrap api`).
+  const policy = parseSpecPolicy({ keyringFiles: [keyringFile], keys: ['orders'], tables: ['dash_rows'] }, 'test policy');
+  api = await startApiServer({ pool: pipe.db.pool, config, log: createLogger({ level: 'warn', name: 'api' }), port: 0, policy });
 
   profileDir = await mkdtemp(join(tmpdir(), 'rewrap-chromium-'));
   context = await chromium.launchPersistentContext(profileDir, {
@@ -87,11 +93,18 @@ async function pageShows(what: string, read: () => Promise<string | null>, expec
 
 describe('the live dashboard in headless Chromium', () => {
   it('shows a running campaign move live, and ends on exactly the ledger numbers', async () => {
+    // Reads need the read token: the page asks for it once and keeps it for this tab.
     await page.goto(`${api.url}/`);
+    await page.waitForSelector('#token-form:not([hidden])', { timeout: 15_000 });
+    await page.fill('#token-input', READ_TOKEN);
+    await page.click('#token-form button[type="submit"]');
     await page.waitForSelector('#live[data-state="ok"]', { timeout: 15_000 });
+    expect(await page.isVisible('#token-form')).toBe(false);
     expect(await page.isVisible('#no-campaigns')).toBe(true);
+    // The refused first poll is the only thing the console may have said.
+    expect(pageProblems.every((p) => /status of 401/.test(p)), pageProblems.join('; ')).toBe(true);
+    pageProblems.length = 0;
 
-    const keyringFile = await pipe.keyringFile([v1, v2]);
     const res = await fetch(`${api.url}/api/campaigns?start=true`, {
       method: 'POST',
       headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
@@ -139,7 +152,8 @@ describe('the live dashboard in headless Chromium', () => {
     expect(await statValue('failed')).toBe(String(p.failed));
     expect(await statValue('skipped')).toBe(String(p.skipped));
     expect(await page.textContent('[data-stat="rewrapped"]')).toBe((ROWS - CORRUPT).toLocaleString('en-US'));
-    expect(await page.getAttribute(`li[data-campaign="${id}"] .counts`, 'data-remaining')).toBe('0');
+    // The list's progress is a summary cached for a couple of seconds by the API (one query per campaign per interval).
+    await pageShows('the list remaining', () => page.getAttribute(`li[data-campaign="${id}"] .counts`, 'data-remaining'), '0');
 
     const reasons = await failureCountsByReason(pipe.db.pool, id);
     expect(reasons).toEqual([{ reason: 'invalid-ciphertext', items: CORRUPT }]);
@@ -158,6 +172,14 @@ describe('the live dashboard in headless Chromium', () => {
     await mkdir('docs', { recursive: true });
     // The README's picture changes only when asked: a test run must not dirty the checkout.
     if (process.env.REWRAP_UPDATE_DOCS === '1') await copyFile('test-artifacts/dashboard.png', 'docs/dashboard.png');
+
+    // A new tab given the token in the URL (#token=) reads at once, and drops it from the address bar.
+    const tab = await context.newPage();
+    await tab.goto(`${api.url}/#token=${READ_TOKEN}`);
+    await tab.waitForSelector(`li[data-campaign="${id}"]`, { timeout: 15_000 });
+    expect(tab.url()).toBe(`${api.url}/`);
+    expect(await tab.isVisible('#token-form')).toBe(false);
+    await tab.close();
 
     expect(pageProblems).toEqual([]);
     expect(foreignRequests, 'the page fetched something from elsewhere than the API server').toEqual([]);

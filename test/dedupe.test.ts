@@ -38,7 +38,7 @@ beforeAll(async () => {
     `INSERT INTO events (id, wrapped_dek, kek_id, kek_version) SELECT id, w, $3, '' FROM unnest($1::bigint[], $2::bytea[]) AS u(id, w)`,
     [ids, wrapped, keyA],
   );
-  await fetch(`${pipe.kms.url}/__admin/stats/reset`, { method: 'POST' });
+  await fetch(`${pipe.kms.url}/__admin/stats/reset`, { method: 'POST', headers: { authorization: `Bearer ${pipe.kms.adminToken}` } });
 }, 120_000);
 
 afterAll(async () => {
@@ -57,7 +57,7 @@ describe('dedupe of shared wrapped DEKs', () => {
     });
     const p = await pipe.waitFor(c.id, 'completed', (x) => x.state === 'completed', 180_000);
     expect(p).toMatchObject({ planned: 10_000, rewrapped: 10_000, failed: 0 });
-    const stats = (await (await fetch(`${pipe.kms.url}/__admin/stats`)).json()) as { requests: Record<string, number> };
+    const stats = (await (await fetch(`${pipe.kms.url}/__admin/stats`, { headers: { authorization: `Bearer ${pipe.kms.adminToken}` } })).json()) as { requests: Record<string, number> };
     expect(stats.requests.ReEncrypt ?? 0).toBeLessThanOrEqual(100);
     expect(stats.requests.ReEncrypt ?? 0).toBeGreaterThan(0);
 

@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -25,7 +25,7 @@ import {
   RotateKeyOnDemandCommand,
   type KMSClient,
 } from '@aws-sdk/client-kms';
-import { startKmsServer, type KmsServer } from '../src/kms-server/server.ts';
+import { startKmsServer, TEST_SERVER_HEADER, type KmsServer } from '../src/kms-server/server.ts';
 import { createKmsClient } from '../src/kek/kms-client.ts';
 
 const REGION = 'us-east-1';
@@ -51,8 +51,13 @@ async function newKey(client = kms): Promise<{ keyId: string; arn: string; mater
   return { keyId: m.KeyId!, arn: m.Arn!, material: m.CurrentKeyMaterialId! };
 }
 
-async function setFaultsOverHttp(url: string, faults: object): Promise<void> {
-  const res = await fetch(`${url}/__admin/faults`, { method: 'POST', body: JSON.stringify(faults) });
+/** The admin routes, with the server's admin token. */
+function admin(s: { url: string; adminToken: string }, path: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(`${s.url}/__admin/${path}`, { ...init, headers: { authorization: `Bearer ${s.adminToken}` } });
+}
+
+async function setFaultsOverHttp(s: { url: string; adminToken: string }, faults: object): Promise<void> {
+  const res = await admin(s, 'faults', { method: 'POST', body: JSON.stringify(faults) });
   expect(res.status, await res.clone().text()).toBe(200);
 }
 
@@ -249,16 +254,16 @@ describe('protocol', () => {
 describe('faults', () => {
   it('throttle ratio 1.0, set over HTTP from another process, makes every call ThrottlingException; stats count them', async () => {
     const key = await newKey();
-    await fetch(`${server.url}/__admin/stats/reset`, { method: 'POST' });
-    await setFaultsOverHttp(server.url, { throttleRatio: 1 });
+    await admin(server, 'stats/reset', { method: 'POST' });
+    await setFaultsOverHttp(server, { throttleRatio: 1 });
     try {
       for (let i = 0; i < 5; i++) {
         expect(await kmsErrorName(kms.send(new EncryptCommand({ KeyId: key.keyId, Plaintext: randomBytes(8) })))).toBe('ThrottlingException');
       }
-      const stats = await (await fetch(`${server.url}/__admin/stats`)).json();
+      const stats = await (await admin(server, 'stats')).json();
       expect(stats).toMatchObject({ requestsTotal: 5, requests: { Encrypt: 5 }, throttled: 5, throttledByOp: { Encrypt: 5 } });
     } finally {
-      await setFaultsOverHttp(server.url, {});
+      await setFaultsOverHttp(server, {});
     }
     await kms.send(new EncryptCommand({ KeyId: key.keyId, Plaintext: randomBytes(8) }));
     expect(server.stats().requests.Encrypt).toBe(6);
@@ -283,15 +288,15 @@ describe('faults', () => {
 
   it('an outage window fails every call with 500 KMSInternalException (or 503) until cleared', async () => {
     const key = await newKey();
-    await setFaultsOverHttp(server.url, { outageForMs: 60_000 });
+    await setFaultsOverHttp(server, { outageForMs: 60_000 });
     try {
       const err = await kms.send(new EncryptCommand({ KeyId: key.keyId, Plaintext: randomBytes(8) })).catch((e: unknown) => e as { name: string; $metadata: { httpStatusCode: number } });
       expect(err).toMatchObject({ name: 'KMSInternalException', $metadata: { httpStatusCode: 500 } });
-      await setFaultsOverHttp(server.url, { outageForMs: 60_000, outageStatus: 503 });
+      await setFaultsOverHttp(server, { outageForMs: 60_000, outageStatus: 503 });
       const res = await fetch(server.url, { method: 'POST', headers: { authorization: 'x', 'x-amz-target': 'TrentService.ListKeys' }, body: '{}' });
       expect(res.status).toBe(503);
     } finally {
-      await setFaultsOverHttp(server.url, {});
+      await setFaultsOverHttp(server, {});
     }
     await kms.send(new EncryptCommand({ KeyId: key.keyId, Plaintext: randomBytes(8) }));
   });
@@ -305,13 +310,61 @@ describe('faults', () => {
     } finally {
       server.setFaults({});
     }
-    const bad = await fetch(`${server.url}/__admin/faults`, { method: 'POST', body: JSON.stringify({ throttleRatio: 2 }) });
+    const bad = await admin(server, 'faults', { method: 'POST', body: JSON.stringify({ throttleRatio: 2 }) });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { message: string }).message).toMatch(/throttleRatio must be a number from 0 to 1/);
   });
 });
 
+describe('the local KMS server says what it is (issue 15)', () => {
+  it('admin routes without the admin token are 401 and change nothing', async () => {
+    const before = await (await admin(server, 'faults')).json();
+    for (const headers of [{}, { authorization: 'Bearer wrong-token-of-some-length' }, { authorization: `Basic ${server.adminToken}` }] as Record<string, string>[]) {
+      const set = await fetch(`${server.url}/__admin/faults`, { method: 'POST', headers, body: JSON.stringify({ throttleRatio: 1 }) });
+      expect(set.status).toBe(401);
+      expect((await fetch(`${server.url}/__admin/stats`, { headers })).status).toBe(401);
+    }
+    expect(await (await admin(server, 'faults')).json()).toEqual(before);
+    const key = await newKey();
+    await kms.send(new EncryptCommand({ KeyId: key.keyId, Plaintext: randomBytes(8) })); // not throttled
+  });
+
+  it('every response, KMS or admin, success or error, carries the test-server header', async () => {
+    const ok = await fetch(server.url, { method: 'POST', headers: { authorization: 'x', 'x-amz-target': 'TrentService.ListKeys' }, body: '{}' });
+    const err = await fetch(server.url, { method: 'POST', headers: { 'x-amz-target': 'TrentService.ListKeys' }, body: '{}' });
+    const adminRes = await admin(server, 'stats');
+    const unauthorized = await fetch(`${server.url}/__admin/stats`);
+    for (const r of [ok, err, adminRes, unauthorized]) expect(r.headers.get(TEST_SERVER_HEADER)).toMatch(/development and tests.*never a key store for real data/);
+  });
+
+  it('listens on loopback only unless insecureListenAny (--insecure-listen-any)', async () => {
+    await expect(startKmsServer({ host: '0.0.0.0' })).rejects.toThrow(/--host 0\.0\.0\.0 is not a loopback address.*--insecure-listen-any/);
+    const any = await startKmsServer({ host: '0.0.0.0', insecureListenAny: true });
+    await any.close();
+  });
+});
+
 describe('state file', () => {
+  it('is written through a fresh temporary file: a planted symlink at the old predictable name is never followed', async () => {
+    const stateFile = join(tmp, 'kms-state-planted.json');
+    const victim = join(tmp, 'victim.txt');
+    writeFileSync(victim, 'do not overwrite\n');
+    symlinkSync(victim, `${stateFile}.${process.pid}.tmp`);
+    const s = await startKmsServer({ stateFile });
+    const c = clientFor(s.url);
+    try {
+      await newKey(c);
+    } finally {
+      c.destroy();
+      await s.close();
+    }
+    expect(readFileSync(victim, 'utf8')).toBe('do not overwrite\n');
+    expect(JSON.parse(readFileSync(stateFile, 'utf8')).keys).toHaveLength(1);
+    expect(statSync(stateFile).mode & 0o777).toBe(0o600);
+    expect(readdirSync(tmp).filter((f) => f.startsWith('kms-state-planted.json.') && f !== `kms-state-planted.json.${process.pid}.tmp`)).toEqual([]);
+  });
+
+
   it('a restarted server keeps keys, materials and aliases; the file is 0600 and no API returns key material', async () => {
     const stateFile = join(tmp, 'kms-state.json');
     const first = await startKmsServer({ stateFile });
@@ -346,7 +399,7 @@ describe('state file', () => {
         const res = await fetch(second.url, { method: 'POST', headers: { authorization: 'x', 'x-amz-target': `TrentService.${op}` }, body: JSON.stringify(body) });
         raw.push(await res.text());
       }
-      raw.push(await (await fetch(`${second.url}/__admin/stats`)).text(), await (await fetch(`${second.url}/__admin/faults`)).text());
+      raw.push(await (await admin(second, 'stats')).text(), await (await admin(second, 'faults')).text());
       for (const text of raw) {
         for (const s of secrets) {
           expect(text).not.toContain(s);
@@ -371,13 +424,14 @@ describe('as a separate process', () => {
         createInterface({ input: child.stdout! }).once('line', resolve);
         child.once('exit', (code) => reject(new Error(`kms-server exited with ${code} before printing its url`)));
       });
-      const { url } = JSON.parse(line) as { url: string };
+      const { url, adminToken } = JSON.parse(line) as { url: string; adminToken: string };
+      expect(adminToken).toMatch(/^[0-9a-f]{48}$/);
       const client = clientFor(url);
       try {
         const key = await newKey(client);
-        await setFaultsOverHttp(url, { throttleRatio: 1 });
+        await setFaultsOverHttp({ url, adminToken }, { throttleRatio: 1 });
         expect(await kmsErrorName(client.send(new EncryptCommand({ KeyId: key.keyId, Plaintext: randomBytes(8) })))).toBe('ThrottlingException');
-        expect(await (await fetch(`${url}/__admin/stats`)).json()).toMatchObject({ throttled: 1, requests: { CreateKey: 1, Encrypt: 1 } });
+        expect(await (await admin({ url, adminToken }, 'stats')).json()).toMatchObject({ throttled: 1, requests: { CreateKey: 1, Encrypt: 1 } });
       } finally {
         client.destroy();
       }

@@ -48,9 +48,36 @@ function summary(c: Campaign, progress: CampaignProgress): CampaignSummary {
   };
 }
 
-export async function campaignSummaries(pool: pg.Pool): Promise<CampaignSummary[]> {
-  const campaigns = await listCampaigns(pool);
-  return Promise.all(campaigns.map(async (c) => summary(c, await campaignProgress(pool, c.id))));
+/** A campaign's progress is a few aggregate queries: shared by every client for this long. */
+export const PROGRESS_CACHE_MS = 2000;
+
+/**
+ * Campaign summaries a page at a time, in the ledger's order (priority, then age), with progress
+ * cached per campaign for PROGRESS_CACHE_MS: a list of thousands of campaigns costs one query
+ * for the rows and at most `limit` progress queries, whatever the number of clients.
+ */
+export function campaignPages(pool: pg.Pool): (page: { limit: number; after?: string }) => Promise<{ campaigns: CampaignSummary[]; next: string | null }> {
+  const progress = new Map<string, { at: number; value: Promise<CampaignProgress> }>();
+  const progressOf = (id: string): Promise<CampaignProgress> => {
+    const hit = progress.get(id);
+    if (hit && performance.now() - hit.at < PROGRESS_CACHE_MS) return hit.value;
+    const value = campaignProgress(pool, id);
+    progress.set(id, { at: performance.now(), value });
+    value.catch(() => progress.delete(id));
+    return value;
+  };
+  return async ({ limit, after }) => {
+    const campaigns = await listCampaigns(pool);
+    const start = after === undefined ? 0 : campaigns.findIndex((c) => c.id === after) + 1;
+    const page = start === 0 && after !== undefined ? [] : campaigns.slice(start, start + limit);
+    // Forget campaigns that are gone; the map stays as small as the ledger.
+    if (progress.size > campaigns.length) for (const id of progress.keys()) if (!campaigns.some((c) => c.id === id)) progress.delete(id);
+    const last = page[page.length - 1];
+    return {
+      campaigns: await Promise.all(page.map(async (c) => summary(c, await progressOf(c.id)))),
+      next: last && start + page.length < campaigns.length ? last.id : null,
+    };
+  };
 }
 
 /** undefined when there is no such campaign. `inventory` gives the (cached) inventory rows. */

@@ -4,7 +4,7 @@ import { campaignFailures, campaignProgress, getCampaign, inventoryByKek } from 
 import type { InventoryCount } from '../ledger/types.ts';
 import { HttpError, intParam, sendJson } from './http-io.ts';
 import type { Route } from './router.ts';
-import { campaignDetail, campaignSummaries } from './campaign-view.ts';
+import { campaignDetail, campaignPages } from './campaign-view.ts';
 import { HISTORY_WINDOW_SECONDS, progressHistory } from './progress-history.ts';
 import { cached } from './cached.ts';
 
@@ -13,13 +13,16 @@ const INVENTORY_CACHE_MS = 2000;
 
 export function readRoutes(pool: pg.Pool): Route[] {
   const inventory = cached<InventoryCount[]>(INVENTORY_CACHE_MS, () => inventoryByKek(pool));
+  const pages = campaignPages(pool);
   return [
     {
       method: 'GET',
       path: '/api/campaigns',
       name: 'campaigns.list',
-      async handle({ res }) {
-        sendJson(res, 200, { campaigns: await campaignSummaries(pool) });
+      async handle({ res, url }) {
+        // Paged: ?limit= (default 50, at most 500) and ?after=<the previous page's `next`>.
+        const after = url.searchParams.get('after') || undefined;
+        sendJson(res, 200, await pages({ limit: intParam(url, 'limit', 50, 500), after }));
       },
     },
     {

@@ -14,8 +14,10 @@ export interface Route {
   path: string;
   /** Shown in logs and metrics instead of the concrete path (no ids: low cardinality). */
   name: string;
-  /** Needs the bearer token. */
+  /** Needs the write token. */
   mutating?: boolean;
+  /** Served without a token (the dashboard's own files, /metrics); every other route needs the read token. */
+  public?: boolean;
   handle(ctx: RouteContext): Promise<void>;
 }
 

@@ -1,9 +1,11 @@
 /**
  * `rewrap api`: the read-mostly HTTP server. JSON API over the ledger, the live dashboard, and
  * /metrics (this process's metrics plus the backlog gauges, exported once per deployment here,
- * never per worker). Mutating calls need `Authorization: Bearer <REWRAP_API_TOKEN>`.
+ * never per worker). Mutating calls need `Authorization: Bearer <REWRAP_API_TOKEN>`, reads the read
+ * or the write token (unless --public-reads); every request must name an allowed Host (auth.ts,
+ * host-check.ts). Campaigns created here are held to the operator's policy (spec-policy.ts).
  * Invariant 5: request logs carry method, route name, status and duration only: never headers
- * (the token), never bodies.
+ * (the token), never bodies. A 500 answers a request id only; the error goes to the log.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,7 +17,10 @@ import type { Logger } from '../log.ts';
 import { ProcessMetrics } from '../metrics/process-metrics.ts';
 import { registerBacklogMetrics } from '../metrics/backlog-metrics.ts';
 import { CampaignNotFoundError } from '../ledger/index.ts';
-import { bearerTokenCheck } from './auth.ts';
+import { randomUUID } from 'node:crypto';
+import { bearerTokenCheck, readTokenCheck } from './auth.ts';
+import { hostCheck } from './host-check.ts';
+import { loadSpecPolicy, type SpecPolicy } from './spec-policy.ts';
 import { HttpError, sendJson } from './http-io.ts';
 import { matchRoute, type Route } from './router.ts';
 import { readRoutes } from './read-routes.ts';
@@ -34,6 +39,14 @@ export interface ApiServerOptions {
   host?: string;
   /** Required for mutating calls; default config.apiToken. Unset: every mutation is refused (403). */
   token?: string;
+  /** Accepted for reads beside `token`; default config.apiReadToken. */
+  readToken?: string;
+  /** Serve reads without a token (`--public-reads`: a dashboard on a trusted network). Default false. */
+  publicReads?: boolean;
+  /** Host names served beside the bound address and localhost; default config.apiAllowedHosts. */
+  allowedHosts?: string[];
+  /** What API-created campaigns may name; default: loaded from config.apiPolicyFile. None: creation is refused (403). */
+  policy?: SpecPolicy;
 }
 
 export interface ApiServer {
@@ -47,6 +60,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const host = opts.host ?? '127.0.0.1';
   const log = opts.log.child({ component: 'api' });
   const checkToken = bearerTokenCheck(opts.token ?? opts.config.apiToken);
+  const checkRead = readTokenCheck({ readToken: opts.readToken ?? opts.config.apiReadToken, writeToken: opts.token ?? opts.config.apiToken, publicReads: opts.publicReads ?? false });
+  const checkHost = hostCheck(host, opts.allowedHosts ?? opts.config.apiAllowedHosts);
+  const policy = opts.policy ?? (opts.config.apiPolicyFile ? loadSpecPolicy(opts.config.apiPolicyFile) : undefined);
   const metrics = new ProcessMetrics('api');
   registerBacklogMetrics(metrics.registry, opts.pool);
   const requests = new Counter({ name: 'rewrap_api_requests_total', help: 'API requests by route name and status code.', labelNames: ['route', 'status'], registers: [metrics.registry] });
@@ -62,14 +78,16 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     method: 'GET',
     path: '/metrics',
     name: 'metrics',
+    public: true,
     async handle({ res }) {
       const text = await metrics.registry.metrics();
       res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' }).end(text);
     },
   };
-  const routes = [...readRoutes(opts.pool), ...writeRoutes(opts.pool), ...staticRoutes(), metricsRoute];
+  const routes = [...readRoutes(opts.pool), ...writeRoutes(opts.pool, policy), ...staticRoutes(), metricsRoute];
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<string> {
+    checkHost(req);
     const url = new URL(req.url ?? '/', 'http://api.invalid');
     const m = matchRoute(routes, req.method ?? 'GET', url.pathname);
     if (!m) throw new HttpError(404, `no such endpoint: ${req.method} ${url.pathname}`);
@@ -78,6 +96,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       throw new HttpError(405, `${req.method} ${url.pathname}: expected ${m.allowed.join(' or ')}`);
     }
     if (m.route.mutating) checkToken(req);
+    else if (!m.route.public) checkRead(req);
     await m.route.handle({ req, res, url, params: m.params });
     return m.route.name;
   }
@@ -92,14 +111,20 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       .catch((err: unknown) => {
         route = routeName(routes, req) ?? route;
         const status = err instanceof HttpError ? err.status : err instanceof CampaignNotFoundError ? 404 : 500;
-        if (status === 500) log.error({ err, method: req.method, route }, 'api request failed');
+        // A 500's message may be a database's or a library's own words: it goes to the log, the client gets an id to quote.
+        const requestId = randomUUID();
+        if (status === 500) log.error({ err, requestId, method: req.method, route }, 'api request failed');
         if (status === 401) res.setHeader('www-authenticate', 'Bearer');
         if (res.headersSent) {
           res.destroy();
           return;
         }
-        const message = err instanceof Error ? err.message : String(err);
-        sendJson(res, status, { error: status === 500 ? `internal error: ${message}` : message, ...(err instanceof HttpError ? err.extra : {}) });
+        if (status === 500) {
+          res.setHeader('x-request-id', requestId);
+          sendJson(res, 500, { error: `internal error; the API log has the details under requestId ${requestId}`, requestId });
+          return;
+        }
+        sendJson(res, status, { error: (err as Error).message, ...(err instanceof HttpError ? err.extra : {}) });
       })
       .finally(() => {
         const seconds = (performance.now() - t0) / 1000;
@@ -126,7 +151,15 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const port = (server.address() as AddressInfo).port;
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   const url = `http://${shownHost}:${port}`;
-  log.info({ url, mutations: opts.token ?? opts.config.apiToken ? 'token required' : 'disabled (no REWRAP_API_TOKEN)' }, 'api listening');
+  log.info(
+    {
+      url,
+      mutations: opts.token ?? opts.config.apiToken ? 'token required' : 'disabled (no REWRAP_API_TOKEN)',
+      reads: opts.publicReads ? 'public (--public-reads)' : 'token required',
+      campaignCreation: policy ? 'limited by REWRAP_API_POLICY' : 'disabled (no REWRAP_API_POLICY)',
+    },
+    'api listening',
+  );
 
   let closing: Promise<void> | undefined;
   return {

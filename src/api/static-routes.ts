@@ -49,12 +49,14 @@ export function staticRoutes(): Route[] {
       method: 'GET',
       path: '/',
       name: 'dashboard',
+      public: true,
       handle: ({ res }) => send(res, publicFile('index.html'), 'text/html; charset=utf-8'),
     },
     {
       method: 'GET',
       path: '/assets/:file',
       name: 'assets',
+      public: true,
       async handle({ res, params }) {
         const a = ASSETS[params.file!];
         if (!a || !Object.hasOwn(ASSETS, params.file!)) {

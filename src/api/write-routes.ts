@@ -1,11 +1,13 @@
 /**
  * Mutating endpoints (bearer token required, checked by the server before any of these runs):
- * create a campaign from a spec, and move a campaign between states as the CLI does.
+ * create a campaign from a spec (held to the operator's policy: spec-policy.ts), and move a
+ * campaign between states as the CLI does.
  */
 import type pg from 'pg';
-import { CampaignConflictError, getCampaign, setCampaignState } from '../ledger/index.ts';
+import { CampaignConflictError, createCampaign, getCampaign, setCampaignState } from '../ledger/index.ts';
 import type { CampaignState } from '../ledger/types.ts';
-import { admitCampaign } from '../campaign/create.ts';
+import { campaignScopes } from '../campaign/create.ts';
+import { checkScopesAgainstPolicy, checkSpecAgainstPolicy, PolicyRefusal, type SpecPolicy } from './spec-policy.ts';
 import { parseCampaignSpec } from '../campaign/spec.ts';
 import { ConfigError } from '../errors.ts';
 import { HttpError, readJsonBody, sendJson } from './http-io.ts';
@@ -20,7 +22,7 @@ export const TRANSITIONS: Record<string, { from: CampaignState[]; to: CampaignSt
   cancel: { from: ['planning', 'running', 'paused'], to: 'cancelled' },
 };
 
-export function writeRoutes(pool: pg.Pool): Route[] {
+export function writeRoutes(pool: pg.Pool, policy: SpecPolicy | undefined): Route[] {
   const create: Route = {
     method: 'POST',
     path: '/api/campaigns',
@@ -30,12 +32,21 @@ export function writeRoutes(pool: pg.Pool): Route[] {
       const body = await readJsonBody(req);
       const start = url.searchParams.get('start');
       if (start !== null && start !== 'true' && start !== 'false') throw new HttpError(400, `query parameter start=${JSON.stringify(start)}: expected true or false`);
+      if (!policy) {
+        throw new HttpError(403, 'creating campaigns through the API is disabled: the operator sets REWRAP_API_POLICY to a policy file listing what they may name (README: API)');
+      }
       try {
-        const c = await admitCampaign(pool, parseCampaignSpec(body));
+        const spec = parseCampaignSpec(body);
+        // Precondition: the policy allows every name in the spec before any of them is opened or contacted.
+        checkSpecAgainstPolicy(spec, policy);
+        const scopes = await campaignScopes(spec);
+        checkScopesAgainstPolicy(scopes, policy);
+        const c = await createCampaign(pool, { name: spec.name, kind: spec.kind, spec, scopes, priority: 0 });
         const started = start === 'true' && (await setCampaignState(pool, c.id, ['planning'], 'running'));
         res.setHeader('location', `/api/campaigns/${c.id}`);
         sendJson(res, 201, { id: c.id, name: c.name, state: started ? 'running' : c.state });
       } catch (err) {
+        if (err instanceof PolicyRefusal) throw new HttpError(403, err.message, undefined, { cause: err });
         if (err instanceof ConfigError) throw new HttpError(400, err.message, undefined, { cause: err });
         if (err instanceof CampaignConflictError) {
           throw new HttpError(409, err.message, { otherCampaignId: err.otherCampaignId, otherState: err.otherState, retryAfter: err.retryAfter ?? null }, { cause: err });

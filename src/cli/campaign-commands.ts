@@ -122,7 +122,11 @@ const status: Command = {
 const report: Command = {
   name: 'campaign report',
   summary: 'Write a campaign report (JSONL or CSV) to stdout, a file or S3: failures (default), completion (every item), exposure (incidents).',
-  usage: `rewrap campaign report <id> [--kind failures|completion|exposure] [--format jsonl|csv] [--out <file>|s3://<bucket>/<key>] [--json]
+  usage: `rewrap campaign report <id> [--kind failures|completion|exposure] [--format jsonl|csv] [--out <file>|s3://<bucket>/<key> [--force]] [--json]
+
+  --out        a new file or S3 object (never an existing one unless --force; a file is written
+               beside it and renamed into place, never through a symlink); CSV cells starting
+               with = + - @ get a leading ' so spreadsheets do not run them
 
   failures     every failed item with its reason code
   completion   every item: outcome, reason code, from/to KEK and KMS material id, KEK now, time
@@ -131,7 +135,7 @@ const report: Command = {
                (with --out) or stderr (report on stdout)
 
 Exit codes: 0 ok, 2 bad flags, 4 no such campaign.`,
-  options: { out: { type: 'string' }, format: { type: 'string' }, kind: { type: 'string' } },
+  options: { out: { type: 'string' }, format: { type: 'string' }, kind: { type: 'string' }, force: { type: 'boolean' } },
   async run({ values, positionals }) {
     const id = requireId(positionals, 'campaign report');
     const o = parseReportOptions(values.kind, values.format);
@@ -142,7 +146,7 @@ Exit codes: 0 ok, 2 bad flags, 4 no such campaign.`,
         process.stderr.write(`no campaign ${id}\n`);
         return EXIT.notFound;
       }
-      const r = await writeCampaignReport(res, c, { ...o, out: outTo });
+      const r = await writeCampaignReport(res, c, { ...o, out: outTo, force: values.force === true });
       if (r.kind === 'failures' && !values.json) return EXIT.ok;
       // The report itself may be on stdout: the summary then goes to stderr.
       const summary = values.json ? JSON.stringify(r, null, 2) : summaryText(r);

@@ -3,7 +3,7 @@
  * the plaintext DEK never leaves KMS. `SourceKeyId` is always set, so KMS itself refuses a DEK
  * that is not under the campaign source (IncorrectKeyException -> NotUnderSourceError).
  */
-import { DecryptCommand, ReEncryptCommand, type KMSClient, type ReEncryptCommandOutput } from '@aws-sdk/client-kms';
+import { DecryptCommand, DescribeKeyCommand, ReEncryptCommand, type KMSClient, type ReEncryptCommandOutput } from '@aws-sdk/client-kms';
 import { permanent, transient } from '../errors.ts';
 import {
   formatKek,
@@ -43,6 +43,8 @@ const PERMANENT = {
 export class KmsKekProvider implements KekProvider {
   readonly kind = 'kms' as const;
   readonly #client: KMSClient;
+  /** Destination key ARNs of aliases, resolved once per process (DescribeKey). */
+  readonly #aliasArns = new Map<string, Promise<string | undefined>>();
 
   /** `client`: the one KMSClient of this process and region (see createKmsClient). */
   constructor(client: KMSClient) {
@@ -104,6 +106,7 @@ export class KmsKekProvider implements KekProvider {
     if (!out.CiphertextBlob || out.CiphertextBlob.length === 0) {
       throw transient('provider-unavailable', `KMS ReEncrypt ${formatKek(from)} -> ${formatKek(to)} answered without a CiphertextBlob`);
     }
+    await this.#assertUnderDestination(out.KeyId, to, signal);
     const result: RewrapResult = {
       wrapAlg: 'kms+context',
       wrapped: Buffer.from(out.CiphertextBlob),
@@ -121,6 +124,37 @@ export class KmsKekProvider implements KekProvider {
     }
     if (from.version !== undefined) result.from.version = from.version;
     return result;
+  }
+
+  /**
+   * Precondition of every store write: the blob KMS returned is under the key the campaign asked
+   * for (its KeyId, an ARN). An endpoint that is not KMS (a metadata service, a proxy) or a KMS that
+   * used another key would otherwise have its answer written into every item, destroying the DEKs.
+   * Not item-specific: a plain Error, so the batch fails and nothing is written or recorded per item.
+   */
+  async #assertUnderDestination(keyId: string | undefined, to: KekSelector, signal?: AbortSignal): Promise<void> {
+    const want = to.id;
+    let ok: boolean;
+    if (keyId === undefined || !/^arn:aws[a-z-]*:kms:[^:]*:[^:]*:key\/[^/]+$/.test(keyId)) ok = false;
+    else if (want.startsWith('arn:') && !/:alias\//.test(want)) ok = keyId === want;
+    else if (!want.startsWith('alias/') && !want.startsWith('arn:')) ok = keyId.endsWith(`:key/${want}`);
+    else ok = keyId === (await this.#aliasArn(want, signal));
+    if (!ok) {
+      throw new Error(
+        `KMS ReEncrypt to KEK ${formatKek(to)} answered a ciphertext under ${keyId === undefined ? 'no KeyId' : JSON.stringify(keyId)}, not the requested destination key; ` +
+          'nothing was written. Check the campaign provider endpoint and region (KMS_ENDPOINT, provider.endpoint).',
+      );
+    }
+  }
+
+  #aliasArn(alias: string, signal?: AbortSignal): Promise<string | undefined> {
+    let p = this.#aliasArns.get(alias);
+    if (!p) {
+      p = this.#client.send(new DescribeKeyCommand({ KeyId: alias }), { abortSignal: signal }).then((o) => o.KeyMetadata?.Arn);
+      this.#aliasArns.set(alias, p);
+      p.catch(() => this.#aliasArns.delete(alias));
+    }
+    return p;
   }
 }
 

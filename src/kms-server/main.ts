@@ -9,10 +9,11 @@ import { startKmsServer, type FaultOptions } from './server.ts';
 const HELP = `Usage: kms-server [options]
 
 A local, KMS-compatible server for development and tests (AWS JSON 1.1, any SigV4 signature).
-Never use it as a key store for real data.
+Never use it as a key store for real data. Every response carries an x-rewrap-test-server header.
 
 Options:
-  --host <addr>            address to listen on (default 127.0.0.1)
+  --host <addr>            address to listen on (default 127.0.0.1; loopback only unless:)
+  --insecure-listen-any    allow a non-loopback --host (anyone who reaches it can use its keys)
   --port <n>               port, 0 for a free one (default 0)
   --region <r>             region used in key ARNs (default us-east-1)
   --state-file <path>      keep keys in this JSON file (mode 0600) across restarts
@@ -21,7 +22,8 @@ Options:
   --latency-ms <n>         add n ms to every KMS request
   -h, --help               show this help
 
-Prints {"url": "http://host:port"} on one line when listening. At run time:
+Prints {"url": "http://host:port", "adminToken": "..."} on one line when listening. The admin
+routes need Authorization: Bearer <adminToken> (set it with KMS_ADMIN_TOKEN, else a random one):
   POST <url>/__admin/faults  {"throttleRatio":0.5,"rpsLimit":100,"latencyMs":20,"outageForMs":5000}
   GET  <url>/__admin/stats
 SIGTERM or SIGINT closes it.`;
@@ -44,6 +46,7 @@ export async function main(argv: string[]): Promise<void> {
       'throttle-ratio': { type: 'string' },
       'rps-limit': { type: 'string' },
       'latency-ms': { type: 'string' },
+      'insecure-listen-any': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -65,9 +68,12 @@ export async function main(argv: string[]): Promise<void> {
     port: num('port', values.port),
     region: values.region,
     stateFile: values['state-file'],
+    insecureListenAny: values['insecure-listen-any'] === true,
+    // A development tool's entry point: its one setting from the environment, read here.
+    adminToken: process.env.KMS_ADMIN_TOKEN || undefined,
     faults,
   });
-  process.stdout.write(`${JSON.stringify({ url: server.url })}\n`);
+  process.stdout.write(`${JSON.stringify({ url: server.url, adminToken: server.adminToken })}\n`);
 
   let stopping = false;
   const stop = (signal: string) => {

@@ -1,7 +1,9 @@
 /**
  * A KMS-compatible HTTP server for development and tests: never a production key store.
  * Clients talk to it with @aws-sdk/client-kms (endpoint = `url`); any SigV4 signature is
- * accepted, but an Authorization header must be present. Admin endpoints (no auth):
+ * accepted, but an Authorization header must be present. Because it checks no signature it says
+ * what it is: it listens on loopback only unless `insecureListenAny`, and every response carries
+ * TEST_SERVER_HEADER. Admin endpoints need `Authorization: Bearer <adminToken>`:
  *   GET  /__admin/faults        current faults
  *   POST /__admin/faults        replace faults (JSON FaultOptions; {} clears)
  *   GET  /__admin/stats         KmsStats
@@ -9,7 +11,8 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { FaultController, type FaultOptions, type KmsStats } from './faults.ts';
 import { ACCOUNT_ID, KeyStore } from './keystore.ts';
@@ -19,9 +22,17 @@ import { loadState, saveState } from './state-file.ts';
 
 export type { FaultOptions, KmsStats } from './faults.ts';
 
+/** On every response: a client (or a person reading a packet capture) can tell this is not AWS KMS. */
+export const TEST_SERVER_HEADER = 'x-rewrap-test-server';
+const TEST_SERVER_NOTICE = 'rewrap local KMS for development and tests; accepts any signature; never a key store for real data';
+
 export interface KmsServerOptions {
-  /** Default 127.0.0.1. */
+  /** Default 127.0.0.1. Anything but a loopback address needs `insecureListenAny`. */
   host?: string;
+  /** Allow a non-loopback `host`: the server checks no signature, so anyone who can reach it can use its keys. */
+  insecureListenAny?: boolean;
+  /** Bearer token of the /__admin routes; default a random one (see KmsServer.adminToken). */
+  adminToken?: string;
   /** 0 (default) picks a free port. */
   port?: number;
   /** Region in ARNs. Default us-east-1. */
@@ -35,6 +46,8 @@ export interface KmsServerOptions {
 
 export interface KmsServer {
   url: string;
+  /** The bearer token the /__admin routes need. */
+  adminToken: string;
   port: number;
   close(): Promise<void>;
   setFaults(f: FaultOptions): void;
@@ -42,6 +55,15 @@ export interface KmsServer {
 }
 
 export async function startKmsServer(options: KmsServerOptions = {}): Promise<KmsServer> {
+  const listenHost = options.host ?? '127.0.0.1';
+  if (!isLoopback(listenHost) && !options.insecureListenAny) {
+    throw new Error(
+      `local KMS server: --host ${listenHost} is not a loopback address; this test server accepts any signature, so anyone who reaches it can use its keys. ` +
+        'Pass --insecure-listen-any (insecureListenAny) to bind it anyway, on a network you trust.',
+    );
+  }
+  const adminToken = options.adminToken ?? randomBytes(24).toString('hex');
+  const adminDigest = digest(adminToken);
   const store = new KeyStore(options.region ?? 'us-east-1');
   if (options.stateFile) {
     const path = options.stateFile;
@@ -92,6 +114,11 @@ export async function startKmsServer(options: KmsServerOptions = {}): Promise<Km
 
   async function handleAdmin(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const body = await readBody(req);
+    const m = /^Bearer +(\S+) *$/i.exec(String(req.headers.authorization ?? ''));
+    if (!m || !timingSafeEqual(digest(m[1]!), adminDigest)) {
+      res.setHeader('www-authenticate', 'Bearer');
+      return sendJson(res, 401, { message: 'admin routes need Authorization: Bearer <admin token> (printed by kms-server at start, or KMS_ADMIN_TOKEN)' }, 'application/json');
+    }
     if (path === '/__admin/faults' && req.method === 'GET') return sendJson(res, 200, faults.get(), 'application/json');
     if (path === '/__admin/faults' && req.method === 'POST') {
       try {
@@ -111,6 +138,7 @@ export async function startKmsServer(options: KmsServerOptions = {}): Promise<Km
 
   const server = createServer((req, res) => {
     res.setHeader('x-amzn-RequestId', randomUUID());
+    res.setHeader(TEST_SERVER_HEADER, TEST_SERVER_NOTICE);
     const path = (req.url ?? '/').split('?')[0]!;
     const work = path.startsWith('/__admin/') ? handleAdmin(req, res, path) : handleKms(req, res);
     work.catch((err: unknown) => {
@@ -127,7 +155,7 @@ export async function startKmsServer(options: KmsServerOptions = {}): Promise<Km
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+    server.listen(options.port ?? 0, listenHost, () => {
       server.off('error', reject);
       resolve();
     });
@@ -140,6 +168,7 @@ export async function startKmsServer(options: KmsServerOptions = {}): Promise<Km
   let closed: Promise<void> | undefined;
   return {
     url: `http://${host}:${address.port}`,
+    adminToken,
     port: address.port,
     setFaults: (f) => faults.set(f),
     stats: () => faults.stats(),
@@ -152,4 +181,14 @@ export async function startKmsServer(options: KmsServerOptions = {}): Promise<Km
       return closed;
     },
   };
+}
+
+function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1' || host === '[::1]';
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
 }

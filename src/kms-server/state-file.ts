@@ -1,9 +1,13 @@
 /**
  * Optional persistence of the local KMS state, so a restarted server keeps its keys. This file
  * is the only place key material ever leaves memory: written with mode 0600, atomically
- * (temporary file + rename), after every change.
+ * (temporary file + rename), after every change. The temporary file has a random name and is
+ * created exclusively (O_EXCL: never through a symlink or into a file someone planted), and is
+ * fsynced before the rename, its directory after, so a crash leaves the old state or the new one.
  */
-import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { dirname } from 'node:path';
 import { KeyStore, type KmsKey } from './keystore.ts';
 import { SecretBytes } from './secret.ts';
 
@@ -39,10 +43,24 @@ export function saveState(path: string, store: KeyStore): void {
     })),
     aliases: [...store.aliases.values()],
   };
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(state, null, 1), { mode: 0o600 });
-  chmodSync(tmp, 0o600); // in case the file pre-existed with a wider mode
+  const tmp = `${path}.${randomBytes(8).toString('hex')}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, JSON.stringify(state, null, 1));
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw err;
+  }
+  closeSync(fd);
   renameSync(tmp, path);
+  const dir = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
 }
 
 /** Loads the state file into an empty store; a missing file is an empty state. */

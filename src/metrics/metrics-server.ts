@@ -1,8 +1,8 @@
-/** Serves a registry at /metrics on its own port (workers and the scheduler). */
+/** Serves a registry at /metrics on its own port (workers and the scheduler); loopback unless REWRAP_METRICS_HOST says otherwise. */
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
 
-export async function serveMetrics(registry: Registry, port: number, host = '0.0.0.0'): Promise<{ url: string; close(): Promise<void> }> {
+export async function serveMetrics(registry: Registry, port: number, host = '127.0.0.1'): Promise<{ url: string; close(): Promise<void> }> {
   const server: Server = createServer((req, res) => {
     if (req.url?.split('?')[0] !== '/metrics') {
       res.writeHead(404).end('see /metrics\n');

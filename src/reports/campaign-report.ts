@@ -24,8 +24,9 @@ export function parseReportOptions(kind: unknown, format: unknown): { kind: Repo
   return { kind: k as ReportKind, format: f };
 }
 
-export async function writeCampaignReport(res: Resources, campaign: Campaign, o: { kind: ReportKind; format: ReportFormat; out?: string }): Promise<ReportResult> {
-  const sink = await openReportSink(o.out, () => res.s3Client(), o.format === 'csv' ? 'text/csv' : 'application/x-ndjson');
+/** `force`: replace an existing --out file or S3 object (refused otherwise). */
+export async function writeCampaignReport(res: Resources, campaign: Campaign, o: { kind: ReportKind; format: ReportFormat; out?: string; force?: boolean }): Promise<ReportResult> {
+  const sink = await openReportSink(o.out, () => res.s3Client(), o.format === 'csv' ? 'text/csv' : 'application/x-ndjson', { force: o.force });
   try {
     let r: ReportResult;
     if (o.kind === 'failures') r = { kind: 'failures', location: '', ...(await writeFailuresReport(res.ledger, campaign.id, o.format, sink)) };

@@ -3,8 +3,14 @@ import type { KekRecord } from '../ledger/types.ts';
 
 export type ReportFormat = 'jsonl' | 'csv';
 
+/**
+ * One CSV cell. Item keys, failure details and KEK ids are user data: a cell starting with
+ * = + - @ (or a tab or carriage return) is read as a formula by spreadsheet programs, so it is
+ * neutralised with a leading apostrophe (OWASP's advice). The JSONL format keeps values exact.
+ */
 export function csvField(v: string): string {
-  return /[",\n\r]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
+  const safe = /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
+  return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
 export function kekText(k: KekRecord | null | undefined): string {

@@ -14,7 +14,9 @@ export function auditWrite(log: Logger, storeId: string, o: ItemOutcome, extra?:
     if (o.problem) log.warn({ ...event, problem: o.problem }, 'audit');
     else log.info(event, 'audit');
   } else if (o.status === 'skipped' && o.recorded) {
-    const event = { event: 'item.material-recorded', store: storeId, item: o.key, kek: o.current, kmsRequestId: o.recorded.requestId, ...extra };
+    /* `kekRef`, not `kek`: the logger censors fields named like key material (`kek`), which hid the
+       very reference this event exists to record. It holds an id, a version and a material id only. */
+    const event = { event: 'item.material-recorded', store: storeId, item: o.key, kekRef: o.current, kmsRequestId: o.recorded.requestId, ...extra };
     if (o.problem) log.warn({ ...event, problem: o.problem }, 'audit');
     else log.info(event, 'audit');
   }

@@ -31,7 +31,7 @@ export async function startProcessRuntime(config: ProcessConfig, log: Logger, ro
   }
   const metrics = new ProcessMetrics(role);
   const res = new Resources(config, redis, metrics);
-  const metricsServer = config.metricsPort !== undefined ? await serveMetrics(metrics.registry, config.metricsPort) : undefined;
+  const metricsServer = config.metricsPort !== undefined ? await serveMetrics(metrics.registry, config.metricsPort, config.metricsHost) : undefined;
   if (metricsServer) log.info({ url: metricsServer.url }, 'metrics served');
   await migrate(res.ledger);
   return {

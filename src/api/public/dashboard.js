@@ -1,11 +1,20 @@
 /* rewrap dashboard: polls the JSON API every second and redraws. Plain DOM (textContent only:
- * campaign names are user input), uPlot for the burn-down chart. */
+ * campaign names are user input), uPlot for the burn-down chart.
+ * Reads need a token (REWRAP_API_READ_TOKEN): the operator opens /#token=<token> once, or types it
+ * into the prompt shown on a 401. It is kept in sessionStorage (this tab only, gone when it
+ * closes) and removed from the address bar at once, so it is not left in history or a screenshot. */
 (() => {
   'use strict';
   const POLL_MS = 1000;
   const $ = (id) => document.getElementById(id);
   const fmt = (n) => Number(n).toLocaleString('en-US');
-  let selected = decodeURIComponent(location.hash.slice(1)) || null;
+  const TOKEN_KEY = 'rewrap.readToken';
+  const hashToken = /^#token=(.+)$/.exec(location.hash);
+  if (hashToken) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(hashToken[1]));
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  let selected = hashToken ? null : decodeURIComponent(location.hash.slice(1)) || null;
   let chart = null;
   let chartFor = null;
 
@@ -20,11 +29,32 @@
     return e;
   }
 
+  class NeedsToken extends Error {}
+
   async function getJson(path) {
-    const res = await fetch(path, { cache: 'no-store' });
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const res = await fetch(path, { cache: 'no-store', headers: token ? { authorization: `Bearer ${token}` } : {} });
+    if (res.status === 401 || res.status === 403) throw new NeedsToken(`${path}: HTTP ${res.status}`);
     if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
     return res.json();
   }
+
+  function askForToken(hadOne) {
+    const form = $('token-form');
+    if (!form.hidden) return;
+    $('token-why').textContent = hadOne ? 'The API refused this token.' : 'The API needs its read token.';
+    form.hidden = false;
+    $('token-input').focus();
+  }
+  $('token-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = $('token-input').value.trim();
+    if (!v) return;
+    sessionStorage.setItem(TOKEN_KEY, v);
+    $('token-input').value = '';
+    $('token-form').hidden = true;
+    refresh();
+  });
 
   function duration(s) {
     if (s === null || s === undefined) return '–';
@@ -172,10 +202,14 @@
       } else $('detail').hidden = true;
       live('ok', `live · updated ${new Date().toLocaleTimeString()}`);
     } catch (err) {
+      if (err instanceof NeedsToken) {
+        askForToken(sessionStorage.getItem(TOKEN_KEY) !== null);
+        live('error', 'waiting for the read token');
+        return;
+      }
       live('error', `cannot reach the API (${err.message}); retrying`);
-    } finally {
-      timer = setTimeout(refresh, POLL_MS);
     }
+    timer = setTimeout(refresh, POLL_MS);
   }
   window.addEventListener('resize', () => chart && chart.setSize({ width: Math.max(300, $('chart').clientWidth), height: 260 }));
   refresh();
