@@ -179,7 +179,7 @@ describe('campaigns through the API', () => {
   it('a bad spec is 400 with a message naming the field; bad JSON and a wrong content type too', async () => {
     const bad = await call('POST', '/api/campaigns', { body: spec({ options: { batchSize: -1 } }) });
     expect(bad.status).toBe(400);
-    expect(bad.json.error).toBe('campaign spec.options.batchSize: expected a non-negative number');
+    expect(bad.json.error).toBe('campaign spec.options.batchSize: expected an integer from 1 to 10000 (items per batch), got -1');
     const noProvider = await call('POST', '/api/campaigns', { body: { ...spec(), provider: undefined } });
     expect(noProvider.status).toBe(400);
     expect(noProvider.json.error).toMatch(/^campaign spec.provider: expected/);

@@ -58,7 +58,7 @@ describe('rewrap CLI', () => {
   it('a bad spec is refused naming the field', async () => {
     const r = await runRewrap(['campaign', 'create', '--spec', await spec({ batchSize: 'big' }), '--json'], pipe.env);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('campaign spec.options.batchSize: expected a non-negative number');
+    expect(r.stderr).toContain('campaign spec.options.batchSize: expected an integer from 1 to 10000 (items per batch), got string');
   });
 
   it('status --watch --json streams progress until the campaign completes', async () => {
