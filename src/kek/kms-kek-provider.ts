@@ -4,7 +4,7 @@
  * that is not under the campaign source (IncorrectKeyException -> NotUnderSourceError).
  */
 import { DecryptCommand, DescribeKeyCommand, ReEncryptCommand, type KMSClient, type ReEncryptCommandOutput } from '@aws-sdk/client-kms';
-import { permanent, transient } from '../errors.ts';
+import { ConfigError, permanent, transient } from '../errors.ts';
 import {
   formatKek,
   NotUnderSourceError,
@@ -130,7 +130,8 @@ export class KmsKekProvider implements KekProvider {
    * Precondition of every store write: the blob KMS returned is under the key the campaign asked
    * for (its KeyId, an ARN). An endpoint that is not KMS (a metadata service, a proxy) or a KMS that
    * used another key would otherwise have its answer written into every item, destroying the DEKs.
-   * Not item-specific: a plain Error, so the batch fails and nothing is written or recorded per item.
+   * Not item-specific: a ConfigError (the endpoint or region is wrong), so the batch fails as a
+   * whole, nothing is written or recorded per item, and maxBatchFailures pauses the campaign.
    */
   async #assertUnderDestination(keyId: string | undefined, to: KekSelector, signal?: AbortSignal): Promise<void> {
     const want = to.id;
@@ -140,7 +141,7 @@ export class KmsKekProvider implements KekProvider {
     else if (!want.startsWith('alias/') && !want.startsWith('arn:')) ok = keyId.endsWith(`:key/${want}`);
     else ok = keyId === (await this.#aliasArn(want, signal));
     if (!ok) {
-      throw new Error(
+      throw new ConfigError(
         `KMS ReEncrypt to KEK ${formatKek(to)} answered a ciphertext under ${keyId === undefined ? 'no KeyId' : JSON.stringify(keyId)}, not the requested destination key; ` +
           'nothing was written. Check the campaign provider endpoint and region (KMS_ENDPOINT, provider.endpoint).',
       );
