@@ -24,7 +24,7 @@ afterAll(async () => {
 });
 
 async function kmsStats(): Promise<{ requests: Record<string, number> }> {
-  const r = await fetch(`${pipe.kms.url}/__admin/stats`);
+  const r = await fetch(`${pipe.kms.url}/__admin/stats`, { headers: { authorization: `Bearer ${pipe.kms.adminToken}` } });
   expect(r.status).toBe(200);
   return (await r.json()) as { requests: Record<string, number> };
 }
@@ -33,7 +33,7 @@ describe('KMS path (issue 13 point 10)', () => {
   it('a KMS campaign without canary makes zero Decrypt calls, only ReEncrypt, and every row decrypts under the new key', async () => {
     const [oldKey, newKey] = await Promise.all([0, 1].map(async () => (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!));
     const { deks } = await kmsRowTable(pipe.db.pool, kms, 'kms_rows', ROWS, oldKey!);
-    await fetch(`${pipe.kms.url}/__admin/stats/reset`, { method: 'POST' });
+    expect((await fetch(`${pipe.kms.url}/__admin/stats/reset`, { method: 'POST', headers: { authorization: `Bearer ${pipe.kms.adminToken}` } })).ok).toBe(true);
 
     const c = await pipe.create({ name: 'kms rows', sources: [kmsRowSource('kms_rows')], provider: { type: 'kms' }, from: oldKey, to: newKey, options: { batchSize: 50, concurrency: 8 } });
     const done = await pipe.waitFor(c.id, 'completed', (p) => p.state === 'completed', 120_000);

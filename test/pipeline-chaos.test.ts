@@ -65,7 +65,7 @@ afterAll(async () => {
   await pipe?.stop();
   await tb?.cleanup();
   await tbi?.cleanup();
-});
+}, 300_000); // two buckets of thousands of objects to empty, 32 deletes at a time
 
 describe('multi-process rotation under SIGKILL', () => {
   it('rotates 20,000 items exactly once each while workers are killed five times', async () => {

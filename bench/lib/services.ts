@@ -33,7 +33,7 @@ export async function startKmsProcess(): Promise<KmsProcess> {
   const child: ChildProcess = spawn(process.execPath, [REWRAP_BIN, 'kms-server', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4000)));
-  const url = await new Promise<string>((resolve, reject) => {
+  const { url, adminToken } = await new Promise<{ url: string; adminToken: string }>((resolve, reject) => {
     let buf = '';
     const timer = setTimeout(() => reject(new Error(`kms-server did not print its url within 30 s; stderr:\n${stderr}`)), 30_000);
     child.stdout!.setEncoding('utf8').on('data', (c: string) => {
@@ -41,14 +41,15 @@ export async function startKmsProcess(): Promise<KmsProcess> {
       const line = buf.split('\n').find((l) => l.startsWith('{'));
       if (line) {
         clearTimeout(timer);
-        resolve((JSON.parse(line) as { url: string }).url);
+        resolve(JSON.parse(line) as { url: string; adminToken: string });
       }
     });
     child.once('exit', (code) => reject(new Error(`kms-server exited (${code}) before listening; stderr:\n${stderr}`)));
   });
   const client = createKmsClient({ endpoint: url, region: 'us-east-1', credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } });
   const admin = async (path: string, body?: unknown) => {
-    const res = await fetch(`${url}${path}`, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body) });
+    const headers = { authorization: `Bearer ${adminToken}` };
+    const res = await fetch(`${url}${path}`, body === undefined ? { headers } : { method: 'POST', headers, body: JSON.stringify(body) });
     if (!res.ok) throw new Error(`KMS admin ${path}: HTTP ${res.status} ${await res.text()}`);
     return res.json() as Promise<unknown>;
   };

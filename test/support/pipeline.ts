@@ -88,14 +88,14 @@ export async function startPipeline(o: PipelineOptions): Promise<Pipeline> {
       const w = startRewrapProcess(`worker-${++n}`, ['worker'], { ...env, REWRAP_WORKER_ID: `w${n}` });
       all.push(w);
       p.workers.push(w);
-      await w.waitForLine(/worker started/, 30_000);
+      await w.waitForLine(/worker started/, 60_000); // tsx compiles at start: ~30 s seen with the box loaded
       return w;
     },
     async startScheduler() {
       const s = startRewrapProcess('scheduler', ['scheduler'], env);
       all.push(s);
       p.scheduler = s;
-      await s.waitForLine(/scheduler active/, 30_000);
+      await s.waitForLine(/scheduler active/, 60_000);
       return s;
     },
     async create(spec, start = true) {
