@@ -74,8 +74,18 @@ export function isAccessDenied(err: unknown): boolean {
  */
 export function toItemFailure(err: unknown, what: string): Error {
   if (isAbort(err) || err instanceof WriteFencedError) return err as Error;
+  if (errorName(err) === 'InvalidObjectState') {
+    // 403 on AWS, but not an access problem: the object is archived (GLACIER, DEEP_ARCHIVE, an
+    // Intelligent-Tiering archive tier) and must be restored before it can be read or copied.
+    return permanent('archived-storage-class', `${what}: the object is archived (InvalidObjectState); restore it, or leave it: nothing was modified`, err);
+  }
   if (isAccessDenied(err)) {
     return permanent('access-denied', `${what}: S3 refused access (${errorName(err) || 'HTTP 403'}); grant s3:GetObject and s3:PutObject on the bucket`, err);
+  }
+  if (httpStatus(err) === 501 || errorName(err) === 'NotImplemented') {
+    // The endpoint does not implement this request for this object (Ceph RGW before Reef answers
+    // 501 to a copy of an SSE-KMS or SSE-C object): the same request fails the same way again.
+    return permanent('store-rejected', `${what}: the endpoint does not implement this request for this object (${errorName(err) || 'HTTP 501'}); nothing was modified`, err);
   }
   if (isTransientS3Error(err)) {
     return transient('store-unavailable', `${what}: S3 failed or timed out (${errorName(err) || `HTTP ${httpStatus(err) ?? '?'}`})`, err);
