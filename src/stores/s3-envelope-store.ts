@@ -212,7 +212,7 @@ function payingClient(client: S3Client): S3Client {
     get(target, prop, receiver) {
       if (prop !== 'send') return Reflect.get(target, prop, receiver);
       return (command: Parameters<S3Client['send']>[0], options?: Parameters<S3Client['send']>[1]) =>
-        target.send(withHeaders(command, { 'x-amz-request-payer': 'requester' }), options);
+        target.send(withHeaders(command, { 'x-amz-request-payer': 'requester' }, 'rewrapRequestPayer'), options);
     },
   });
 }
