@@ -39,6 +39,7 @@ import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { rewrapItem } from '../src/rewrap/rewrap-item.ts';
 import { UNDER_NO_KEK_REASONS, isTransient } from '../src/rewrap/reasons.ts';
 import { putEncrypted } from '../src/reference/s3ec-client.ts';
+import { parseCampaignSpec } from '../src/campaign/spec.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 
 let client: S3Client;
@@ -202,5 +203,30 @@ describe('requester pays (issue 14.3)', () => {
     } finally {
       await payer.cleanup();
     }
+  });
+});
+
+describe('requesterPays in the campaign spec (issue 14.3)', () => {
+  const spec = (source: Record<string, unknown>) => ({
+    name: 'rp',
+    sources: [{ type: 's3', bucket: 'b', ...source }],
+    provider: { type: 'local', keyringFile: '/nonexistent/keyring.json' },
+    from: 'k@1',
+    to: 'k@2',
+  });
+  const refusal = (input: unknown): string => {
+    try {
+      parseCampaignSpec(input);
+      return 'accepted';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+
+  it('is kept when true, absent otherwise, and anything but a boolean (or a misspelling) is refused with its path', () => {
+    expect(parseCampaignSpec(spec({ requesterPays: true })).sources[0]).toMatchObject({ type: 's3', bucket: 'b', requesterPays: true });
+    expect(parseCampaignSpec(spec({ requesterPays: false })).sources[0]).not.toHaveProperty('requesterPays');
+    expect(refusal(spec({ requesterPays: 'yes' }))).toBe('campaign spec.sources[0].requesterPays: expected true or false (true: accept the charges of a requester-pays bucket)');
+    expect(refusal(spec({ requesterpays: true }))).toBe('campaign spec.sources[0].requesterpays: unknown field; did you mean requesterPays?');
   });
 });
