@@ -9,8 +9,9 @@
  * - Intelligent-Tiering archive tiers (`x-amz-archive-status`) and AWS's InvalidObjectState 403:
  *   the classifier is given a real RGW HEAD answer with the field set, and the SDK's own
  *   InvalidObjectState exception.
- * - a 403 from a requester-pays bucket: RGW charges nobody and its test user owns the bucket, so
- *   no request is refused; the test shows what `requesterPays: true` sends instead.
+ * - a 403 from a requester-pays bucket: RGW's test user owns the bucket and owners are never
+ *   refused. A forwarding proxy answers as AWS does for a bucket you do not own (HEAD without
+ *   `x-amz-request-payer`: 403, no body) and passes every other request to RGW unchanged.
  * - SSE-S3: RGW 16 ignores `x-amz-server-side-encryption: AES256` (HEAD reports none).
  * - SSE-KMS on the self-copy: RGW 16 answers 501 NotImplemented to any copy of an SSE-KMS
  *   object; the test checks what the copy request carries, that the 501 is a permanent failure
@@ -29,6 +30,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createS3Client } from '../src/stores/s3-client.ts';
 import { S3EnvelopeStore } from '../src/stores/s3-envelope-store.ts';
 import { uncopyableFromHead } from '../src/stores/s3-uncopyable.ts';
@@ -202,6 +205,48 @@ describe('requester pays (issue 14.3)', () => {
       expect(env.endpoint).toBeTruthy();
     } finally {
       await payer.cleanup();
+    }
+  });
+});
+
+/** In front of `upstream`: object requests without `x-amz-request-payer` get AWS's 403; the rest pass. */
+async function requesterPaysFront(upstream: string): Promise<{ url: string; server: Server }> {
+  const up = new URL(upstream);
+  const server = createServer((req, res) => {
+    if (!req.headers['x-amz-request-payer'] && /^\/[^/?]+\/[^?]/.test(req.url ?? '')) {
+      res.writeHead(403, { 'content-type': 'application/xml' });
+      res.end(req.method === 'HEAD' ? undefined : '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+      return;
+    }
+    const fwd = httpRequest({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    fwd.on('error', () => res.destroy());
+    req.pipe(fwd);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+describe('a requester-pays bucket without requesterPays (issue 14.3)', () => {
+  it('the object fails as requester-pays, nothing is written, and with requesterPays the same object is rewrapped', async () => {
+    const env = s3TestEnv();
+    const front = await requesterPaysFront(env.endpoint);
+    const viaFront = createS3Client({ endpoint: front.url, region: env.region, credentials: env });
+    try {
+      const key = await item({});
+      const before = await snapshot(key);
+      const refused = await rewrapItem({ ...target(), store: new S3EnvelopeStore({ client: viaFront, bucket: tb.bucket, placement: 'metadata' }) }, { key });
+      expect(refused).toMatchObject({ status: 'failed', reason: 'requester-pays' });
+      expect((refused as { detail: string }).detail).toMatch(/"requesterPays": true/);
+      expect(await snapshot(key)).toEqual(before);
+
+      const paying = new S3EnvelopeStore({ client: viaFront, bucket: tb.bucket, placement: 'metadata', requesterPays: true });
+      expect(await rewrapItem({ ...target(), store: paying }, { key })).toMatchObject({ status: 'rewrapped', to: { id: 'k', version: '2' } });
+    } finally {
+      viaFront.destroy();
+      await new Promise((resolve) => front.server.close(resolve));
     }
   });
 });
