@@ -1,8 +1,9 @@
 /**
  * What an S3 error means for one item: a failed precondition or a vanished object (the caller
- * answers 'conflict'), a transient store failure (retry), access denied (permanent), another 4xx
- * answer about this request (permanent for the item: `store-rejected`, naming the S3 error), or
- * something we do not understand (thrown, wrapped with the item's name: rewrapItem makes it that
+ * answers 'conflict'), a transient store failure (retry), access denied (permanent), an archived
+ * object (InvalidObjectState, permanent), a request the endpoint does not implement (501,
+ * permanent), another 4xx answer about this request (permanent for the item: `store-rejected`,
+ * naming the S3 error), or something we do not understand (thrown, wrapped with the item's name: rewrapItem makes it that
  * item's `unexpected-error`).
  */
 import { permanent, transient } from '../errors.ts';
@@ -57,7 +58,8 @@ const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE
 
 export function isTransientS3Error(err: unknown): boolean {
   const status = httpStatus(err);
-  if (status !== undefined && (status >= 500 || status === 429)) return true;
+  // 501 Not Implemented is an answer, not an outage: the same request gets it again.
+  if (status !== undefined && ((status >= 500 && status !== 501) || status === 429)) return true;
   if (TRANSIENT_NAMES.has(errorName(err))) return true;
   const code = shape(err).code;
   return code !== undefined && NETWORK_CODES.has(code);
