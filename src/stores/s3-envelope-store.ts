@@ -14,7 +14,9 @@
  * Not kept by a rewrite: object ACLs (no copy keeps them; buckets with ACLs disabled, the AWS
  * default since 2023, are unaffected) and, in versioned buckets, the old envelope stays in the
  * previous version. Keys ending in `.instruction` that carry `x-amz-crypto-instr-file` are
- * instruction files, never items: read answers 'not-encrypted' saying so.
+ * instruction files, never items: read answers 'not-encrypted' saying so. Objects a self-copy
+ * cannot rewrite (archived, SSE-C, a requester-pays bucket without `requesterPays`) are answered
+ * 'invalid' with their own reason from the HEAD, before any write (s3-uncopyable.ts).
  */
 import { HeadObjectCommand, type HeadObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import { INSTRUCTION_FILE_MARKER, INSTRUCTION_SUFFIX, detectFormat, hasEncryptionHints, parseV2 } from '../envelope/s3ec-v2.ts';
