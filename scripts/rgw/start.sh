@@ -123,6 +123,11 @@ rgw gc obj min wait = 60
 rgw gc processor period = 60
 rgw data log num shards = 8
 rgw md log max shards = 8
+# SSE-C over plain HTTP (tests only: RGW otherwise refuses customer keys without TLS) and SSE-KMS
+# from a fixed test key (the 'testing' backend), so the tests can make such objects.
+rgw crypt require ssl = false
+rgw crypt s3 kms backend = testing
+rgw crypt s3 kms encryption keys = testkey-1=YmluCmJvb3N0CmJvb3N0LWJ1aWxkCmNlcGguY29uZgo=
 EOF
 
 # With auth=none a client may send its first mon command before it has received the monmap
@@ -171,6 +176,18 @@ log "pools created"
 radosgw -n client.rgw.local -c "$CONF"   # daemonizes; creates the default realm/zonegroup/zone
 timeout 120 bash -c "until curl -fs -o /dev/null http://127.0.0.1:$RGW_PORT/; do sleep 0.3; done"
 log "rgw answering"
+# A storage class named GLACIER in the default placement (tests of archived objects). RGW creates
+# the default zonegroup on its first start and reads placements only at start: add, then restart.
+radosgw-admin -c "$CONF" zonegroup placement add --rgw-zonegroup default --placement-id default-placement \
+  --storage-class GLACIER >>"$DIR/log/placement.out" 2>&1
+radosgw-admin -c "$CONF" zone placement add --rgw-zone default --placement-id default-placement \
+  --storage-class GLACIER --data-pool default.rgw.buckets.data >>"$DIR/log/placement.out" 2>&1
+RGW_PID=$(cat "$DIR/run/client.rgw.local.pid")
+kill "$RGW_PID"
+timeout 30 bash -c "while kill -0 $RGW_PID 2>/dev/null; do sleep 0.1; done"
+radosgw -n client.rgw.local -c "$CONF"
+timeout 120 bash -c "until curl -fs -o /dev/null http://127.0.0.1:$RGW_PORT/; do sleep 0.3; done"
+log "rgw restarted with storage class GLACIER"
 for i in 1 2 3 4 5; do
   radosgw-admin -c "$CONF" user create --uid test --display-name test \
     --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" >"$DIR/user.json" 2>>"$DIR/log/user-create.err" && break

@@ -9,7 +9,7 @@ import { formatScope, scopesOverlap } from '../ledger/scopes.ts';
 import { checkNumber, rejectUnknownFields, type NumberRule } from './spec-fields.ts';
 
 export type SourceSpec =
-  | { type: 's3'; bucket: string; prefix?: string; placement?: 'auto' | 'metadata' | 'instruction' }
+  | { type: 's3'; bucket: string; prefix?: string; placement?: 'auto' | 'metadata' | 'instruction'; requesterPays?: boolean }
   | { type: 's3-manifest'; manifestFile: string; keysUrlEncoded?: boolean; placement?: 'auto' | 'metadata' | 'instruction' }
   | {
       type: 'pg';
@@ -198,7 +198,7 @@ function parseProvider(v: unknown): ProviderSpec {
 
 const PLACEMENTS = ['auto', 'metadata', 'instruction'];
 const SOURCE_FIELDS: Record<string, string[]> = {
-  s3: ['type', 'bucket', 'prefix', 'placement'],
+  s3: ['type', 'bucket', 'prefix', 'placement', 'requesterPays'],
   's3-manifest': ['type', 'manifestFile', 'keysUrlEncoded', 'placement'],
   pg: ['type', 'table', 'idColumn', 'wrappedKeyColumn', 'kekIdColumn', 'kekVersionColumn', 'contextColumns', 'wrapAlg'],
 };
@@ -212,7 +212,8 @@ function parseSource(v: unknown, at: string): SourceSpec {
     case 's3':
       if (!str(r.bucket)) throw new ConfigError(`${at}.bucket: expected a bucket name`);
       if (r.prefix !== undefined && typeof r.prefix !== 'string') throw new ConfigError(`${at}.prefix: expected a string`);
-      return { type: 's3', bucket: r.bucket, prefix: r.prefix as string | undefined, placement };
+      if (r.requesterPays !== undefined && typeof r.requesterPays !== 'boolean') throw new ConfigError(`${at}.requesterPays: expected true or false (true: accept the charges of a requester-pays bucket)`);
+      return { type: 's3', bucket: r.bucket, prefix: r.prefix as string | undefined, placement, ...(r.requesterPays === true ? { requesterPays: true } : {}) };
     case 's3-manifest':
       if (!str(r.manifestFile)) throw new ConfigError(`${at}.manifestFile: expected the path of a CSV manifest of bucket,key lines`);
       return { type: 's3-manifest', manifestFile: r.manifestFile, keysUrlEncoded: r.keysUrlEncoded === true, placement };

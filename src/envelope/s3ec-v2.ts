@@ -116,7 +116,7 @@ export function parseV2(meta: Record<string, string>, where: string): { kind: 'e
 }
 
 /** The matdesc of any envelope generation (V1 and V2 both keep it in x-amz-matdesc), if it parses. */
-function matdescReference(meta: Record<string, string>): KekReference | undefined {
+export function matdescReference(meta: Record<string, string>): KekReference | undefined {
   const text = meta[V2.matdesc];
   if (text === undefined) return undefined;
   const matdesc = parseMatdesc(text);

@@ -116,7 +116,8 @@ export class Resources {
 
   /** The store holding `storeId` items, configured by the campaign source that names it. */
   store(spec: CampaignSpec, storeId: string): EnvelopeStore {
-    const key = `${storeId}|${JSON.stringify(spec.options.allowUnconditionalWrites)}|${spec.options.multipartThresholdBytes}`;
+    const payer = spec.sources.some((s) => s.type === 's3' && `s3://${s.bucket}` === storeId && s.requesterPays === true);
+    const key = `${storeId}|${JSON.stringify(spec.options.allowUnconditionalWrites)}|${spec.options.multipartThresholdBytes}|${payer}`;
     let store = this.stores.get(key);
     if (store) return store;
     if (storeId.startsWith('s3://')) {
@@ -128,6 +129,7 @@ export class Resources {
         placement: src?.placement ?? 'auto',
         multipartThresholdBytes: spec.options.multipartThresholdBytes,
         allowUnconditionalWrites: spec.options.allowUnconditionalWrites,
+        requesterPays: payer,
       });
     } else if (storeId.startsWith('pg:')) {
       const src = spec.sources.find((s) => s.type === 'pg' && `pg:${s.table}` === storeId) as Extract<SourceSpec, { type: 'pg' }> | undefined;

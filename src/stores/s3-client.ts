@@ -107,8 +107,10 @@ export function fencedWrite<C extends WithMiddlewareStack>(command: C, fence: Wr
 /**
  * Adds request headers the SDK does not model (e.g. RGW's legacy `x-amz-copy-if-match`) to one
  * command. Added in the build step, before signing, so they are signed like any other header.
+ * A stack refuses two middlewares of one name: a second set of headers on the same command
+ * (the requester-pays header on a copy that sends legacy preconditions) needs its own `name`.
  */
-export function withHeaders<C extends WithMiddlewareStack>(command: C, headers: Record<string, string>): C {
+export function withHeaders<C extends WithMiddlewareStack>(command: C, headers: Record<string, string>, name = 'rewrapExtraHeaders'): C {
   if (Object.keys(headers).length === 0) return command;
   const middleware =
     (next: (args: { request: unknown }) => Promise<unknown>) =>
@@ -117,7 +119,7 @@ export function withHeaders<C extends WithMiddlewareStack>(command: C, headers: 
       if (request.headers) Object.assign(request.headers, headers);
       return next(args);
     };
-  command.middlewareStack.add(middleware as never, { step: 'build', name: 'rewrapExtraHeaders' });
+  command.middlewareStack.add(middleware as never, { step: 'build', name });
   return command;
 }
 

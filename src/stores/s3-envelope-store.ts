@@ -14,14 +14,18 @@
  * Not kept by a rewrite: object ACLs (no copy keeps them; buckets with ACLs disabled, the AWS
  * default since 2023, are unaffected) and, in versioned buckets, the old envelope stays in the
  * previous version. Keys ending in `.instruction` that carry `x-amz-crypto-instr-file` are
- * instruction files, never items: read answers 'not-encrypted' saying so.
+ * instruction files, never items: read answers 'not-encrypted' saying so. Objects a self-copy
+ * cannot rewrite (archived, SSE-C, a requester-pays bucket without `requesterPays`) are answered
+ * 'invalid' with their own reason from the HEAD, before any write (s3-uncopyable.ts).
  */
 import { HeadObjectCommand, type HeadObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import { INSTRUCTION_FILE_MARKER, INSTRUCTION_SUFFIX, detectFormat, hasEncryptionHints, parseV2 } from '../envelope/s3ec-v2.ts';
 import { ConfigError, permanent } from '../errors.ts';
 import type { CasLevel, Envelope, EnvelopeStore, ItemRef, ReadResult, WriteFence, WriteResult } from './envelope-store.ts';
+import { withHeaders } from './s3-client.ts';
 import { copyLevel, instructionLevel, multipartLevel, probeS3Capabilities, type S3Capabilities } from './s3-capabilities.ts';
 import { isNotFound, toItemFailure } from './s3-errors.ts';
+import { uncopyableFromHead, uncopyableFromHeadError } from './s3-uncopyable.ts';
 import { contentDecrypts } from './s3-content-check.ts';
 import { readInstructionFile, writeInstructionFile } from './s3-instruction-placement.ts';
 import { writeMetadataEnvelope } from './s3-metadata-placement.ts';
@@ -55,6 +59,11 @@ export interface S3EnvelopeStoreOptions {
   partCopyConcurrency?: number;
   /** Write even where the endpoint honours no precondition (level 'none'). Default false. */
   allowUnconditionalWrites?: boolean;
+  /**
+   * The bucket charges the requester and the user accepts: every request carries
+   * `x-amz-request-payer: requester`. Default false: such a bucket's objects fail as 'requester-pays'.
+   */
+  requesterPays?: boolean;
 }
 
 export class S3EnvelopeStore implements EnvelopeStore {
@@ -66,6 +75,7 @@ export class S3EnvelopeStore implements EnvelopeStore {
   private readonly partSizeBytes: number;
   private readonly partCopyConcurrency: number;
   private readonly allowUnconditionalWrites: boolean;
+  private readonly requesterPays: boolean;
   private probe?: Promise<S3Capabilities>;
 
   constructor(options: S3EnvelopeStoreOptions) {
@@ -74,7 +84,8 @@ export class S3EnvelopeStore implements EnvelopeStore {
     if (!['auto', 'metadata', 'instruction'].includes(placement)) {
       throw new ConfigError(`S3EnvelopeStore: placement is ${JSON.stringify(placement)}; expected auto, metadata or instruction`);
     }
-    this.client = options.client;
+    this.requesterPays = options.requesterPays ?? false;
+    this.client = this.requesterPays ? payingClient(options.client) : options.client;
     this.bucket = options.bucket;
     this.id = `s3://${options.bucket}`;
     this.placement = placement;
@@ -105,6 +116,9 @@ export class S3EnvelopeStore implements EnvelopeStore {
     const where = this.where(item);
     const head = await this.head(item, signal);
     if (!head) return { kind: 'invalid', reason: 'item-missing', detail: `${where}: no such object` };
+    if ('kind' in head) return head;
+    const uncopyable = uncopyableFromHead(head, where);
+    if (uncopyable) return uncopyable;
     const meta = head.Metadata ?? {};
     if (item.key.endsWith(INSTRUCTION_SUFFIX) && INSTRUCTION_FILE_MARKER in meta) {
       const owner = item.key.slice(0, -INSTRUCTION_SUFFIX.length);
@@ -162,7 +176,7 @@ export class S3EnvelopeStore implements EnvelopeStore {
   async casLevel(item: ItemRef, signal?: AbortSignal): Promise<CasLevel> {
     const caps = await this.capabilities();
     const head = await this.head(item, signal);
-    if (!head) return copyLevel(caps);
+    if (!head || 'kind' in head) return copyLevel(caps);
     if (detectFormat(head.Metadata ?? {}) === 'none' && this.placement !== 'metadata') return instructionLevel(caps);
     return (head.ContentLength ?? 0) > this.multipartThresholdBytes ? multipartLevel(caps) : copyLevel(caps);
   }
@@ -177,11 +191,14 @@ export class S3EnvelopeStore implements EnvelopeStore {
     return token.size > this.multipartThresholdBytes ? 'multipart copies (UploadPartCopy / CompleteMultipartUpload)' : 'CopyObject';
   }
 
-  private async head(item: ItemRef, signal?: AbortSignal): Promise<HeadObjectCommandOutput | undefined> {
+  /** The HEAD answer, undefined for a missing object, or why an object HEAD refused is not copyable. */
+  private async head(item: ItemRef, signal?: AbortSignal): Promise<HeadObjectCommandOutput | Extract<ReadResult, { kind: 'invalid' }> | undefined> {
     try {
       return await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: item.key }), { abortSignal: signal });
     } catch (err) {
       if (isNotFound(err)) return undefined;
+      const why = await uncopyableFromHeadError(this.client, this.bucket, item.key, err, this.requesterPays, signal).catch(() => undefined);
+      if (why) return why;
       throw toItemFailure(err, `HeadObject ${this.where(item)}`);
     }
   }
@@ -189,6 +206,17 @@ export class S3EnvelopeStore implements EnvelopeStore {
   private where(item: ItemRef): string {
     return `s3://${this.bucket}/${item.key}`;
   }
+}
+
+/** The client with `x-amz-request-payer: requester` on every request sent through it. */
+function payingClient(client: S3Client): S3Client {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      if (prop !== 'send') return Reflect.get(target, prop, receiver);
+      return (command: Parameters<S3Client['send']>[0], options?: Parameters<S3Client['send']>[1]) =>
+        target.send(withHeaders(command, { 'x-amz-request-payer': 'requester' }, 'rewrapRequestPayer'), options);
+    },
+  });
 }
 
 function positiveInt(name: string, value: number): number {
