@@ -14,7 +14,9 @@ import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/cli
 import { createS3Client } from '../src/stores/s3-client.ts';
 import { ConfigError } from '../src/errors.ts';
 import { parseCampaignSpec } from '../src/campaign/spec.ts';
-import { getCampaign } from '../src/ledger/index.ts';
+import { getCampaign, setCampaignState } from '../src/ledger/index.ts';
+import { checkSpecAgainstPolicy } from '../src/api/spec-policy.ts';
+import { rewrapCli, specFile } from './support/cli.ts';
 import { getDecrypted, matdescKey, putEncrypted } from '../src/reference/s3ec-client.ts';
 import { InventoryCache, S3InventorySource } from '../src/sources/s3-inventory-source.ts';
 import type { Source } from '../src/sources/source.ts';
@@ -127,6 +129,27 @@ describe('s3-inventory source', () => {
     // Overlap: an inventory of bucket b and a listing of b would plan the same objects twice.
     expect(() => parseCampaignSpec({ ...base, sources: [{ type: 's3', bucket: 'b', prefix: 'p/' }, { type: 's3-inventory', manifest: 's3://r/m.json', bucket: 'b' }] })).toThrow(/covers the same items/);
   });
+
+  it('a report of another bucket is refused at creation by the CLI, pauses a campaign created around it, and the API policy must allow both buckets', async () => {
+    const r = await writeInventory(s3, { destinationBucket: reports.bucket, sourceBucket: 'someone-elses', rows: [{ key: 'a' }], files: 1 });
+    const keyringFile = await pipe.keyringFile([v1, v2]);
+    const spec = { name: 'wrong report', sources: [{ type: 's3-inventory', manifest: r.manifestUrl, bucket: 'mine' }], provider: { type: 'local', keyringFile }, from: 'k@1', to: 'k@2' };
+    const cli = await rewrapCli(pipe, ['campaign', 'create', '--spec', await specFile(pipe, spec), '--json']);
+    expect(cli.code, cli.stdout).toBe(2);
+    expect(cli.stderr).toMatch(/sources\[0\]: bucket is "mine" but the inventory .* lists bucket "someone-elses" \(its sourceBucket\)/);
+    const c = await pipe.create(spec); // around the CLI: planning reads the manifest and pauses the campaign
+    const paused = await eventually('paused', async () => {
+      const x = await getCampaign(pipe.db.pool, c.id);
+      return x!.state === 'paused' ? x : undefined;
+    }, 30_000, 100);
+    expect(paused.pauseReason).toMatch(/lists bucket "someone-elses"/);
+    expect((await pipe.progress(c.id)).planned).toBe(0);
+    await setCampaignState(pipe.db.pool, c.id, ['paused'], 'cancelled');
+    const policy = { tables: [], buckets: ['mine'], keys: ['k'], keyringFiles: [keyringFile], manifestFiles: [], kmsEndpoints: [], kmsRegions: [] };
+    expect(() => checkSpecAgainstPolicy(parseCampaignSpec(spec), policy)).toThrow(/sources\[0\]\.manifest bucket "[^"]+" is not allowed/);
+    expect(() => checkSpecAgainstPolicy(parseCampaignSpec(spec), { ...policy, buckets: ['mine', reports.bucket] })).not.toThrow();
+    expect(() => checkSpecAgainstPolicy(parseCampaignSpec(spec), { ...policy, buckets: [reports.bucket] })).toThrow(/sources\[0\]\.bucket "mine" is not allowed/);
+  }, 60_000);
 
   it('plans exactly the 100,000 keys of a 10-file report, once each, through a scheduler SIGKILLed mid-plan (acceptance 4)', async () => {
     const bucket = `inv-plan-${randomBytes(4).toString('hex')}`; // planning only: the objects need not exist

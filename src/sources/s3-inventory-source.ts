@@ -13,6 +13,7 @@
  * { "fileIndex": 3, "fileKey": ".../data/ab12.csv.gz", "rowsRead": 20000 }.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { CampaignSpec } from '../campaign/spec.ts';
 import { ConfigError } from '../errors.ts';
 import { splitCsv } from './csv-manifest-source.ts';
 import { itemKeysOf } from './instruction-files.ts';
@@ -37,11 +38,7 @@ export class S3InventorySource implements Source {
     const memo = this.cache.takePage(this.spec.manifest, cursor, limit);
     if (memo) return memo;
     const m = await this.cache.manifest(this.client, this.spec.manifest, signal);
-    if (m.sourceBucket !== this.spec.bucket) {
-      throw new ConfigError(
-        `s3-inventory source: bucket is "${this.spec.bucket}" but the inventory ${m.url} lists bucket "${m.sourceBucket}" (its sourceBucket); set bucket to the bucket the inventory is for`,
-      );
-    }
+    checkBucket(m, this.spec.bucket, 's3-inventory source');
     let at = startOf(cursor, m);
     const listed: string[] = [];
     for (let rows = 0; rows < limit && at.fileIndex < m.files.length; ) {
@@ -76,6 +73,22 @@ export class S3InventorySource implements Source {
   /** A report is a fixed list: the delta pass has nothing new to find. */
   async deltaPage(): Promise<SourcePage> {
     return { groups: [], cursor: null, done: true };
+  }
+}
+
+function checkBucket(m: InventoryManifest, bucket: string, at: string): void {
+  if (m.sourceBucket !== bucket) {
+    throw new ConfigError(`${at}: bucket is "${bucket}" but the inventory ${m.url} lists bucket "${m.sourceBucket}" (its sourceBucket); set bucket to the bucket the inventory is for`);
+  }
+}
+
+/**
+ * At campaign creation (CLI): each inventory's manifest is read and its source bucket compared
+ * with the spec's, so a wrong report is refused before the campaign exists. (Planning checks again.)
+ */
+export async function checkInventorySources(client: S3Client, spec: CampaignSpec, signal?: AbortSignal): Promise<void> {
+  for (const [i, s] of spec.sources.entries()) {
+    if (s.type === 's3-inventory') checkBucket(await readInventoryManifest(client, s.manifest, signal), s.bucket, `campaign spec.sources[${i}]`);
   }
 }
 
