@@ -187,6 +187,7 @@ describe('s3-inventory source', () => {
     const payloads = new Map<string, Buffer>();
     const placement = (k: string) => (Number(k.split(' ').pop()) % 3 === 0 ? 'instruction' : 'metadata');
     const all = [...listed, ...unlisted];
+    const workerUp = pipe.startWorker(); // meanwhile: it takes seconds to start
     for (let i = 0; i < all.length; i += 32) {
       await Promise.all(
         all.slice(i, i + 32).map(async (key) => {
@@ -210,7 +211,8 @@ describe('s3-inventory source', () => {
     const r = await writeInventory(s3, { destinationBucket: reports.bucket, sourceBucket: objects.bucket, rows, files: 4, allVersions: true });
 
     const keyringFile = await pipe.keyringFile([v1, v2]);
-    await pipe.startWorker();
+    await workerUp;
+    const tRun = Date.now();
     const c = await pipe.create({
       name: 'inventory e2e',
       sources: [{ type: 's3-inventory', manifest: r.manifestUrl, bucket: objects.bucket }],
@@ -220,6 +222,7 @@ describe('s3-inventory source', () => {
       options: { batchSize: 50, concurrency: 8 },
     });
     const p = await pipe.waitFor(c.id, 'completed', (x) => x.state === 'completed', 90_000);
+    console.log(`inventory e2e: ${listed.length} objects rotated in ${Date.now() - tRun} ms`);
     expect(p).toMatchObject({ planned: listed.length, rewrapped: listed.length, failed: 0 });
 
     const newOnly = { aes: new Map([[matdescKey({ kek: 'k@2' }), v2.material]]) };

@@ -55,7 +55,7 @@ export class S3InventorySource implements Source {
         if (key !== undefined) listed.push(key);
       }
       if (ended) {
-        this.cache.closeReader(m.url);
+        reader.close(); // at its end already; the one kept for the next page is another caller's
         at = { fileIndex: at.fileIndex + 1, rowsRead: 0 };
       } else {
         this.cache.keepReader(m.url, reader);
@@ -170,11 +170,6 @@ export class InventoryCache {
   keepReader(url: string, r: InventoryFileReader): void {
     this.readers.get(url)?.close();
     this.readers.set(url, r);
-  }
-
-  closeReader(url: string): void {
-    this.readers.get(url)?.close();
-    this.readers.delete(url);
   }
 
   rememberPage(url: string, cursor: unknown, limit: number, page: SourcePage): void {
