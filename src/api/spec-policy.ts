@@ -12,7 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.ts';
-import type { CampaignSpec } from '../campaign/spec.ts';
+import { parseS3Url, type CampaignSpec } from '../campaign/spec.ts';
 import type { Scope } from '../ledger/types.ts';
 
 export interface SpecPolicy {
@@ -102,6 +102,12 @@ export function checkSpecAgainstPolicy(spec: CampaignSpec, policy: SpecPolicy): 
   spec.sources.forEach((s, i) => {
     if (s.type === 's3' && !allowed(policy.buckets, s.bucket)) refuse(`sources[${i}].bucket`, s.bucket, 'buckets');
     if (s.type === 'pg' && !allowed(policy.tables, s.table)) refuse(`sources[${i}].table`, s.table, 'tables');
+    if (s.type === 's3-inventory') {
+      // Both are read with the scheduler's credentials: the bucket whose objects move, and the one holding the report.
+      if (!allowed(policy.buckets, s.bucket)) refuse(`sources[${i}].bucket`, s.bucket, 'buckets');
+      const manifestBucket = parseS3Url(s.manifest)!.bucket;
+      if (!allowed(policy.buckets, manifestBucket)) refuse(`sources[${i}].manifest bucket`, manifestBucket, 'buckets');
+    }
     if (s.type === 's3-manifest' && !policy.manifestFiles.includes(s.manifestFile)) refuse(`sources[${i}].manifestFile`, s.manifestFile, 'manifestFiles');
   });
 }

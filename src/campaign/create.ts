@@ -13,6 +13,7 @@ export async function campaignScopes(spec: CampaignSpec): Promise<Scope[]> {
   const scopes: Scope[] = [];
   for (const s of spec.sources) {
     if (s.type === 's3') scopes.push(s.prefix ? { storeId: `s3://${s.bucket}`, prefix: s.prefix } : { storeId: `s3://${s.bucket}` });
+    else if (s.type === 's3-inventory') scopes.push({ storeId: `s3://${s.bucket}` });
     else if (s.type === 'pg') scopes.push({ storeId: `pg:${s.table}` });
     else {
       const src = new CsvManifestSource(s.manifestFile, s.keysUrlEncoded);

@@ -11,6 +11,12 @@ import { checkNumber, rejectUnknownFields, type NumberRule } from './spec-fields
 export type SourceSpec =
   | { type: 's3'; bucket: string; prefix?: string; placement?: 'auto' | 'metadata' | 'instruction'; requesterPays?: boolean }
   | { type: 's3-manifest'; manifestFile: string; keysUrlEncoded?: boolean; placement?: 'auto' | 'metadata' | 'instruction' }
+  /**
+   * An S3 Inventory report (CSV): `manifest` is the s3:// address of its manifest.json; `bucket`
+   * is the inventory's source bucket, named in the spec so that overlap and policy checks see it
+   * before anything is read (the source refuses a manifest whose sourceBucket differs).
+   */
+  | { type: 's3-inventory'; manifest: string; bucket: string; placement?: 'auto' | 'metadata' | 'instruction' }
   | {
       type: 'pg';
       table: string;
@@ -82,14 +88,20 @@ export const DEFAULT_OPTIONS: CampaignOptions = {
 };
 
 export function storeIdOf(s: SourceSpec): string[] {
-  if (s.type === 's3') return [`s3://${s.bucket}`];
+  if (s.type === 's3' || s.type === 's3-inventory') return [`s3://${s.bucket}`];
   if (s.type === 'pg') return [`pg:${s.table}`];
   return []; // a manifest names its buckets line by line
 }
 
 export function scopesOf(spec: CampaignSpec): { storeId: string; prefix?: string }[] {
   return spec.sources.flatMap((s) =>
-    s.type === 's3' ? [{ storeId: `s3://${s.bucket}`, prefix: s.prefix || undefined }] : s.type === 'pg' ? [{ storeId: `pg:${s.table}` }] : [{ storeId: `manifest:${s.manifestFile}` }],
+    s.type === 's3'
+      ? [{ storeId: `s3://${s.bucket}`, prefix: s.prefix || undefined }]
+      : s.type === 's3-inventory'
+        ? [{ storeId: `s3://${s.bucket}` }] // an inventory may cover a prefix, unknown until read: the whole bucket
+        : s.type === 'pg'
+          ? [{ storeId: `pg:${s.table}` }]
+          : [{ storeId: `manifest:${s.manifestFile}` }],
   );
 }
 
@@ -197,9 +209,16 @@ function parseProvider(v: unknown): ProviderSpec {
 }
 
 const PLACEMENTS = ['auto', 'metadata', 'instruction'];
+
+/** `s3://bucket/key` → its parts; undefined when it is not one. */
+export function parseS3Url(url: string): { bucket: string; key: string } | undefined {
+  const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
+  return m ? { bucket: m[1]!, key: m[2]! } : undefined;
+}
 const SOURCE_FIELDS: Record<string, string[]> = {
   s3: ['type', 'bucket', 'prefix', 'placement', 'requesterPays'],
   's3-manifest': ['type', 'manifestFile', 'keysUrlEncoded', 'placement'],
+  's3-inventory': ['type', 'manifest', 'bucket', 'placement'],
   pg: ['type', 'table', 'idColumn', 'wrappedKeyColumn', 'kekIdColumn', 'kekVersionColumn', 'contextColumns', 'wrapAlg'],
 };
 
@@ -217,6 +236,12 @@ function parseSource(v: unknown, at: string): SourceSpec {
     case 's3-manifest':
       if (!str(r.manifestFile)) throw new ConfigError(`${at}.manifestFile: expected the path of a CSV manifest of bucket,key lines`);
       return { type: 's3-manifest', manifestFile: r.manifestFile, keysUrlEncoded: r.keysUrlEncoded === true, placement };
+    case 's3-inventory':
+      if (!str(r.manifest) || parseS3Url(r.manifest) === undefined) {
+        throw new ConfigError(`${at}.manifest: expected the s3:// address of an S3 Inventory manifest.json, e.g. "s3://inventory-bucket/prefix/source-bucket/config/2026-12-01T00-00Z/manifest.json"`);
+      }
+      if (!str(r.bucket)) throw new ConfigError(`${at}.bucket: expected the inventory's source bucket (the sourceBucket of its manifest.json), whose listed objects are planned`);
+      return { type: 's3-inventory', manifest: r.manifest, bucket: r.bucket, placement };
     case 'pg': {
       for (const f of ['table', 'idColumn', 'wrappedKeyColumn', 'kekIdColumn', 'kekVersionColumn']) {
         if (!str(r[f])) throw new ConfigError(`${at}.${f}: expected a non-empty string`);
@@ -228,6 +253,6 @@ function parseSource(v: unknown, at: string): SourceSpec {
       return r as unknown as SourceSpec;
     }
     default:
-      throw new ConfigError(`${at}.type: expected "s3", "s3-manifest" or "pg"`);
+      throw new ConfigError(`${at}.type: expected "s3", "s3-manifest", "s3-inventory" or "pg"`);
   }
 }

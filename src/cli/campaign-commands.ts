@@ -10,6 +10,7 @@ import {
 import type { CampaignState } from '../ledger/types.ts';
 import { admitCampaign, loadSpecFile } from '../campaign/create.ts';
 import { dryRun } from '../campaign/dry-run.ts';
+import { checkInventorySources } from '../sources/s3-inventory-source.ts';
 import { withLedger } from './with-ledger.ts';
 import { EXIT, UsageError, out, requireId, type Command } from './args.ts';
 import { renderStatus, watchStatus } from './status-view.ts';
@@ -41,6 +42,7 @@ Exit codes: 0 created, 2 bad spec or flags, 3 refused (overlaps a campaign that 
         );
         return EXIT.ok;
       }
+      await checkInventorySources(res.s3Client(), spec);
       try {
         const c = await admitCampaign(res.ledger, spec);
         if (values.start) await setCampaignState(res.ledger, c.id, ['planning'], 'running');

@@ -1,6 +1,7 @@
 /** `rewrap incident start`: a top-priority campaign away from a KEK suspected compromised. */
 import { CampaignConflictError, setCampaignState } from '../ledger/index.ts';
 import { withLedger } from './with-ledger.ts';
+import { checkInventorySources } from '../sources/s3-inventory-source.ts';
 import { admitCampaign, loadSpecFile } from '../campaign/create.ts';
 import { parseCampaignSpec } from '../campaign/spec.ts';
 import { setKeyringState } from '../kek/keyring-file-edit.ts';
@@ -50,6 +51,7 @@ Exit codes: 0 started, 2 bad input, 3 refused (overlaps an active campaign: paus
     }
     try {
       return await withLedger(async (res) => {
+        await checkInventorySources(res.s3Client(), spec);
         const c = await admitCampaign(res.ledger, spec, INCIDENT_PRIORITY);
         await setCampaignState(res.ledger, c.id, ['planning'], 'running');
         const kek = values.kek as string;

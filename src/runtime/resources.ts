@@ -29,6 +29,7 @@ import { S3ListSource } from '../sources/s3-list-source.ts';
 import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
 import { drainsKmsMaterial } from '../kek/kms-material.ts';
 import { PgTableSource } from '../sources/pg-table-source.ts';
+import { InventoryCache, S3InventorySource } from '../sources/s3-inventory-source.ts';
 
 /**
  * Connection settings shared by every pool and dedicated client (the scheduler's lock
@@ -66,6 +67,8 @@ export class Resources {
   private readonly stores = new Map<string, EnvelopeStore>();
   private readonly providers = new Map<string, KekProvider>();
   private readonly keyrings = new Map<string, WatchedKeyring>();
+  /** S3 Inventory manifests read and data files open where planning stopped (a scheduler's). */
+  private readonly inventories = new InventoryCache();
 
   constructor(
     readonly config: ProcessConfig,
@@ -122,7 +125,7 @@ export class Resources {
     if (store) return store;
     if (storeId.startsWith('s3://')) {
       const bucket = storeId.slice('s3://'.length);
-      const src = spec.sources.find((s) => s.type !== 'pg' && (s.type !== 's3' || s.bucket === bucket)) as Exclude<SourceSpec, { type: 'pg' }> | undefined;
+      const src = spec.sources.find((s) => s.type !== 'pg' && (s.type === 's3-manifest' || s.bucket === bucket)) as Exclude<SourceSpec, { type: 'pg' }> | undefined;
       store = new S3EnvelopeStore({
         client: this.s3Client(),
         bucket,
@@ -190,11 +193,13 @@ export class Resources {
     const s = spec.sources[index]!;
     if (s.type === 's3') return new S3ListSource(this.s3Client(), s.bucket, s.prefix);
     if (s.type === 's3-manifest') return new CsvManifestSource(s.manifestFile, s.keysUrlEncoded);
+    if (s.type === 's3-inventory') return new S3InventorySource(this.s3Client(), s, this.inventories);
     return new PgTableSource(this.data(), { ...s, kmsMaterial: drainsKmsMaterial(spec.provider.type, spec.from) }, spec.from);
   }
 
   async close(): Promise<void> {
     for (const p of this.providers.values()) (p as { close?: () => void }).close?.();
+    this.inventories.close();
     this.s3?.destroy();
     for (const k of this.kmsClients.values()) k.destroy();
     await Promise.allSettled([this.ledger.end(), this.dataPool?.end()]);

@@ -55,7 +55,8 @@ export class CsvManifestSource implements Source {
   }
 }
 
-function splitCsv(line: string): string[] {
+/** One CSV record (no embedded newlines): fields split on commas, double quotes removed, "" kept as ". */
+export function splitCsv(line: string): string[] {
   const out: string[] = [];
   let cur = '';
   let quoted = false;

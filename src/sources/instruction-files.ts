@@ -1,0 +1,34 @@
+/**
+ * Which listed S3 keys are items: not rewrap's probe objects, and not instruction files. An
+ * instruction file is `<key>.instruction` WITH the marker `x-amz-crypto-instr-file` in its
+ * metadata: a listing (or an inventory) does not show metadata, so each key ending in
+ * `.instruction` costs one HeadObject here. An object that merely has such a name is an item like
+ * any other (invariant 7: skipping it would leave it under the KEK, unseen by every check).
+ */
+import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import pLimit from 'p-limit';
+import { INSTRUCTION_FILE_MARKER, INSTRUCTION_SUFFIX } from '../envelope/s3ec-v2.ts';
+import { isNotFound } from '../stores/s3-errors.ts';
+
+/** HeadObject requests in flight per page, for the `.instruction` names of that page. */
+const HEAD_CONCURRENCY = 16;
+
+export const PROBE_PREFIX = '.rewrap-probe/';
+
+export async function itemKeysOf(client: S3Client, bucket: string, listed: string[], signal?: AbortSignal): Promise<string[]> {
+  const keys = listed.filter((k) => !k.startsWith(PROBE_PREFIX));
+  const limitHeads = pLimit(HEAD_CONCURRENCY);
+  const isItem = await Promise.all(keys.map((k) => (k.endsWith(INSTRUCTION_SUFFIX) ? limitHeads(() => isNotInstructionFile(client, bucket, k, signal)) : true)));
+  return keys.filter((_, i) => isItem[i]);
+}
+
+/** False only for an instruction file (marked); an object deleted since the listing is no item either. */
+async function isNotInstructionFile(client: S3Client, bucket: string, key: string, signal?: AbortSignal): Promise<boolean> {
+  try {
+    const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
+    return !(INSTRUCTION_FILE_MARKER in (head.Metadata ?? {}));
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+}
