@@ -57,6 +57,10 @@ beforeAll(async () => {
   await Promise.all(Array.from({ length: 10 }, (_, i) => put(versioned, `o/${i}`, underK1)));
   // The application overwrote two objects before the incident: their old versions are under k@1 too.
   await Promise.all([put(versioned, 'o/0', underK1), put(versioned, 'o/1', underK1)]);
+  // Instruction-file placement, overwritten once: the old `i/0.instruction` version holds a k@1
+  // envelope in its body; the old `i/0` version holds none. (RGW honours no If-Match on
+  // PutObject, so rewrap refuses to rewrite i/0 itself: it stays exposed.)
+  for (let n = 0; n < 2; n++) await putEncrypted(s3, versioned.bucket, 'i/0', randomBytes(64), { placement: 'instruction', wrap: underK1 });
   // Under another KEK, overwritten once: neither version is under k@1.
   await put(versioned, 'j/0', underJ1);
   await put(versioned, 'j/0', underJ1);
@@ -70,10 +74,10 @@ afterAll(async () => {
   await plain?.cleanup();
 });
 
-async function incident(bucket: string, objects: number): Promise<string> {
+async function incident(bucket: string, objects: number, failed = 0): Promise<string> {
   const c = await pipe.create({ name: `incident ${bucket}`, kind: 'incident', sources: [{ type: 's3', bucket }], provider: { type: 'local', keyringFile }, from: 'k@1', to: 'k@2', options: { batchSize: 5 } });
   const p = await pipe.waitFor(c.id, 'completed', (x) => x.state === 'completed', 120_000);
-  expect(p).toMatchObject({ rewrapped: objects, failed: 0 });
+  expect(p).toMatchObject({ rewrapped: objects, failed });
   return c.id;
 }
 
@@ -89,23 +93,26 @@ async function report(id: string): Promise<{ rows: Row[]; summary: Summary; requ
 }
 
 describe('exposure report and noncurrent versions (issue 14, invariant 7)', () => {
-  it('an incident over a versioned bucket lists every noncurrent version under the compromised KEK as exposed-noncurrent with its version id: rewrap\'s own copies and older ones, none under another KEK (invariant 7)', async () => {
-    const id = await incident(versioned.bucket, 10);
+  it('an incident over a versioned bucket lists every noncurrent version under the compromised KEK as exposed-noncurrent with its version id: rewrap\'s own copies and older ones (metadata and instruction file), none under another KEK (invariant 7)', async () => {
+    const id = await incident(versioned.bucket, 10, 1);
     const { rows, summary } = await report(id);
     const store = `s3://${versioned.bucket}`;
-    const nc = rows.filter((r) => r.status === 'exposed-noncurrent');
+    const nc = rows.filter((r) => r.status === 'exposed-noncurrent' && r.item !== 'i/0.instruction');
     expect(nc.map((r) => r.item).sort()).toEqual(['o/0', 'o/0', 'o/1', 'o/1', ...Array.from({ length: 8 }, (_, i) => `o/${i + 2}`)]);
     for (const r of nc) expect(r).toMatchObject({ store, kek_now: 'k@1', moved_at: null, to_kek: null });
-    expect(new Set(nc.map((r) => `${r.item}|${r.version_id}`)).size).toBe(12);
+    expect(new Set(nc.map((r) => `${r.item}|${r.version_id}`)).size).toBe(12); // 10 left by rewrap's copies, 2 by the application
     // Each listed version really is a noncurrent version under k@1 (read independently).
     for (const r of nc) {
       const head = await s3.send(new HeadObjectCommand({ Bucket: versioned.bucket, Key: r.item!, VersionId: r.version_id! }));
       expect(head.Metadata?.['x-amz-matdesc']).toBe('{"kek":"k@1"}');
     }
+    // The instruction file's old version carries the k@1 envelope in its body; i/0's own old version is not listed.
+    expect(rows.filter((r) => r.item === 'i/0.instruction')).toEqual([expect.objectContaining({ store, status: 'exposed-noncurrent', kek_now: 'k@1', version_id: expect.any(String) })]);
+    expect(rows.filter((r) => r.item === 'i/0')).toEqual([expect.objectContaining({ status: 'exposed', reason: 'unconditional-write-refused', version_id: null })]);
     expect(rows.filter((r) => r.status === 'moved')).toHaveLength(10);
     expect(rows.filter((r) => r.status !== 'exposed-noncurrent').every((r) => r.version_id === null)).toBe(true);
-    expect(summary.totals).toEqual({ underKek: 10, moved: 10, movedUnconfirmed: 0, exposed: 0, neverUnderKek: 1, noEnvelope: 0, noncurrentExposed: 12 });
-    expect(summary.noncurrentExposedByStore).toEqual({ [store]: 12 });
+    expect(summary.totals).toEqual({ underKek: 11, moved: 10, movedUnconfirmed: 0, exposed: 1, neverUnderKek: 1, noEnvelope: 0, noncurrentExposed: 13 });
+    expect(summary.noncurrentExposedByStore).toEqual({ [store]: 13 });
     expect(summary.noncurrentUnchecked).toEqual([]);
   }, 240_000);
 

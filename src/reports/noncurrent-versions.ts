@@ -16,6 +16,7 @@ import { mayBeUnder } from '../kek/kms-material.ts';
 import { INSTRUCTION_SUFFIX, parseStringMap, parseV2 } from '../envelope/s3ec-v2.ts';
 import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
 import { UNDER_NO_KEK_REASONS } from '../rewrap/reasons.ts';
+import { isNotFound } from '../stores/s3-errors.ts';
 
 /** HEADs in flight: well under the client's sockets, whose queue time counts against its connect timeout. */
 const HEADS_AT_ONCE = 16;
@@ -105,7 +106,17 @@ export async function forEachNoncurrentExposed(ctx: NoncurrentContext, spec: Cam
   return unchecked;
 }
 
+/** A version deleted since it was listed is no longer exposed. */
 async function readVersion(ctx: NoncurrentContext, from: KekSelector, bucket: string, key: string, versionId: string) {
+  try {
+    return await readEnvelopeOf(ctx, from, bucket, key, versionId);
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
+}
+
+async function readEnvelopeOf(ctx: NoncurrentContext, from: KekSelector, bucket: string, key: string, versionId: string) {
   const where = `s3://${bucket}/${key} version ${versionId}`;
   if (key.endsWith(INSTRUCTION_SUFFIX)) {
     const out = await ctx.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
