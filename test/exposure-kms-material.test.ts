@@ -64,7 +64,7 @@ describe('exposure report of a KMS key material', () => {
       ['failed-unrecorded', 'exposed'],
       ['moved', 'moved'],
     ]);
-    expect(summary.totals).toEqual({ underKek: 2, moved: 1, movedUnconfirmed: 0, exposed: 1, neverUnderKek: 2, noEnvelope: 0 });
+    expect(summary.totals).toEqual({ underKek: 2, moved: 1, movedUnconfirmed: 0, exposed: 1, neverUnderKek: 2, noEnvelope: 0, noncurrentExposed: 0 });
     expect(summary.exposedByStore).toEqual({ [storeId]: 1 });
     /* The inventory saw failed-unrecorded under the key with no material: it may still be under m1. */
     expect(summary.stillUnderKekByStore).toEqual({ [storeId]: 1 });

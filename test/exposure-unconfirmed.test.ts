@@ -88,7 +88,7 @@ describe('exposure report and writes whose confirmation was lost', () => {
     expect(Number.isFinite(Date.parse(victim!.moved_at!))).toBe(true);
     expect(lines.filter((l) => l.status === 'moved')).toHaveLength(OBJECTS - 1);
     const summary = jsonOf<{ totals: Record<string, number> }>(cli);
-    expect(summary.totals).toEqual({ underKek: OBJECTS, moved: OBJECTS - 1, movedUnconfirmed: 1, exposed: 0, neverUnderKek: 0, noEnvelope: 0 });
+    expect(summary.totals).toEqual({ underKek: OBJECTS, moved: OBJECTS - 1, movedUnconfirmed: 1, exposed: 0, neverUnderKek: 0, noEnvelope: 0, noncurrentExposed: 0 });
   }, 240_000);
 
   it('no key bytes in any process log or report output (invariant 5)', () => {

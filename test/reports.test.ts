@@ -166,7 +166,7 @@ describe('campaign reports', () => {
       expect(l.to_kek).toBe('k@2');
       expect(Number.isFinite(Date.parse(l.moved_at!))).toBe(true);
     }
-    expect(summary.totals).toEqual({ underKek: moved.length + exposed.length, moved: moved.length, movedUnconfirmed: 0, exposed: exposed.length, neverUnderKek: 2, noEnvelope: 2 });
+    expect(summary.totals).toEqual({ underKek: moved.length + exposed.length, moved: moved.length, movedUnconfirmed: 0, exposed: exposed.length, neverUnderKek: 2, noEnvelope: 2, noncurrentExposed: 0 });
     expect(summary.exposedByStore).toEqual({ 'pg:accounts': 3 });
     expect(summary.stillUnderKekByStore).toEqual({ 'pg:accounts': 3 });
     expect(summary.timeline.reduce((a, t) => a + t.moved, 0)).toBe(moved.length);

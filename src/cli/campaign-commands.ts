@@ -133,7 +133,8 @@ const report: Command = {
   failures     every failed item with its reason code
   completion   every item: outcome, reason code, from/to KEK and KMS material id, KEK now, time
   exposure     every item that was under the campaign's (compromised) source KEK: moved when, or
-               still exposed; totals and a timeline of items moved per minute go to stdout
+               still exposed; noncurrent versions under it in versioned buckets of the scope
+               (exposed-noncurrent, with version_id: exposed until deleted); totals and a timeline of items moved per minute go to stdout
                (with --out) or stderr (report on stdout)
 
 Exit codes: 0 ok, 2 bad flags, 4 no such campaign.`,
@@ -166,6 +167,9 @@ function summaryText(r: ReportResult): string {
     `exposure of ${r.compromisedKek} (campaign ${r.campaignId}, ${r.state}) -> ${r.location}`,
     `  under the KEK: ${t.underKek}  moved: ${t.moved}  moved (unconfirmed): ${t.movedUnconfirmed}  still exposed: ${t.exposed}  (never under it: ${t.neverUnderKek}, no envelope: ${t.noEnvelope})`,
     ...Object.entries(r.exposedByStore).map(([s, n]) => `  exposed in ${s}: ${n}`),
+    `  noncurrent versions still under the KEK (exposed until deleted): ${t.noncurrentExposed}`,
+    ...Object.entries(r.noncurrentExposedByStore).map(([s, n]) => `  noncurrent versions exposed in ${s}: ${n}`),
+    ...r.noncurrentUnchecked.map((m) => `  NOT CHECKED: ${m}`),
     ...Object.entries(r.stillUnderKekByStore).map(([s, n]) => `  ledger: still under the KEK in ${s} (all campaigns): ${n}`),
     `  moved per minute: ${r.timeline.map((m) => `${m.minute.slice(11, 16)} ${m.moved}`).join(', ') || 'none'}`,
   ].join('\n');

@@ -7,6 +7,7 @@ import type { ReportFormat } from './report-format.ts';
 import { writeFailuresReport } from './failures-report.ts';
 import { writeCompletionReport, type CompletionSummary } from './completion-report.ts';
 import { writeExposureReport, type ExposureSummary } from './exposure-report.ts';
+import type { NoncurrentContext } from './noncurrent-versions.ts';
 
 export const REPORT_KINDS = ['failures', 'completion', 'exposure'] as const;
 export type ReportKind = (typeof REPORT_KINDS)[number];
@@ -24,6 +25,21 @@ export function parseReportOptions(kind: unknown, format: unknown): { kind: Repo
   return { kind: k as ReportKind, format: f };
 }
 
+/**
+ * What the exposure report needs to read noncurrent versions. A keyring that cannot be loaded
+ * now (moved, its target taken out) leaves the provider unknown: every AES/GCM version whose
+ * stamp names no KEK then counts as exposed (cannot tell).
+ */
+function noncurrentContext(res: Resources, campaign: Campaign): NoncurrentContext {
+  let provider: NoncurrentContext['provider'];
+  try {
+    provider = res.provider(campaign.id, campaign.spec);
+  } catch {
+    provider = undefined;
+  }
+  return { s3: res.s3Client(), provider };
+}
+
 /** `force`: replace an existing --out file or S3 object (refused otherwise). */
 export async function writeCampaignReport(res: Resources, campaign: Campaign, o: { kind: ReportKind; format: ReportFormat; out?: string; force?: boolean }): Promise<ReportResult> {
   const sink = await openReportSink(o.out, () => res.s3Client(), o.format === 'csv' ? 'text/csv' : 'application/x-ndjson', { force: o.force });
@@ -31,7 +47,7 @@ export async function writeCampaignReport(res: Resources, campaign: Campaign, o:
     let r: ReportResult;
     if (o.kind === 'failures') r = { kind: 'failures', location: '', ...(await writeFailuresReport(res.ledger, campaign.id, o.format, sink)) };
     else if (o.kind === 'completion') r = { kind: 'completion', location: '', ...(await writeCompletionReport(res.ledger, campaign.id, o.format, sink)) };
-    else r = { kind: 'exposure', location: '', ...(await writeExposureReport(res.ledger, campaign, o.format, sink)) };
+    else r = { kind: 'exposure', location: '', ...(await writeExposureReport(res.ledger, campaign, o.format, sink, undefined, noncurrentContext(res, campaign))) };
     r.location = await sink.close();
     return r;
   } catch (err) {

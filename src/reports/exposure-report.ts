@@ -18,6 +18,10 @@
  * claimed once, moved from another material of the key by a rotate-on-demand drain, unreadable
  * but naming another KEK) and items under no KEK at all (item-missing, not-encrypted) are counted
  * in the totals, not listed.
+ *   exposed-noncurrent  a noncurrent version (version_id) of an object in a versioned or
+ *            versioning-suspended bucket of the scope whose envelope is (or may be) under the
+ *            compromised KEK: every rewrite leaves one behind; exposed until deleted
+ *            (noncurrent-versions.ts). Listed only when the report is given an S3 client.
  * `stillUnderKekByStore` adds what the ledger knows beyond this campaign, over every campaign that
  * drained the compromised KEK: items the inventory saw under it, planned and not moved, or failed.
  */
@@ -28,20 +32,24 @@ import { mayBeUnder } from '../kek/kms-material.ts';
 import { UNDER_NO_KEK_REASONS } from '../rewrap/reasons.ts';
 import { kekText, lineWriter, type ReportFormat } from './report-format.ts';
 import type { ReportSink } from './report-sink.ts';
+import { forEachNoncurrentExposed, type NoncurrentContext } from './noncurrent-versions.ts';
 
-export const EXPOSURE_COLUMNS = ['store', 'item', 'status', 'moved_at', 'to_kek', 'reason', 'kek_now'] as const;
+export const EXPOSURE_COLUMNS = ['store', 'item', 'status', 'moved_at', 'to_kek', 'reason', 'kek_now', 'version_id'] as const;
 export type ExposureRow = Record<(typeof EXPOSURE_COLUMNS)[number], string | null>;
 
 /** Failures that leave an item under no KEK (invariant 7: every other one may leave it under the compromised KEK). */
 const UNDER_NO_KEK = new Set<string>(UNDER_NO_KEK_REASONS);
-export type ExposureStatus = 'moved' | 'moved-unconfirmed' | 'exposed';
+export type ExposureStatus = 'moved' | 'moved-unconfirmed' | 'exposed' | 'exposed-noncurrent';
 
 export interface ExposureSummary {
   campaignId: string;
   compromisedKek: string;
   state: string;
-  totals: { underKek: number; moved: number; movedUnconfirmed: number; exposed: number; neverUnderKek: number; noEnvelope: number };
+  totals: { underKek: number; moved: number; movedUnconfirmed: number; exposed: number; neverUnderKek: number; noEnvelope: number; noncurrentExposed: number };
   exposedByStore: Record<string, number>;
+  noncurrentExposedByStore: Record<string, number>;
+  /** Buckets whose noncurrent versions could not be checked, a message each. */
+  noncurrentUnchecked: string[];
   stillUnderKekByStore: Record<string, number>;
   firstMovedAt: string | null;
   lastMovedAt: string | null;
@@ -50,11 +58,11 @@ export interface ExposureSummary {
 
 const under = (k: KekRecord | null, c: KekSelector) => k !== null && mayBeUnder(k, c);
 
-export async function writeExposureReport(db: Queryable, campaign: Campaign, format: ReportFormat, sink: ReportSink, pageSize = 2000): Promise<ExposureSummary> {
+export async function writeExposureReport(db: Queryable, campaign: Campaign, format: ReportFormat, sink: ReportSink, pageSize = 2000, noncurrent?: NoncurrentContext): Promise<ExposureSummary> {
   const compromised = campaign.spec.from;
   const w = lineWriter<ExposureRow>(format, [...EXPOSURE_COLUMNS]);
   if (w.header) await sink.write(w.header);
-  const totals = { underKek: 0, moved: 0, movedUnconfirmed: 0, exposed: 0, neverUnderKek: 0, noEnvelope: 0 };
+  const totals = { underKek: 0, moved: 0, movedUnconfirmed: 0, exposed: 0, neverUnderKek: 0, noEnvelope: 0, noncurrentExposed: 0 };
   const exposedByStore: Record<string, number> = {};
   for (let after: { storeId: string; itemKey: string } | undefined; ; ) {
     const page = await campaignItems(db, campaign.id, { limit: pageSize, after });
@@ -86,7 +94,7 @@ export async function writeExposureReport(db: Queryable, campaign: Campaign, for
       } else status = 'exposed';
       totals.underKek++;
       if (status === 'moved-unconfirmed') totals.movedUnconfirmed++;
-      else totals[status]++;
+      else totals[status as 'moved' | 'exposed']++;
       if (status === 'exposed') exposedByStore[r.storeId] = (exposedByStore[r.storeId] ?? 0) + 1;
       await sink.write(
         w.line({
@@ -97,12 +105,23 @@ export async function writeExposureReport(db: Queryable, campaign: Campaign, for
           to_kek: status === 'moved' ? kekText(r.to) : status === 'moved-unconfirmed' ? kekText(r.kekNow) || null : null,
           reason: status === 'exposed' ? (r.reason ?? 'not-moved-yet') : status === 'moved-unconfirmed' ? r.reason : null,
           kek_now: kekText(r.kekNow) || null,
+          version_id: null,
         }),
       );
     }
     if (page.length < pageSize) break;
     after = { storeId: page[page.length - 1]!.storeId, itemKey: page[page.length - 1]!.itemKey };
   }
+  const noncurrentExposedByStore: Record<string, number> = {};
+  const noncurrentUnchecked = !noncurrent
+    ? []
+    : await forEachNoncurrentExposed(noncurrent, campaign.spec, async (v) => {
+        totals.noncurrentExposed++;
+        noncurrentExposedByStore[v.storeId] = (noncurrentExposedByStore[v.storeId] ?? 0) + 1;
+        await sink.write(
+          w.line({ store: v.storeId, item: v.key, status: 'exposed-noncurrent', moved_at: null, to_kek: null, reason: 'noncurrent-version', kek_now: kekText(v.kek) || null, version_id: v.versionId }),
+        );
+      });
   const stillUnderKekByStore: Record<string, number> = {};
   const drained = await campaignsFromKek(db, compromised);
   const usage = await kekUsage(db, compromised, drained.map((c) => c.id), UNDER_NO_KEK_REASONS);
@@ -117,6 +136,8 @@ export async function writeExposureReport(db: Queryable, campaign: Campaign, for
     state: campaign.state,
     totals,
     exposedByStore,
+    noncurrentExposedByStore,
+    noncurrentUnchecked,
     stillUnderKekByStore,
     firstMovedAt: timeline[0]?.minute ?? null,
     lastMovedAt: timeline[timeline.length - 1]?.minute ?? null,
