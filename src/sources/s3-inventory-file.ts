@@ -54,7 +54,14 @@ export class InventoryFileReader {
     try {
       r = await this.records.next();
     } catch (err) {
-      throw new ConfigError(`${this.where()}: cannot be read as gzip CSV after ${this.rowsRead} rows; expected the .csv.gz S3 Inventory wrote`, { cause: err });
+      /* Only zlib's own errors say the file is not what S3 Inventory writes (a ConfigError pauses
+         the campaign). A connection reset or timeout mid-file is transient: the planner tries
+         the page again on its next step, from a new reader positioned at the saved cursor. */
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (code.startsWith('Z_')) {
+        throw new ConfigError(`${this.where()}: cannot be read as gzip CSV after ${this.rowsRead} rows; expected the .csv.gz S3 Inventory wrote`, { cause: err });
+      }
+      throw new Error(`${this.where()}: reading stopped after ${this.rowsRead} rows (${code || (err as Error).name}); the next planning step reads it again`, { cause: err });
     }
     if (!r.done) {
       this.rowsRead++;
