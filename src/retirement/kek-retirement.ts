@@ -19,7 +19,7 @@ import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
 import { LocalKeyringProvider } from '../kek/local-keyring-provider.ts';
 import { loadKeyringFile } from '../kek/keyring-file.ts';
 import type { Resources } from '../runtime/resources.ts';
-import { keyringPath } from './new-kek-version.ts';
+import { keyringPath } from '../schedule/new-kek-version.ts';
 import { UNDER_NO_KEK_REASONS } from '../rewrap/reasons.ts';
 import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
 import { mayBeUnder } from '../kek/kms-material.ts';
