@@ -1,17 +1,16 @@
 /**
- * Retiring a KEK version once the gate (kek-retirement.ts) passes. Local keyring: state
- * "disabled" in the keyring file; with `delete`, the version and its material leave the file
- * (after a full verification pass). KMS: DisableKey, only for a whole key (KMS cannot disable one
- * key material). KMS key deletion is not offered: our local KMS server has no
- * ScheduleKeyDeletion, and deleting a real KMS key is left to the operator's own procedure.
+ * Retiring a KEK version once the gate (kek-retirement.ts) passes, through the KEK admin port
+ * (src/kek/kek-admin.ts). Local keyring: state "disabled" in the keyring file; with `delete`, the
+ * version and its material leave the file (after a full verification pass). KMS: DisableKey, only
+ * for a whole key (KMS cannot disable one key material). KMS key deletion is not offered: our
+ * local KMS server has no ScheduleKeyDeletion, and deleting a real KMS key is left to the
+ * operator's own procedure.
  */
-import { DisableKeyCommand } from '@aws-sdk/client-kms';
 import { ConfigError } from '../errors.ts';
-import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
+import type { KekSelector } from '../kek/kek-provider.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { campaignsFromKek } from '../ledger/index.ts';
 import { checkRetirement, type RetirementCheck, type RetirementOptions } from './kek-retirement.ts';
-import { removeKeyringVersion, setKeyringState } from '../kek/keyring-file-edit.ts';
 
 export interface RetireResult {
   check: RetirementCheck;
@@ -22,25 +21,18 @@ export interface RetireResult {
 export async function retireKek(res: Resources, kek: KekSelector, o: RetirementOptions & { delete: boolean }, signal?: AbortSignal): Promise<RetireResult> {
   // By id alone: which provider the KEK lives in does not depend on the version asked for.
   const [newest] = await campaignsFromKek(res.ledger, { id: kek.id });
-  if (newest?.spec.provider.type === 'kms') {
-    if (o.delete) throw new ConfigError('kek retire --delete: not supported for KMS keys (our KMS server has no ScheduleKeyDeletion); disable the key here and schedule its deletion in KMS yourself');
-    if (kek.version !== undefined) throw new ConfigError(`kek retire ${formatKek(kek)}: KMS cannot disable one key material; retire the whole key (rewrap kek retire ${kek.id}) once no item is under any of its materials`);
-  } else if (kek.version === undefined && newest) {
-    throw new ConfigError(`kek retire ${kek.id}: a keyring KEK is retired one version at a time; expected ${kek.id}@<version>`);
-  }
+  /* No campaign ever drained it: the gate refuses (nothing shows it unused), whatever the provider. */
+  if (newest) res.kekAdmin(newest.spec, { keyringFile: o.keyringFile }).assertRetirable(kek, { destroy: o.delete });
   const check = await checkRetirement(res, kek, { ...o, fullPass: o.fullPass || o.delete }, signal);
-  if (!check.ok) return { check };
-  if (check.provider === 'kms') {
-    await res.kmsClient(newest!.spec).send(new DisableKeyCommand({ KeyId: kek.id }), { abortSignal: signal });
-    return { check, action: 'kms-disabled' };
-  }
-  const file = check.keyringFile!;
+  if (!check.ok || !newest) return { check };
+  /* The keyring file the gate verified against (that of the newest campaign from this version, or --keyring). */
+  const admin = res.kekAdmin(newest.spec, { keyringFile: check.keyringFile ?? o.keyringFile });
   if (o.delete) {
-    await removeKeyringVersion(file, kek.id, kek.version!);
+    await admin.destroy(kek, signal);
     return { check, action: 'deleted' };
   }
-  await setKeyringState(file, kek.id, kek.version!, 'disabled');
-  return { check, action: 'disabled' };
+  await admin.disable(kek, signal);
+  return { check, action: admin.kind === 'kms' ? 'kms-disabled' : 'disabled' };
 }
 
 /** "24h", "30m", "90s", "2d", "0" -> milliseconds. */

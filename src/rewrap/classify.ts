@@ -6,12 +6,7 @@ import type { KekProvider, KekSelector, KekVersionRef } from '../kek/kek-provide
 import type { Envelope } from '../stores/envelope-store.ts';
 import type { SkipReason } from './reasons.ts';
 import { materialUnknown } from '../kek/kms-material.ts';
-
-export function matchesSelector(ref: KekVersionRef, sel: KekSelector): boolean {
-  if (ref.id !== sel.id) return false;
-  if (sel.version === undefined) return true;
-  return ref.version === sel.version || ref.materialId === sel.version;
-}
+import { matchesSelector } from '../kek/kek-selector.ts';
 
 /** The KEK wrapping the envelope, as far as we can tell without a remote call. */
 export function currentKek(env: Envelope, provider: KekProvider): KekVersionRef | undefined {
