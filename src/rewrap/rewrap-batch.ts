@@ -4,8 +4,8 @@
  */
 import pLimit from 'p-limit';
 import { ItemError } from '../errors.ts';
-import { isBatchStore, type BatchEnvelopeStore, type ItemRef, type ReadResult } from '../stores/envelope-store.ts';
-import { DEFAULT_CONFLICT_RETRIES, fromError, prepare, rewrapItem, writtenOutcome, type Prepared, type RewrapTarget } from './rewrap-item.ts';
+import { isBatchStore, type BatchEnvelopeStore, type ItemRef } from '../stores/envelope-store.ts';
+import { fromError, rewrapItem, rewrapUntilWritten, type RewrapTarget } from './rewrap-item.ts';
 import type { ItemOutcome } from './outcome.ts';
 
 export interface BatchOptions {
@@ -39,62 +39,29 @@ export class BatchInterruptedError extends Error {
   }
 }
 
-async function rewrapSetBased(
-  t: RewrapTarget,
-  store: BatchEnvelopeStore,
-  items: readonly ItemRef[],
-  limit: ReturnType<typeof pLimit>,
-): Promise<ItemOutcome[]> {
-  const done = new Map<string, ItemOutcome>();
-  const maxConflicts = t.maxConflictRetries ?? DEFAULT_CONFLICT_RETRIES;
-  let pending = [...items];
-  for (let round = 0; pending.length > 0; round++) {
-    let reads: Map<string, ReadResult>;
-    try {
-      reads = await store.readMany(pending, t.signal);
-    } catch (err) {
-      for (const item of pending) done.set(item.key, fromError(item.key, err));
-      break;
-    }
-    const prepared = await Promise.all(
-      pending.map((item) =>
-        limit(async () => {
-          const read = reads.get(item.key) ?? { kind: 'invalid', reason: 'item-missing', detail: `${item.key}: not found` };
-          return { item, p: await prepare(t, item.key, read) };
-        }),
-      ),
-    );
-    const writes: { item: ItemRef; token: unknown; next: Prepared['next'] }[] = [];
-    const byKey = new Map<string, Prepared>();
-    for (const { item, p } of prepared) {
-      if ('status' in p) done.set(item.key, p);
-      else {
-        writes.push({ item, token: p.token, next: p.next });
-        byKey.set(item.key, p);
-      }
-    }
-    if (writes.length === 0) break;
-    let results: Map<string, 'written' | 'conflict'>;
-    try {
-      t.fence?.();
-      results = await store.writeManyIfUnchanged(writes, t.signal, t.fence);
-    } catch (err) {
-      if (!(err instanceof ItemError)) throw err;
-      for (const w of writes) done.set(w.item.key, fromError(w.item.key, err));
-      break;
-    }
-    pending = [];
-    for (const w of writes) {
-      const p = byKey.get(w.item.key)!;
-      if (results.get(w.item.key) === 'written') {
-        done.set(w.item.key, writtenOutcome(w.item.key, p, round));
-      } else if (round >= maxConflicts) {
-        done.set(w.item.key, { status: 'retry', key: w.item.key, reason: 'conflict-retries-exhausted', detail: `changed under us ${round + 1} times` });
-      } else {
-        /* Changed between our read and our write: re-read, never overwrite. */
-        pending.push(w.item);
-      }
-    }
-  }
-  return items.map((item) => done.get(item.key)!);
+function rewrapSetBased(t: RewrapTarget, store: BatchEnvelopeStore, items: readonly ItemRef[], limit: ReturnType<typeof pLimit>): Promise<ItemOutcome[]> {
+  return rewrapUntilWritten(
+    t,
+    items,
+    {
+      /* One failure of a set-based call is every item's (an ItemError), or the batch's (anything else). */
+      async read(pending) {
+        try {
+          return await store.readMany([...pending], t.signal);
+        } catch (err) {
+          return new Map(pending.map((item) => [item.key, fromError(item.key, err)]));
+        }
+      },
+      async write(writes) {
+        try {
+          t.fence?.();
+          return await store.writeManyIfUnchanged([...writes], t.signal, t.fence);
+        } catch (err) {
+          if (!(err instanceof ItemError)) throw err;
+          return new Map(writes.map((w) => [w.item.key, fromError(w.item.key, err)]));
+        }
+      },
+    },
+    limit,
+  );
 }

@@ -7,7 +7,16 @@
 import { ConfigError, ItemError } from '../errors.ts';
 import { NotUnderSourceError, type KekProvider, type KekSelector, type KekVersionRef } from '../kek/kek-provider.ts';
 import { withNewKey } from '../envelope/s3ec-v2.ts';
-import { LandedWriteError, WriteFencedError, type Envelope, type EnvelopeStore, type ItemRef, type ReadResult, type WriteFence } from '../stores/envelope-store.ts';
+import {
+  LandedWriteError,
+  WriteFencedError,
+  type Envelope,
+  type EnvelopeStore,
+  type ItemRef,
+  type ReadResult,
+  type WriteFence,
+  type WriteResult,
+} from '../stores/envelope-store.ts';
 import { classify } from './classify.ts';
 import { kekOfUnreadable } from './unreadable-kek.ts';
 import type { ItemOutcome } from './outcome.ts';
@@ -31,29 +40,97 @@ export interface RewrapTarget {
 export const DEFAULT_CONFLICT_RETRIES = 3;
 
 export async function rewrapItem(t: RewrapTarget, item: ItemRef): Promise<ItemOutcome> {
+  const [outcome] = await rewrapUntilWritten(t, [item], {
+    async read([it]) {
+      try {
+        return new Map([[it!.key, await t.store.read(it!, t.signal)]]);
+      } catch (err) {
+        return new Map([[it!.key, itemFailure(t, it!.key, err)]]);
+      }
+    },
+    async write([w]) {
+      const key = w!.item.key;
+      try {
+        t.fence?.(); // early exit only; the check that counts runs as the request leaves (the store)
+        return new Map([[key, await t.store.writeIfUnchanged(w!.item, w!.token, w!.next, t.signal, t.fence)]]);
+      } catch (err) {
+        if (err instanceof LandedWriteError) return new Map([[key, { landed: err.problem }]]);
+        return new Map([[key, itemFailure(t, key, err)]]);
+      }
+    },
+  });
+  return outcome!;
+}
+
+export interface PendingWrite {
+  item: ItemRef;
+  token: unknown;
+  next: Envelope;
+}
+
+/**
+ * One round's store calls: item by item, or set-based (rewrap-batch.ts). Each maps every item to
+ * what happened to it; an item's own failure is its outcome, anything else throws.
+ */
+export interface RoundIo {
+  read(items: readonly ItemRef[]): Promise<Map<string, ReadResult | ItemOutcome>>;
+  /** `landed`: written, but a follow-up of the write failed (LandedWriteError's problem). */
+  write(writes: readonly PendingWrite[]): Promise<Map<string, WriteResult | { landed: string } | ItemOutcome>>;
+}
+
+/**
+ * The one conflict-retry loop: read, prepare (classify and rewrap), write if unchanged. An item
+ * that changed between our read and our write is read again and rewrapped on top of the change,
+ * never overwritten; after maxConflictRetries it is left for a later retry (a transient outcome).
+ * `limit` bounds the provider calls in flight (p-limit); outcomes come in the order of `items`.
+ */
+export async function rewrapUntilWritten(
+  t: RewrapTarget,
+  items: readonly ItemRef[],
+  io: RoundIo,
+  limit: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
+): Promise<ItemOutcome[]> {
+  const done = new Map<string, ItemOutcome>();
   const maxConflicts = t.maxConflictRetries ?? DEFAULT_CONFLICT_RETRIES;
-  for (let conflicts = 0; ; conflicts++) {
-    let read: ReadResult;
-    try {
-      read = await t.store.read(item, t.signal);
-    } catch (err) {
-      return itemFailure(t, item.key, err);
+  let pending = [...items];
+  for (let round = 0; pending.length > 0; round++) {
+    const reads = await io.read(pending);
+    const prepared = await Promise.all(
+      pending.map((item) =>
+        limit(async () => {
+          const read = reads.get(item.key) ?? { kind: 'invalid', reason: 'item-missing', detail: `${item.key}: not found` };
+          return { item, p: 'status' in read ? read : await prepare(t, item.key, read) };
+        }),
+      ),
+    );
+    const writes: PendingWrite[] = [];
+    const byKey = new Map<string, Prepared>();
+    for (const { item, p } of prepared) {
+      if ('status' in p) done.set(item.key, p);
+      else {
+        writes.push({ item, token: p.token, next: p.next });
+        byKey.set(item.key, p);
+      }
     }
-    const prepared = await prepare(t, item.key, read);
-    if ('status' in prepared) return prepared;
-    try {
-      t.fence?.(); // early exit only; the check that counts runs as the request leaves (the store)
-      const result = await t.store.writeIfUnchanged(item, prepared.token, prepared.next, t.signal, t.fence);
-      if (result === 'written') return writtenOutcome(item.key, prepared, conflicts);
-    } catch (err) {
-      if (err instanceof LandedWriteError) return writtenOutcome(item.key, prepared, conflicts, err.problem);
-      return itemFailure(t, item.key, err);
-    }
-    /* A write landed between our read and our write: re-read and rewrap on top of it. */
-    if (conflicts >= maxConflicts) {
-      return { status: 'retry', key: item.key, reason: 'conflict-retries-exhausted', detail: `changed under us ${conflicts + 1} times` };
+    if (writes.length === 0) break;
+    const results = await io.write(writes);
+    pending = [];
+    for (const w of writes) {
+      const key = w.item.key;
+      const p = byKey.get(key)!;
+      const r = results.get(key);
+      if (r === 'written') done.set(key, writtenOutcome(key, p, round));
+      else if (typeof r === 'object' && 'landed' in r) done.set(key, writtenOutcome(key, p, round, r.landed));
+      else if (typeof r === 'object') done.set(key, r);
+      else if (round >= maxConflicts) {
+        done.set(key, { status: 'retry', key, reason: 'conflict-retries-exhausted', detail: `changed under us ${round + 1} times` });
+      } else {
+        /* A write landed between our read and our write: re-read and rewrap on top of it. */
+        pending.push(w.item);
+      }
     }
   }
+  return items.map((item) => done.get(item.key)!);
 }
 
 export interface Prepared {
