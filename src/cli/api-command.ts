@@ -4,6 +4,7 @@ import { createLogger } from '../log.ts';
 import { Resources } from '../runtime/resources.ts';
 import { migrate } from '../ledger/index.ts';
 import { startApiServer } from '../api/server.ts';
+import { untilShutdownSignal } from '../runtime/shutdown-signals.ts';
 import { EXIT, UsageError, type Command } from './args.ts';
 
 export const DEFAULT_API_PORT = 4600;
@@ -41,19 +42,8 @@ DATABASE_URL (the ledger), LOG_LEVEL.`,
       await migrate(res.ledger);
       const api = await startApiServer({ pool: res.ledger, config, log, port, host, publicReads: values['public-reads'] === true });
       process.stdout.write(`rewrap api: dashboard at ${api.url}/\n`);
-      return await new Promise<number>((resolve) => {
-        let stopping = false;
-        const onSignal = () => {
-          if (stopping) process.exit(130); // a second signal forces exit
-          stopping = true;
-          api.close().then(() => res.close()).then(
-            () => resolve(EXIT.ok),
-            () => resolve(EXIT.failed),
-          );
-        };
-        process.on('SIGTERM', onSignal);
-        process.on('SIGINT', onSignal);
-      });
+      /* A second signal forces exit. */
+      return (await untilShutdownSignal(() => api.close().then(() => res.close()))) ? EXIT.ok : EXIT.failed;
     } catch (err) {
       await res.close();
       throw err;

@@ -6,24 +6,11 @@ import { migrate } from '../ledger/index.ts';
 import { startScheduler } from '../../scheduler/scheduler.ts';
 import { startWorker } from '../../workers/worker.ts';
 import { main as kmsServerMain } from '../kms-server/main.ts';
+import { untilShutdownSignal } from '../runtime/shutdown-signals.ts';
 import { EXIT, type Command } from './args.ts';
 
 /** Ordered, bounded shutdown on SIGTERM/SIGINT; a second signal forces exit. */
-function untilSignal(close: () => Promise<void>): Promise<number> {
-  return new Promise((resolve) => {
-    let stopping = false;
-    const onSignal = () => {
-      if (stopping) process.exit(130);
-      stopping = true;
-      close().then(
-        () => resolve(EXIT.ok),
-        () => resolve(EXIT.failed),
-      );
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
-}
+const untilSignal = async (close: () => Promise<void>): Promise<number> => ((await untilShutdownSignal(close)) ? EXIT.ok : EXIT.failed);
 
 const ENV_HELP = `
 Environment: DATABASE_URL (ledger), REDIS_URL, REWRAP_QUEUE_PREFIX (default {rewrap}),
