@@ -6,7 +6,7 @@ import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ProcessConfig } from '../src/config.ts';
 import type { Logger } from '../src/log.ts';
-import { beginDeltaPass, campaignProgress, deltaPassChanges, listCampaigns, recordCanary, setCampaignState } from '../src/ledger/index.ts';
+import { campaignProgress, listCampaigns, recordCanary, setCampaignState } from '../src/ledger/index.ts';
 import type { Campaign } from '../src/ledger/types.ts';
 import { ConfigError } from '../src/errors.ts';
 import { createBatchQueue } from '../src/queue/batch-queue.ts';
@@ -17,6 +17,7 @@ import { feed, reconcile, withdraw } from './feeder.ts';
 import { startProcessRuntime } from '../src/runtime/process-runtime.ts';
 import { pgClientConfig } from '../src/runtime/resources.ts';
 import { LeaderLock } from './leadership.ts';
+import { DeltaPassRule, ledgerDeltaPasses } from './delta-pass.ts';
 import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
 
 export interface RunningScheduler {
@@ -43,8 +44,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
   /* Aborted by close(): ends a standby's wait, a leader's pause between ticks, and the canary. */
   const stop = new AbortController();
 
-  /* The delta pass this scheduler began last, per campaign (lost on restart: then one more pass). */
-  const passFirstBatch = new Map<string, { pass: number; firstBatchNo: number }>();
+  const completion = new DeltaPassRule(ledgerDeltaPasses(res.ledger));
   const yielding = new Set<string>();
   const statistics = new StatisticsSchedule();
   let lastReconcile = 0;
@@ -115,31 +115,14 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       const n = await reconcile(res.ledger, queue, c, config.scheduler.reconcileEveryMs);
       if (n) clog.warn({ batches: n }, 'batches missing from Redis re-enqueued');
     }
-    if (fed > 0 || !c.planDone) return;
-    const p = await campaignProgress(res.ledger, c.id);
-    if (p.batches.pending > 0 || p.batches.enqueued > 0) return;
-    /*
-     * A delta pass is clean when all it planned is done and none of it moved (nothing planned
-     * moves nothing), and none of its batches may hide a move (deltaPassChanges). Read
-     * from the ledger, not counted while planning: a plan step that fails after committing a page
-     * would lose its count. Rows the source keeps selecting that are already at the target (KMS
-     * rows whose application records no material) cannot keep the campaign running. Only for a
-     * pass this scheduler began: after a restart, one more pass.
-     */
-    const pass = passFirstBatch.get(c.id);
-    if (c.deltaPasses > 0 && pass?.pass === c.deltaPasses) {
-      const changes = await deltaPassChanges(res.ledger, c.id, pass.firstBatchNo);
-      if (changes.moved === 0 && changes.suspectBatches === 0) {
-        if (await setCampaignState(res.ledger, c.id, ['running'], 'completed')) {
-          clog.info({ rewrapped: p.rewrapped, skipped: p.skipped, failed: p.failed }, 'campaign completed');
-        }
-        return;
-      }
+    /* Complete only when nothing in scope remains under the old KEK (delta-pass.ts). */
+    const step = await completion.step(c, fed);
+    if (step.kind === 'completed') {
+      const p = step.progress;
+      clog.info({ rewrapped: p.rewrapped, skipped: p.skipped, failed: p.failed }, 'campaign completed');
+    } else if (step.kind === 'delta-pass') {
+      clog.info({ pass: step.pass }, 'delta pass: looking for items that appeared since the plan');
     }
-    /* Complete only when nothing in scope remains under the old KEK: look once more. */
-    const begun = await beginDeltaPass(res.ledger, c.id);
-    if (begun) passFirstBatch.set(c.id, begun);
-    clog.info({ pass: begun?.pass }, 'delta pass: looking for items that appeared since the plan');
   }
 
   /** A routine campaign stops feeding while an incident runs; its waiting jobs leave Redis, batches in hand finish. */
