@@ -1,27 +1,28 @@
-import type { PermanentReason, TransientReason } from './rewrap/reasons.ts';
+import { isTransient, type PermanentReason, type TransientReason } from './rewrap/reasons.ts';
 
 /**
- * An item-level failure with a reason code. `transient` failures are retried with backoff;
+ * An item-level failure with a reason code. Transient reasons are retried with backoff;
  * permanent ones are recorded in the ledger and the item is left untouched.
  * Invariant 5: messages never carry key bytes, only names, ids and lengths.
  */
 export class ItemError extends Error {
   readonly reason: PermanentReason | TransientReason;
+  /** Decided by the reason code alone (TRANSIENT_REASONS), never set beside it; kept for logs. */
   readonly transient: boolean;
-  constructor(reason: PermanentReason | TransientReason, message: string, transient: boolean, options?: { cause?: unknown }) {
+  constructor(reason: PermanentReason | TransientReason, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'ItemError';
     this.reason = reason;
-    this.transient = transient;
+    this.transient = isTransient(reason);
   }
 }
 
 export function permanent(reason: PermanentReason, message: string, cause?: unknown): ItemError {
-  return new ItemError(reason, message, false, cause === undefined ? undefined : { cause });
+  return new ItemError(reason, message, cause === undefined ? undefined : { cause });
 }
 
 export function transient(reason: TransientReason, message: string, cause?: unknown): ItemError {
-  return new ItemError(reason, message, true, cause === undefined ? undefined : { cause });
+  return new ItemError(reason, message, cause === undefined ? undefined : { cause });
 }
 
 /** Bad configuration or input, found at the edge: the message tells the user what to fix. */

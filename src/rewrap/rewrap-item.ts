@@ -19,6 +19,7 @@ import {
 } from '../stores/envelope-store.ts';
 import { classify } from './classify.ts';
 import { kekOfUnreadable } from './unreadable-kek.ts';
+import { isTransient } from './reasons.ts';
 import type { ItemOutcome } from './outcome.ts';
 
 export interface RewrapTarget {
@@ -214,9 +215,7 @@ function describeUnexpected(err: unknown): string {
 export function fromError(key: string, err: unknown): ItemOutcome {
   if (err instanceof ItemError) {
     const detail = `${key}: ${err.message}`;
-    return err.transient
-      ? { status: 'retry', key, reason: err.reason as Extract<ItemOutcome, { status: 'retry' }>['reason'], detail }
-      : { status: 'failed', key, reason: err.reason as Extract<ItemOutcome, { status: 'failed' }>['reason'], detail };
+    return isTransient(err.reason) ? { status: 'retry', key, reason: err.reason, detail } : { status: 'failed', key, reason: err.reason, detail };
   }
   throw err;
 }
