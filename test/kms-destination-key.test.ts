@@ -11,7 +11,7 @@ import { CreateAliasCommand, CreateKeyCommand, GenerateDataKeyCommand, type KMSC
 import { startKmsServer, type KmsServer } from '../src/kms-server/server.ts';
 import { createKmsClient } from '../src/kek/kms-client.ts';
 import { kmsEncryptionContext, KmsKekProvider } from '../src/kek/kms-kek-provider.ts';
-import type { WrappedDek } from '../src/kek/kek-provider.ts';
+import type { WrappedDek } from '../src/core/kek-ref.ts';
 
 const REGION = 'us-east-1';
 const CREDENTIALS = { accessKeyId: 'AKIDLOCAL', secretAccessKey: 'local-secret' };

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createS3Client } from '../src/stores/s3-client.ts';
-import { ConfigError } from '../src/errors.ts';
+import { ConfigError } from '../src/core/errors.ts';
 import { parseCampaignSpec } from '../src/campaign/spec.ts';
 import { getCampaign, setCampaignState } from '../src/ledger/index.ts';
 import { checkSpecAgainstPolicy } from '../src/api/spec-policy.ts';

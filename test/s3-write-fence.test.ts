@@ -13,7 +13,7 @@ import { createS3Client } from '../src/stores/s3-client.ts';
 import { S3EnvelopeStore } from '../src/stores/s3-envelope-store.ts';
 import { WriteFencedError, type ReadResult } from '../src/stores/envelope-store.ts';
 import { withNewKey } from '../src/envelope/s3ec-v2.ts';
-import { ItemError } from '../src/errors.ts';
+import { ItemError } from '../src/core/errors.ts';
 import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { rewrapItem } from '../src/rewrap/rewrap-item.ts';

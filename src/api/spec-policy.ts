@@ -11,7 +11,7 @@
  * The CLI (the operator on the host) is not constrained by this policy.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { parseS3Url, type CampaignSpec } from '../campaign/spec.ts';
 import type { Scope } from '../ledger/types.ts';
 

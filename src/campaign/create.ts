@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { readFile } from 'node:fs/promises';
 import { createCampaign } from '../ledger/index.ts';
 import type { Campaign, Scope } from '../ledger/types.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { parseJsonText } from '../json-text.ts';
 import { parseCampaignSpec, type CampaignSpec } from './spec.ts';
 import { CsvManifestSource } from '../sources/csv-manifest-source.ts';

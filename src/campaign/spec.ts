@@ -3,8 +3,8 @@
  * Stored in the ledger as JSON, so it holds names and paths only, never secrets: endpoints'
  * credentials come from each process's environment (src/config.ts).
  */
-import { ConfigError } from '../errors.ts';
-import type { KekSelector } from '../kek/kek-provider.ts';
+import { ConfigError } from '../core/errors.ts';
+import type { KekSelector } from '../core/kek-ref.ts';
 import { formatScope, scopesOverlap } from '../ledger/scopes.ts';
 import { checkNumber, rejectUnknownFields, type NumberRule } from './spec-fields.ts';
 

@@ -1,5 +1,5 @@
 /** The `rewrap` command line. */
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { CampaignConflictError } from '../ledger/index.ts';
 import { EXIT, UsageError, helpText, parse, type Command } from './args.ts';
 import { campaignCommands } from './campaign-commands.ts';

@@ -10,7 +10,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { ProcessConfig } from '../config.ts';
 import type { CampaignSpec, SourceSpec } from '../campaign/spec.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import type { EnvelopeStore } from '../stores/envelope-store.ts';
 import type { KekProvider } from '../kek/kek-provider.ts';
 import { createS3Client } from '../stores/s3-client.ts';

@@ -15,12 +15,12 @@
 import type { Campaign } from '../ledger/types.ts';
 import { ACTIVE_STATES } from '../ledger/types.ts';
 import { campaignsFromKek, kekUsage, sampleMovedItems } from '../ledger/index.ts';
-import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
+import { formatKek, type KekSelector } from '../core/kek-ref.ts';
 import { LocalKeyringProvider } from '../kek/local-keyring-provider.ts';
 import { loadKeyringFile } from '../kek/keyring-file.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { keyringPath } from './new-kek-version.ts';
-import { UNDER_NO_KEK_REASONS } from '../rewrap/reasons.ts';
+import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
 import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
 import { mayBeUnder } from '../kek/kms-material.ts';
 import type { KekProvider } from '../kek/kek-provider.ts';

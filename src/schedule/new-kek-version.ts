@@ -7,10 +7,10 @@
 import { isAbsolute, resolve } from 'node:path';
 import { CreateKeyCommand, DescribeKeyCommand, RotateKeyOnDemandCommand } from '@aws-sdk/client-kms';
 import type { CampaignSpec } from '../campaign/spec.ts';
-import type { KekSelector } from '../kek/kek-provider.ts';
+import type { KekSelector } from '../core/kek-ref.ts';
 import { loadKeyringFile } from '../kek/keyring-file.ts';
 import type { Resources } from '../runtime/resources.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { appendKeyringVersion, numericVersions } from '../kek/keyring-file-edit.ts';
 import type { Schedule } from './schedule-types.ts';
 

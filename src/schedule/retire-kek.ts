@@ -6,8 +6,8 @@
  * ScheduleKeyDeletion, and deleting a real KMS key is left to the operator's own procedure.
  */
 import { DisableKeyCommand } from '@aws-sdk/client-kms';
-import { ConfigError } from '../errors.ts';
-import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
+import { ConfigError } from '../core/errors.ts';
+import { formatKek, type KekSelector } from '../core/kek-ref.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { campaignsFromKek } from '../ledger/index.ts';
 import { checkRetirement, type RetirementCheck, type RetirementOptions } from './kek-retirement.ts';

@@ -11,7 +11,7 @@
  */
 import { admitCampaign, campaignScopes } from '../campaign/create.ts';
 import { parseCampaignSpec, type CampaignSpec } from '../campaign/spec.ts';
-import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
+import { formatKek, type KekSelector } from '../core/kek-ref.ts';
 import type { Logger } from '../log.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { ACTIVE_STATES } from '../ledger/types.ts';

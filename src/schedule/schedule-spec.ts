@@ -8,7 +8,7 @@
  * Validated once, here; messages name the field and what was expected.
  */
 import { Cron } from 'croner';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { parseCampaignSpec } from '../campaign/spec.ts';
 import { rejectUnknownFields } from '../campaign/spec-fields.ts';
 import { WEEKDAYS, type CampaignTemplate, type KmsRotation, type NewSchedule, type TimeWindow, type Weekday } from './schedule-types.ts';

@@ -5,7 +5,7 @@
  * Invariant 5: the answer names KEKs and error types only; no key bytes ever leave this file.
  */
 import { DecryptCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { formatKek, type KekSelector, type WrappedDek } from '../kek/kek-provider.ts';
+import { formatKek, type KekSelector, type WrappedDek } from '../core/kek-ref.ts';
 import { gcmUnwrap } from '../kek/aes-gcm-wrap.ts';
 import { kmsEncryptionContext } from '../kek/kms-kek-provider.ts';
 import type { LocalKeyringProvider } from '../kek/local-keyring-provider.ts';

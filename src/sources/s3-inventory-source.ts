@@ -14,7 +14,7 @@
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { CampaignSpec } from '../campaign/spec.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { splitCsv } from './csv-manifest-source.ts';
 import { itemKeysOf } from './instruction-files.ts';
 import { readInventoryManifest, type InventoryManifest } from './s3-inventory-manifest.ts';
