@@ -12,7 +12,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../core/errors.ts';
-import { parseS3Url, type CampaignSpec } from '../campaign/spec.ts';
+import { parseS3Url } from '../core/store-id.ts';
+import type { CampaignSpec } from '../core/campaign-spec.ts';
 import type { Scope } from '../ledger/types.ts';
 
 export interface SpecPolicy {

@@ -28,7 +28,7 @@
 import type { Campaign, KekRecord, Queryable } from '../ledger/types.ts';
 import { campaignItems, campaignsFromKek, itemsMovedPerMinute, kekUsage } from '../ledger/index.ts';
 import { formatKek, type KekSelector } from '../core/kek-ref.ts';
-import { mayBeUnder } from '../kek/kms-material.ts';
+import { mayBeUnder } from '../core/kms-material.ts';
 import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
 import { kekText, lineWriter, type ReportFormat } from './report-format.ts';
 import type { ReportSink } from './report-sink.ts';

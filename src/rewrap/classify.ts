@@ -6,7 +6,7 @@ import type { KekProvider } from '../kek/kek-provider.ts';
 import type { KekSelector, KekVersionRef } from '../core/kek-ref.ts';
 import type { Envelope } from '../core/envelope.ts';
 import type { SkipReason } from '../core/reasons.ts';
-import { materialUnknown } from '../kek/kms-material.ts';
+import { materialUnknown } from '../core/kms-material.ts';
 
 export function matchesSelector(ref: KekVersionRef, sel: KekSelector): boolean {
   if (ref.id !== sel.id) return false;

@@ -9,7 +9,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { ProcessConfig } from '../config.ts';
-import type { CampaignSpec, SourceSpec } from '../campaign/spec.ts';
+import type { CampaignSpec, SourceSpec } from '../core/campaign-spec.ts';
 import { ConfigError } from '../core/errors.ts';
 import type { EnvelopeStore } from '../stores/envelope-store.ts';
 import type { KekProvider } from '../kek/kek-provider.ts';
@@ -27,7 +27,7 @@ import type { ProcessMetrics } from '../metrics/process-metrics.ts';
 import { InstrumentedKekProvider, instrumentStore } from '../metrics/instrumented.ts';
 import { S3ListSource } from '../sources/s3-list-source.ts';
 import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
-import { drainsKmsMaterial } from '../kek/kms-material.ts';
+import { drainsKmsMaterial } from '../core/kms-material.ts';
 import { PgTableSource } from '../sources/pg-table-source.ts';
 import { InventoryCache, S3InventorySource } from '../sources/s3-inventory-source.ts';
 

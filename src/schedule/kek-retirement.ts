@@ -22,9 +22,9 @@ import type { Resources } from '../runtime/resources.ts';
 import { keyringPath } from './new-kek-version.ts';
 import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
 import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
-import { mayBeUnder } from '../kek/kms-material.ts';
+import { mayBeUnder } from '../core/kms-material.ts';
 import type { KekProvider } from '../kek/kek-provider.ts';
-import { storeIdOf } from '../campaign/spec.ts';
+import { storeIdOf } from '../core/campaign-spec.ts';
 import { bucketsOf, versionedBucketBlockers } from './versioned-buckets.ts';
 import { kmsUnwrapChecker, localUnwrapChecker, type UnwrapChecker } from './unwrap-check.ts';
 

@@ -6,13 +6,13 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { CreateKeyCommand, DescribeKeyCommand, RotateKeyOnDemandCommand } from '@aws-sdk/client-kms';
-import type { CampaignSpec } from '../campaign/spec.ts';
+import type { CampaignSpec } from '../core/campaign-spec.ts';
 import type { KekSelector } from '../core/kek-ref.ts';
 import { loadKeyringFile } from '../kek/keyring-file.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { ConfigError } from '../core/errors.ts';
 import { appendKeyringVersion, numericVersions } from '../kek/keyring-file-edit.ts';
-import type { Schedule } from './schedule-types.ts';
+import type { Schedule } from '../ledger/schedule-types.ts';
 
 export function keyringPath(file: string): string {
   return isAbsolute(file) ? file : resolve(file);

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { ConfigError } from '../core/errors.ts';
 import type { ColumnName, PgTableShape } from './pg-table-config.ts';
-import { KMS_MATERIAL_ID_LENGTH } from '../kek/kms-material.ts';
+import { KMS_MATERIAL_ID_LENGTH } from '../core/kms-material.ts';
 
 export interface PgTableColumns {
   /** Base type of the id column, safe to splice into SQL as a cast target. */
