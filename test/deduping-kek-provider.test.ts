@@ -11,7 +11,7 @@ import { ForwardingKekProvider } from '../src/kek/forwarding-kek-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { NotUnderSourceError, type RewrapResult } from '../src/kek/kek-provider.ts';
 import type { KekSelector, WrappedDek } from '../src/core/kek-ref.ts';
-import { aesUnwrap, aesWrap, CEK } from '../src/reference/s3ec-client.ts';
+import { aesUnwrap, aesWrap, CEK } from '../dev/reference/s3ec-client.ts';
 
 const m1 = randomBytes(32);
 const m2 = randomBytes(32);

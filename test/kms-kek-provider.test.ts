@@ -14,7 +14,7 @@ import {
   RotateKeyOnDemandCommand,
   type KMSClient,
 } from '@aws-sdk/client-kms';
-import { startKmsServer, type KmsServer } from '../src/kms-server/server.ts';
+import { startKmsServer, type KmsServer } from '../dev/kms-server/server.ts';
 import { createKmsClient } from '../src/kek/kms-client.ts';
 import { kmsEncryptionContext, KmsKekProvider } from '../src/kek/kms-kek-provider.ts';
 import { NotUnderSourceError } from '../src/kek/kek-provider.ts';

@@ -5,7 +5,7 @@ import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { NotUnderSourceError } from '../src/kek/kek-provider.ts';
 import type { WrappedDek } from '../src/core/kek-ref.ts';
 import { ItemError } from '../src/core/errors.ts';
-import { aesUnwrap, aesWrap, CEK } from '../src/reference/s3ec-client.ts';
+import { aesUnwrap, aesWrap, CEK } from '../dev/reference/s3ec-client.ts';
 
 const m1 = randomBytes(32);
 const m2 = randomBytes(32);

@@ -17,7 +17,7 @@ import { parseCampaignSpec } from '../src/campaign/spec.ts';
 import { getCampaign, setCampaignState } from '../src/ledger/index.ts';
 import { checkSpecAgainstPolicy } from '../src/api/spec-policy.ts';
 import { rewrapCli, specFile } from './support/cli.ts';
-import { getDecrypted, matdescKey, putEncrypted } from '../src/reference/s3ec-client.ts';
+import { getDecrypted, matdescKey, putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { InventoryCache, S3InventorySource } from '../src/sources/s3-inventory-source.ts';
 import type { Source } from '../src/sources/source.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';

@@ -41,7 +41,7 @@ import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { rewrapItem } from '../src/rewrap/rewrap-item.ts';
 import { UNDER_NO_KEK_REASONS, isTransient } from '../src/core/reasons.ts';
-import { putEncrypted } from '../src/reference/s3ec-client.ts';
+import { putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { parseCampaignSpec } from '../src/campaign/spec.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 

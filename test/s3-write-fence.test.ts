@@ -17,7 +17,7 @@ import { ItemError } from '../src/core/errors.ts';
 import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { rewrapItem } from '../src/rewrap/rewrap-item.ts';
-import { getDecrypted, matdescKey, putEncrypted } from '../src/reference/s3ec-client.ts';
+import { getDecrypted, matdescKey, putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { startTapProxy, type RequestHook, type TapProxy } from './support/tap-proxy.ts';
 

@@ -23,7 +23,7 @@ import { kmsEncryptionContext } from '../../src/kek/kms-kek-provider.ts';
 import type { ItemRef } from '../../src/stores/envelope-store.ts';
 import type { Envelope } from '../../src/core/envelope.ts';
 import type { WrappedDek } from '../../src/core/kek-ref.ts';
-import { putEncrypted } from '../../src/reference/s3ec-client.ts';
+import { putEncrypted } from '../../dev/reference/s3ec-client.ts';
 import { fixturePayload } from '../lib/fixture-payload.ts';
 
 export interface KeyRange {
