@@ -15,13 +15,13 @@
 import type { Campaign } from '../ledger/types.ts';
 import { ACTIVE_STATES } from '../ledger/types.ts';
 import { campaignsFromKek, kekUsage, sampleMovedItems } from '../ledger/index.ts';
-import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
+import { formatKek, type KekSelector } from '../core/kek-ref.ts';
 import type { Resources } from '../runtime/resources.ts';
-import { UNDER_NO_KEK_REASONS } from '../rewrap/reasons.ts';
+import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
 import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
-import { mayBeUnder } from '../kek/kms-material.ts';
+import { mayBeUnder } from '../core/kms-material.ts';
 import type { KekVerifier } from '../kek/kek-admin.ts';
-import { storeIdOf } from '../campaign/spec.ts';
+import { storeIdOf } from '../core/campaign-spec.ts';
 import { bucketsOf, versionedBucketBlockers } from './versioned-buckets.ts';
 
 export interface RetirementOptions {
