@@ -138,6 +138,12 @@ describe('docker-compose.yml', () => {
     expect(api.REWRAP_API_READ_TOKEN).toMatch(/^\$\{REWRAP_API_READ_TOKEN:\?/);
     expect(services.kms.environment!.KMS_ADMIN_TOKEN).toMatch(/^\$\{KMS_ADMIN_TOKEN:\?/);
     expect(services.kms.command).toEqual(expect.arrayContaining(['--state-file']));
+    // Development code runs from the dev image, by a path that must exist in the checkout.
+    for (const name of ['kms', 'bootstrap']) {
+      expect(services[name].build?.target, name).toBe('dev');
+      const script = services[name].entrypoint!.find((a) => a.endsWith('.ts'))!;
+      expect(existsSync(path.join(ROOT, script)), `${name}: ${script}`).toBe(true);
+    }
     expect(services.kms.command![services.kms.command!.indexOf('--state-file') + 1]).toMatch(/^\/var\/lib\/rewrap\//);
   });
 

@@ -7,7 +7,7 @@
  * their addresses reach the test files through provide/inject (test/harness/env.ts, s3.ts).
  */
 import type { TestProject } from 'vitest/node';
-import { startRgw } from '../../src/demo/rgw-server.ts';
+import { startRgw } from '../../dev/services/rgw-server.ts';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   if (process.env.TESTCONTAINERS === '1') {
