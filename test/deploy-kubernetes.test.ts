@@ -18,7 +18,7 @@ import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { BASE, KUBERNETES_DIR, namespace, renderManifests } from '../deploy/kubernetes/build-manifests.ts';
 import { prometheusRuleGroups } from '../deploy/kubernetes/scaling-monitoring.ts';
 import { metricNamesIn } from '../deploy/prometheus/promql-names.ts';
-import { HEALTH_PATHS } from '../src/runtime/health.ts';
+import { HEALTH_PATHS } from '../src/metrics/health.ts';
 import { serveMetrics } from '../src/metrics/metrics-server.ts';
 import { ROOT, configEnvVars, readmeEnvVars } from './support/deploy-env.ts';
 

@@ -13,7 +13,7 @@ import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
 import { migrate } from '../src/ledger/index.ts';
 import { serveMetrics } from '../src/metrics/metrics-server.ts';
-import { ledgerCheck, redisCheck } from '../src/runtime/health.ts';
+import { ledgerCheck, redisCheck } from '../src/metrics/health.ts';
 import { startApiServer } from '../src/api/server.ts';
 import { startWorker } from '../workers/worker.ts';
 import { startScheduler } from '../scheduler/scheduler.ts';

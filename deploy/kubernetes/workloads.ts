@@ -14,7 +14,7 @@ import type { IProbe } from 'kubernetes-models/v1/Probe';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { Job } from 'kubernetes-models/batch/v1/Job';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
-import { HEALTH_PATHS } from '../../src/runtime/health.ts';
+import { HEALTH_PATHS } from '../../src/metrics/health.ts';
 import {
   API_PORT, CONFIG_MAP, IMAGE, LEASE_MS, METRICS_PORT, PART_OF, RUN_AS_UID, SECRETS, SHUTDOWN_TIMEOUT_MS, VERSION, WORKER_GRACE_SECONDS,
 } from './settings.ts';

@@ -26,7 +26,7 @@ import { matchRoute, type Route } from './router.ts';
 import { readRoutes } from './read-routes.ts';
 import { writeRoutes } from './write-routes.ts';
 import { staticRoutes } from './static-routes.ts';
-import { ledgerCheck, serveHealth } from '../runtime/health.ts';
+import { ledgerCheck, serveHealth } from '../metrics/health.ts';
 
 
 export interface ApiServerOptions {

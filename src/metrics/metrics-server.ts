@@ -1,11 +1,11 @@
 /**
  * Serves a registry at /metrics on its own port (workers and the scheduler), with /healthz and
- * /readyz beside it (src/runtime/health.ts); loopback unless REWRAP_METRICS_HOST says otherwise
+ * /readyz beside it (src/metrics/health.ts); loopback unless REWRAP_METRICS_HOST says otherwise
  * (in a container, set 0.0.0.0 so that probes and Prometheus reach it).
  */
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
-import { serveHealth, type ReadinessCheck } from '../runtime/health.ts';
+import { serveHealth, type ReadinessCheck } from './health.ts';
 
 export interface HealthOptions {
   role: string;

@@ -12,7 +12,7 @@ import { assertNoEviction, createRedis } from '../queue/batch-queue.ts';
 import { ProcessMetrics } from '../metrics/process-metrics.ts';
 import { serveMetrics } from '../metrics/metrics-server.ts';
 import { Resources } from './resources.ts';
-import { ledgerCheck, redisCheck } from './health.ts';
+import { ledgerCheck, redisCheck } from '../metrics/health.ts';
 
 export interface ProcessRuntime {
   redis: Redis;

@@ -30,5 +30,5 @@ export function readmeEnvVars(): Set<string> {
   return names;
 }
 
-/** A URL path served by the health endpoints of every long-running process (src/runtime/health.ts). */
+/** A URL path served by the health endpoints of every long-running process (src/metrics/health.ts). */
 export const HEALTH_ROUTES = ['/healthz', '/readyz'];
