@@ -7,12 +7,7 @@ import type { KekSelector, KekVersionRef } from '../core/kek-ref.ts';
 import type { Envelope } from '../core/envelope.ts';
 import type { SkipReason } from '../core/reasons.ts';
 import { materialUnknown } from '../core/kms-material.ts';
-
-export function matchesSelector(ref: KekVersionRef, sel: KekSelector): boolean {
-  if (ref.id !== sel.id) return false;
-  if (sel.version === undefined) return true;
-  return ref.version === sel.version || ref.materialId === sel.version;
-}
+import { matchesSelector } from '../kek/kek-selector.ts';
 
 /** The KEK wrapping the envelope, as far as we can tell without a remote call. */
 export function currentKek(env: Envelope, provider: KekProvider): KekVersionRef | undefined {
