@@ -112,7 +112,7 @@ export interface ItemOutcomeRecord {
   storeId: string;
   itemKey: string;
   outcome: 'rewrapped' | 'skipped' | 'failed';
-  /** Reason code (src/rewrap/reasons.ts); required for skipped and failed. */
+  /** Reason code (src/core/reasons.ts); required for skipped and failed. */
   reason?: string;
   /** Produced by our code; never holds key bytes. */
   detail?: string;

@@ -18,6 +18,7 @@ import { INSTRUCTION_SUFFIX, parseStringMap, parseV2 } from '../envelope/s3ec-v2
 import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
 import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
 import { isNotFound } from '../stores/s3-errors.ts';
+import { parseStoreId, s3StoreId, s3Url } from '../core/store-id.ts';
 
 /** HEADs in flight: well under the client's sockets, whose queue time counts against its connect timeout. */
 const HEADS_AT_ONCE = 16;
@@ -42,8 +43,9 @@ export interface NoncurrentContext {
 export function versionScopes(spec: CampaignSpec): Map<string, string[]> {
   const byBucket = new Map<string, string[]>();
   for (const s of scopesOf(spec)) {
-    if (!s.storeId.startsWith('s3://')) continue; // a manifest names its buckets line by line: not listed here
-    const bucket = s.storeId.slice('s3://'.length);
+    const store = parseStoreId(s.storeId);
+    if (store?.kind !== 's3') continue; // a manifest names its buckets line by line: not listed here
+    const bucket = store.bucket;
     byBucket.set(bucket, [...(byBucket.get(bucket) ?? []), s.prefix ?? '']);
   }
   for (const [bucket, prefixes] of byBucket) {
@@ -78,7 +80,7 @@ export async function forEachNoncurrentExposed(ctx: NoncurrentContext, spec: Cam
   const unchecked: string[] = [];
   const limit = pLimit(HEADS_AT_ONCE);
   for (const [bucket, prefixes] of versionScopes(spec)) {
-    const storeId = `s3://${bucket}`;
+    const storeId = s3StoreId(bucket);
     let status: string | undefined;
     try {
       status = (await ctx.s3.send(new GetBucketVersioningCommand({ Bucket: bucket }))).Status;
@@ -118,7 +120,7 @@ async function readVersion(ctx: NoncurrentContext, from: KekSelector, bucket: st
 }
 
 async function readEnvelopeOf(ctx: NoncurrentContext, from: KekSelector, bucket: string, key: string, versionId: string) {
-  const where = `s3://${bucket}/${key} version ${versionId}`;
+  const where = `${s3Url(bucket, key)} version ${versionId}`;
   if (key.endsWith(INSTRUCTION_SUFFIX)) {
     const out = await ctx.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
     if ((out.ContentLength ?? 0) > INSTRUCTION_MAX_BYTES) {

@@ -6,13 +6,17 @@
  * A bucket whose versioning state cannot be read blocks for the same reason.
  */
 import { GetBucketVersioningCommand, type S3Client } from '@aws-sdk/client-s3';
+import { parseStoreId } from '../core/store-id.ts';
 
 export const ALLOW_NONCURRENT_FLAG = '--allow-noncurrent-versions';
 
 /** The buckets among store ids (`s3://<bucket>`), each once. */
 export function bucketsOf(storeIds: Iterable<string>): string[] {
   const buckets = new Set<string>();
-  for (const id of storeIds) if (id.startsWith('s3://')) buckets.add(id.slice('s3://'.length));
+  for (const id of storeIds) {
+    const store = parseStoreId(id);
+    if (store?.kind === 's3') buckets.add(store.bucket);
+  }
   return [...buckets].sort();
 }
 

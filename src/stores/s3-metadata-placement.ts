@@ -16,6 +16,7 @@ import { isNotFound, isPreconditionFailed, toItemFailure } from './s3-errors.ts'
 import { rewriteInPlaceMultipart } from './s3-multipart-copy.ts';
 import type { S3ItemToken } from './s3-object-token.ts';
 import { readTags, restoreTagsIfLost, tagsAsQuery } from './s3-tags.ts';
+import { s3Url } from '../core/store-id.ts';
 
 export interface MetadataWriteOptions {
   multipartThresholdBytes: number;
@@ -44,7 +45,7 @@ export async function writeMetadataEnvelope(
   signal?: AbortSignal,
   fence?: WriteFence,
 ): Promise<'written' | 'conflict'> {
-  const where = `s3://${bucket}/${key}`;
+  const where = s3Url(bucket, key);
   let tags: Tag[] = [];
   try {
     if (token.tagCount > 0) tags = await readTags(client, bucket, key, signal);
@@ -79,7 +80,7 @@ async function rewrite(
   fence?: WriteFence,
 ): Promise<'written' | 'conflict'> {
   const metadata = nextMetadata(token.metadata, next);
-  const where = `s3://${bucket}/${key}`;
+  const where = s3Url(bucket, key);
   if (token.size > options.multipartThresholdBytes) {
     try {
       return await rewriteInPlaceMultipart(
