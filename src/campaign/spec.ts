@@ -59,7 +59,25 @@ export interface CampaignOptions {
    * listed in full before the first item moves.
    */
   canaryAfterItems: number;
+  /**
+   * What happens to noncurrent versions under the source KEK in versioned S3 buckets (the ones
+   * rewrap's own rewrites leave behind and the ones that were there before), once the current
+   * items are done (noncurrent-sweep.ts):
+   *   - 'report' (default): listed and counted per store; they block `kek retire`;
+   *   - 'delete': deleted by version id, each re-read first and only when still under the source
+   *     KEK and the key's current version is not; versions under object lock stay and block;
+   *   - 'keep': counted, and do not block `kek retire`: the user accepts losing them.
+   */
+  noncurrentVersions: NoncurrentVersionsMode;
+  /**
+   * With 'delete': also delete versions under GOVERNANCE retention (x-amz-bypass-governance-retention;
+   * needs s3:BypassGovernanceRetention). COMPLIANCE retention and legal holds are never bypassed.
+   */
+  bypassGovernanceRetention: boolean;
 }
+
+export const NONCURRENT_MODES = ['report', 'delete', 'keep'] as const;
+export type NoncurrentVersionsMode = (typeof NONCURRENT_MODES)[number];
 
 export interface CampaignSpec {
   name: string;
@@ -85,7 +103,12 @@ export const DEFAULT_OPTIONS: CampaignOptions = {
   multipartThresholdBytes: 5 * 1024 ** 3,
   canaryFraction: 0,
   canaryAfterItems: 100_000,
+  noncurrentVersions: 'report',
+  bypassGovernanceRetention: false,
 };
+
+/** A spec stored before these options existed reads as the defaults. */
+export const noncurrentModeOf = (spec: CampaignSpec): NoncurrentVersionsMode => spec.options.noncurrentVersions ?? 'report';
 
 export function storeIdOf(s: SourceSpec): string[] {
   if (s.type === 's3' || s.type === 's3-inventory') return [`s3://${s.bucket}`];
@@ -142,7 +165,7 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
 const SPEC_FIELDS = ['name', 'kind', 'sources', 'provider', 'from', 'to', 'options', 'deadline'];
 const GiB = 1024 ** 3;
 const COUNT = Number.MAX_SAFE_INTEGER;
-const OPTION_RULES: Record<Exclude<keyof CampaignOptions, 'allowUnconditionalWrites'>, NumberRule> = {
+const OPTION_RULES: Record<Exclude<keyof CampaignOptions, 'allowUnconditionalWrites' | 'noncurrentVersions' | 'bypassGovernanceRetention'>, NumberRule> = {
   batchSize: { integer: true, min: 1, max: 10_000, what: 'items per batch' },
   concurrency: { integer: true, min: 1, max: 1024, what: 'provider/store calls in flight per batch' },
   kmsRequestsPerSecond: { min: 0, max: 100_000, what: 'KMS requests per second for all workers; 0 = unlimited' },
@@ -166,6 +189,21 @@ function parseOptions(v: unknown): CampaignOptions {
   if (o.allowUnconditionalWrites !== undefined) {
     if (typeof o.allowUnconditionalWrites !== 'boolean') throw new ConfigError('campaign spec.options.allowUnconditionalWrites: expected true or false');
     options.allowUnconditionalWrites = o.allowUnconditionalWrites;
+  }
+  if (o.noncurrentVersions !== undefined) {
+    if (!NONCURRENT_MODES.includes(o.noncurrentVersions as NoncurrentVersionsMode)) {
+      throw new ConfigError(
+        `campaign spec.options.noncurrentVersions: expected one of ${NONCURRENT_MODES.map((m) => `"${m}"`).join(', ')} (what happens to noncurrent versions under the source KEK in versioned buckets), got ${JSON.stringify(o.noncurrentVersions)}`,
+      );
+    }
+    options.noncurrentVersions = o.noncurrentVersions as NoncurrentVersionsMode;
+  }
+  if (o.bypassGovernanceRetention !== undefined) {
+    if (typeof o.bypassGovernanceRetention !== 'boolean') throw new ConfigError('campaign spec.options.bypassGovernanceRetention: expected true or false (true: delete noncurrent versions under GOVERNANCE retention too)');
+    options.bypassGovernanceRetention = o.bypassGovernanceRetention;
+  }
+  if (options.bypassGovernanceRetention && options.noncurrentVersions !== 'delete') {
+    throw new ConfigError('campaign spec.options.bypassGovernanceRetention: only with "noncurrentVersions": "delete" (it lets the noncurrent sweep delete versions under GOVERNANCE retention)');
   }
   return options;
 }

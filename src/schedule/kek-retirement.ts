@@ -25,7 +25,7 @@ import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
 import { mayBeUnder } from '../kek/kms-material.ts';
 import type { KekProvider } from '../kek/kek-provider.ts';
 import { storeIdOf } from '../campaign/spec.ts';
-import { bucketsOf, versionedBucketBlockers } from './versioned-buckets.ts';
+import { noncurrentVersionUse, type NoncurrentUse } from './versioned-buckets.ts';
 import { kmsUnwrapChecker, localUnwrapChecker, type UnwrapChecker } from './unwrap-check.ts';
 
 export interface RetirementOptions {
@@ -37,7 +37,10 @@ export interface RetirementOptions {
   fullPass: boolean;
   /** Local keyring file; default: the one of the newest campaign that drained the KEK. */
   keyringFile?: string;
-  /** The operator accepts that noncurrent object versions under the KEK become undecryptable. */
+  /**
+   * The operator accepts that noncurrent object versions under the KEK become undecryptable:
+   * they are still counted and listed (`noncurrent`), and do not block.
+   */
   allowNoncurrentVersions?: boolean;
 }
 
@@ -68,6 +71,8 @@ export interface RetirementCheck {
   lastMovedAt: Date | null;
   graceLeftMs: number;
   sample: { checked: number; failed: ItemProblem[] };
+  /** Noncurrent versions under the KEK per versioned bucket in scope, counted from the buckets (versioned-buckets.ts). */
+  noncurrent: NoncurrentUse[];
   /**
    * `mayBeUnderKek`: items the stores hold that rewrap cannot read and that name this KEK or none
    * that can be decided (they block); `underOtherKek`: unreadable items naming another KEK.
@@ -99,29 +104,27 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
   const graceLeftMs = usage.lastMovedAt ? Math.max(0, usage.lastMovedAt.getTime() + o.graceMs - o.now.getTime()) : 0;
   if (graceLeftMs > 0) blockers.push(`grace period: the last item moved at ${usage.lastMovedAt!.toISOString()}; ${minutes(graceLeftMs)} left (--grace)`);
 
-  if (!o.allowNoncurrentVersions) {
-    const storeIds = [...usage.stores.map((s) => s.storeId), ...campaigns.flatMap((c) => c.spec.sources.flatMap(storeIdOf))];
-    const buckets = bucketsOf(storeIds);
-    if (buckets.length > 0) blockers.push(...(await versionedBucketBlockers(res.s3Client(), buckets, name, signal)));
-  }
-
   const base = { kek: name, stores: usage.stores, failedByReason: usage.failed, activeCampaigns: active, lastMovedAt: usage.lastMovedAt, graceLeftMs };
   const newest = campaigns[0];
   if (!newest) {
     blockers.push(`no campaign ever drained ${name}: nothing shows it unused (run a campaign from it first)`);
-    return { ...base, provider: null, ok: false, blockers, sample: { checked: 0, failed: [] } };
+    return { ...base, provider: null, ok: false, blockers, sample: { checked: 0, failed: [] }, noncurrent: [] };
   }
   const provider = newest.spec.provider;
   const keyringFile = provider.type === 'local' ? keyringPath(o.keyringFile ?? provider.keyringFile) : undefined;
   const keyring = keyringFile ? new LocalKeyringProvider(loadKeyringFile(keyringFile)) : undefined;
   try {
     const checker = keyring ? localUnwrapChecker(keyring, kek) : kmsUnwrapChecker(res.kmsClient(newest.spec), kek);
+    /* Invariant 7: noncurrent versions under the KEK, counted from the versioned buckets in scope. */
+    const identifier: Pick<KekProvider, 'kind' | 'identify'> = keyring ?? { kind: 'kms', identify: (dek) => dek.kek };
+    const storeIds = [...usage.stores.map((s) => s.storeId), ...campaigns.flatMap((c) => c.spec.sources.flatMap(storeIdOf))];
+    const noncurrent = await noncurrentVersionUse({ s3: res.s3Client(), provider: identifier }, campaigns, storeIds, kek, name, { now: o.now, allowNoncurrentVersions: o.allowNoncurrentVersions === true }, signal);
+    blockers.push(...noncurrent.blockers);
     const sample = await checkSample(res, campaigns, checker, o.sampleSize, signal);
     if (sample.checked === 0) blockers.push(`no item moved away from ${name} to sample`);
     for (const f of sample.failed) blockers.push(`sample ${f.storeId} ${f.itemKey}: ${f.problem}`);
     let fullPass: RetirementCheck['fullPass'];
     if (o.fullPass) {
-      const identifier: Pick<KekProvider, 'kind' | 'identify'> = keyring ?? { kind: 'kms', identify: (dek) => dek.kek };
       fullPass = await verifyEveryItem(res, campaigns, kek, checker, identifier, signal);
       for (const [storeId, n] of Object.entries(fullPass.underKek)) blockers.push(`${storeId}: ${n} item(s) under ${name} found re-reading the store`);
       for (const storeId of new Set(fullPass.mayBeUnderKek.map((u) => u.storeId))) {
@@ -131,7 +134,7 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
       for (const f of fullPass.failed.slice(0, 20)) blockers.push(`${f.storeId} ${f.itemKey}: ${f.problem}`);
       if (fullPass.failed.length > 20) blockers.push(`... and ${fullPass.failed.length - 20} more item(s) that do not decrypt`);
     }
-    return { ...base, provider: provider.type, keyringFile, ok: blockers.length === 0, blockers, sample, ...(fullPass ? { fullPass } : {}) };
+    return { ...base, provider: provider.type, keyringFile, ok: blockers.length === 0, blockers, sample, noncurrent: noncurrent.uses, ...(fullPass ? { fullPass } : {}) };
   } finally {
     keyring?.close();
   }
