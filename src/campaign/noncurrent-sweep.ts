@@ -31,7 +31,7 @@ import type pg from 'pg';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import type { Logger } from '../log.ts';
-import type { Campaign, NoncurrentState, NoncurrentVersionRecord } from '../ledger/types.ts';
+import type { Campaign, NoncurrentCount, NoncurrentState, NoncurrentVersionRecord } from '../ledger/types.ts';
 import { recordNoncurrentSweep } from '../ledger/index.ts';
 import { noncurrentModeOf } from './spec.ts';
 import {
@@ -105,6 +105,9 @@ async function deleteVersion(ctx: NoncurrentContext, c: Campaign, v: NoncurrentV
   /* Precondition: re-read just before the delete, the version is still there and under the source KEK. */
   const again = await readNoncurrentVersion(ctx, c.spec.from, bucket, v.key, v.versionId, signal);
   if (!again?.under) return undefined; // gone since it was listed (or holds no envelope): nothing to delete
+  /* Deleting needs to know: a version whose KEK cannot be told (a keyring that cannot be loaded,
+     an envelope naming none) may be under another KEK; it stays, counted as exposed. */
+  if (again.kek === undefined) return record(v, 'exposed', 'kek-unknown');
   const bypass = c.spec.options.bypassGovernanceRetention === true;
   const locked = lockReason(again.lock, now, bypass);
   if (locked) {
@@ -129,3 +132,19 @@ async function deleteVersion(ctx: NoncurrentContext, c: Campaign, v: NoncurrentV
   log.info({ event: 'version.deleted', ...audit, bypassGovernanceRetention: bypass && governanceActive(again.lock, now) }, 'audit');
   return record(v, 'deleted', null);
 }
+
+/** For status and the API: the campaign's noncurrent-version option, where its sweep is, and what it counted, by store. */
+export function noncurrentStatus(c: Campaign, counts: NoncurrentCount[]) {
+  const byStore: Record<string, Record<string, number>> = {};
+  for (const n of counts) {
+    const k = n.reason ? `${n.state} (${n.reason})` : n.state;
+    byStore[n.storeId] = { ...byStore[n.storeId], [k]: (byStore[n.storeId]?.[k] ?? 0) + n.versions };
+  }
+  return {
+    mode: noncurrentModeOf(c.spec),
+    bypassGovernanceRetention: c.spec.options.bypassGovernanceRetention === true,
+    sweptAt: c.noncurrentSweptAt,
+    byStore,
+  };
+}
+
