@@ -91,7 +91,7 @@ export async function noncurrentVersionUse(
   const uses = [...found.values()].sort((a, b) => (a.storeId < b.storeId ? -1 : 1));
   for (const u of uses) {
     if (!u.blocking) continue;
-    const locked = Object.entries(u.lockedByReason);
+    const locked = Object.entries(u.lockedByReason).sort(([a], [b]) => (a < b ? -1 : 1));
     const lockedText = locked.length ? ` (${locked.reduce((n, [, k]) => n + k, 0)} under object lock: ${locked.map(([r, n]) => `${n} ${r}`).join(', ')})` : '';
     const what =
       u.mode === 'delete'
