@@ -7,7 +7,8 @@
  * noncurrent-versions.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_OPTIONS, parseCampaignSpec } from '../src/campaign/spec.ts';
+import { parseCampaignSpec } from '../src/campaign/spec.ts';
+import { DEFAULT_OPTIONS } from '../src/core/campaign-spec.ts';
 import { lockReason } from '../src/campaign/noncurrent-sweep.ts';
 import { lockOf } from '../src/reports/noncurrent-versions.ts';
 

@@ -35,7 +35,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Registry } from 'prom-client';
 import { createS3Client } from '../src/stores/s3-client.ts';
-import { getDecrypted, matdescKey, putEncrypted } from '../src/reference/s3ec-client.ts';
+import { getDecrypted, matdescKey, putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { loadKeyringFile } from '../src/kek/keyring-file.ts';
 import { registerBacklogMetrics } from '../src/metrics/backlog-metrics.ts';
 import { campaignProgress, getCampaign, noncurrentCounts } from '../src/ledger/index.ts';

@@ -3,8 +3,8 @@ import type pg from 'pg';
 import { campaignProgress, failureCountsByReason, getCampaign, listCampaigns, noncurrentCounts } from '../ledger/index.ts';
 import { noncurrentStatus } from '../campaign/noncurrent-sweep.ts';
 import type { Campaign, CampaignProgress, InventoryCount } from '../ledger/types.ts';
-import { describeReason, type ReasonCode } from '../rewrap/reasons.ts';
-import { formatKek } from '../kek/kek-provider.ts';
+import { describeReason, type ReasonCode } from '../core/reasons.ts';
+import { formatKek } from '../core/kek-ref.ts';
 import { publicSpec } from './public-spec.ts';
 
 export interface CampaignSummary {

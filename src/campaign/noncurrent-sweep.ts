@@ -33,7 +33,7 @@ import pLimit from 'p-limit';
 import type { Logger } from '../log.ts';
 import type { Campaign, NoncurrentCount, NoncurrentState, NoncurrentVersionRecord } from '../ledger/types.ts';
 import { recordNoncurrentSweep } from '../ledger/index.ts';
-import { noncurrentModeOf } from './spec.ts';
+import { noncurrentModeOf } from '../core/campaign-spec.ts';
 import {
   noncurrentPage,
   readNoncurrentVersion,

@@ -15,9 +15,9 @@
  * versions are listed, and do not block.
  */
 import type { Campaign } from '../ledger/types.ts';
-import type { CampaignSpec, NoncurrentVersionsMode, SourceSpec } from '../campaign/spec.ts';
-import { noncurrentModeOf } from '../campaign/spec.ts';
-import type { KekSelector } from '../kek/kek-provider.ts';
+import type { CampaignSpec, NoncurrentVersionsMode, SourceSpec } from '../core/campaign-spec.ts';
+import { noncurrentModeOf } from '../core/campaign-spec.ts';
+import type { KekSelector } from '../core/kek-ref.ts';
 import { forEachNoncurrentExposed, versionScopes, type NoncurrentContext } from '../reports/noncurrent-versions.ts';
 import { lockReason } from '../campaign/noncurrent-sweep.ts';
 
