@@ -39,6 +39,31 @@ export interface Campaign {
   updatedAt: Date;
   /** The canary stage: null until it ran (or when the campaign has none). */
   canaryState: 'passed' | 'failed' | null;
+  /** The noncurrent sweep's cursor (noncurrent-sweep.ts), saved with each page; null before it began. */
+  noncurrentCursor: unknown;
+  /** When the noncurrent sweep finished; the campaign completes only after it. */
+  noncurrentSweptAt: Date | null;
+}
+
+/** What a campaign's noncurrent sweep saw or did to one noncurrent object version (schema 6). */
+export type NoncurrentState = 'exposed' | 'deleted' | 'locked' | 'kept';
+
+export interface NoncurrentVersionRecord {
+  storeId: string;
+  itemKey: string;
+  versionId: string;
+  kekId: string | null;
+  kekVersion: string | null;
+  state: NoncurrentState;
+  reason: string | null;
+}
+
+/** Noncurrent versions by store and state (and reason), for status, the API and metrics. */
+export interface NoncurrentCount {
+  storeId: string;
+  state: NoncurrentState;
+  reason: string | null;
+  versions: number;
 }
 
 export interface NewCampaign {

@@ -17,6 +17,7 @@ import { rewriteInPlaceMultipart } from './s3-multipart-copy.ts';
 import type { S3ItemToken } from './s3-object-token.ts';
 import { readTags, restoreTagsIfLost, tagsAsQuery } from './s3-tags.ts';
 import { s3Url } from '../core/store-id.ts';
+import { restoreLockIfLost } from './s3-object-lock.ts';
 
 export interface MetadataWriteOptions {
   multipartThresholdBytes: number;
@@ -62,6 +63,13 @@ export async function writeMetadataEnvelope(
          audit event), not a batch error. */
       const why = err instanceof WriteFencedError ? 'the batch lease ran out before they could be put back' : 'putting them back failed';
       throw new LandedWriteError(`${where}: the envelope was rewritten, but the self-copy dropped the object's tags and ${why}; the tags were ${tagsAsQuery(tags)}`, { cause: err });
+    }
+    try {
+      await restoreLockIfLost(client, bucket, key, token.headers, fence);
+    } catch (err) {
+      const why = err instanceof WriteFencedError ? 'the batch lease ran out before it could be put back' : 'putting it back failed';
+      const lock = [token.headers.ObjectLockMode && `${token.headers.ObjectLockMode} retention until ${token.headers.ObjectLockRetainUntilDate?.toISOString()}`, token.headers.ObjectLockLegalHoldStatus === 'ON' && 'legal hold'].filter(Boolean).join(', ');
+      throw new LandedWriteError(`${where}: the envelope was rewritten, but the self-copy dropped the object's lock and ${why}; the lock was ${lock}`, { cause: err });
     }
   }
   return result;
