@@ -29,6 +29,8 @@ export type CompletionStep =
   /** Batches were fed, the plan is unfinished, or batches are still pending or enqueued. */
   | { kind: 'busy' }
   | { kind: 'completed'; progress: Pick<CampaignProgress, 'rewrapped' | 'skipped' | 'failed'> }
+  /** The pass is clean, but `beforeComplete` has more to do (the noncurrent sweep): ask again next tick. */
+  | { kind: 'finishing' }
   /** The clean pass was found, but the campaign had left 'running' meanwhile. */
   | { kind: 'not-running' }
   | { kind: 'delta-pass'; pass?: number };
@@ -39,8 +41,11 @@ export class DeltaPassRule {
 
   constructor(private readonly ledger: DeltaPassLedger) {}
 
-  /** `fed`: batches the scheduler just put in the queue for the campaign. */
-  async step(c: Pick<Campaign, 'id' | 'planDone' | 'deltaPasses'>, fed: number): Promise<CompletionStep> {
+  /**
+   * `fed`: batches the scheduler just put in the queue for the campaign. `beforeComplete`: work
+   * that runs once the pass is clean and must be done (true) before the campaign completes.
+   */
+  async step(c: Pick<Campaign, 'id' | 'planDone' | 'deltaPasses'>, fed: number, beforeComplete?: () => Promise<boolean>): Promise<CompletionStep> {
     if (fed > 0 || !c.planDone) return { kind: 'busy' };
     const p = await this.ledger.progress(c.id);
     if (p.batches.pending > 0 || p.batches.enqueued > 0) return { kind: 'busy' };
@@ -48,6 +53,7 @@ export class DeltaPassRule {
     if (c.deltaPasses > 0 && pass?.pass === c.deltaPasses) {
       const changes = await this.ledger.changesSince(c.id, pass.firstBatchNo);
       if (changes.moved === 0 && changes.suspectBatches === 0) {
+        if (beforeComplete && !(await beforeComplete())) return { kind: 'finishing' };
         return (await this.ledger.complete(c.id)) ? { kind: 'completed', progress: p } : { kind: 'not-running' };
       }
     }

@@ -8,7 +8,7 @@ import type { ProcessConfig } from '../src/config.ts';
 import type { Logger } from '../src/log.ts';
 import { campaignProgress, listCampaigns, recordCanary, setCampaignState } from '../src/ledger/index.ts';
 import type { Campaign } from '../src/ledger/types.ts';
-import { ConfigError } from '../src/errors.ts';
+import { ConfigError } from '../src/core/errors.ts';
 import { createBatchQueue } from '../src/queue/batch-queue.ts';
 import { planStep, StatisticsSchedule } from './planner.ts';
 import { runCanary } from '../src/campaign/canary.ts';
@@ -19,6 +19,8 @@ import { pgClientConfig } from '../src/runtime/resources.ts';
 import { LeaderLock } from './leadership.ts';
 import { DeltaPassRule, ledgerDeltaPasses } from './delta-pass.ts';
 import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
+import { hasNoncurrentScope, noncurrentSweepStep } from '../src/campaign/noncurrent-sweep.ts';
+import type { NoncurrentContext } from '../src/reports/noncurrent-versions.ts';
 
 export interface RunningScheduler {
   /** Resolves after the next full tick (tests and the demo wait on it instead of sleeping). */
@@ -115,14 +117,29 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       const n = await reconcile(res.ledger, queue, c, config.scheduler.reconcileEveryMs);
       if (n) clog.warn({ batches: n }, 'batches missing from Redis re-enqueued');
     }
-    /* Complete only when nothing in scope remains under the old KEK (delta-pass.ts). */
-    const step = await completion.step(c, fed);
+    /* Complete only when nothing in scope remains under the old KEK (delta-pass.ts). The noncurrent
+       sweep (noncurrent-sweep.ts) runs only on a clean pass, when every current item is committed:
+       a page per tick, the next tick at once, until it is done. */
+    const step = await completion.step(c, fed, () => sweepNoncurrent(c, clog, AbortSignal.any([term, stop.signal])));
     if (step.kind === 'completed') {
       const p = step.progress;
       clog.info({ rewrapped: p.rewrapped, skipped: p.skipped, failed: p.failed }, 'campaign completed');
+    } else if (step.kind === 'finishing') {
+      planning = true;
     } else if (step.kind === 'delta-pass') {
       clog.info({ pass: step.pass }, 'delta pass: looking for items that appeared since the plan');
     }
+  }
+
+  async function sweepNoncurrent(c: Campaign, clog: Logger, signal: AbortSignal): Promise<boolean> {
+    if (c.noncurrentSweptAt || !hasNoncurrentScope(c)) return true;
+    let provider: NoncurrentContext['provider'];
+    try {
+      provider = res.provider(c.id, c.spec);
+    } catch {
+      provider = undefined; // cannot tell a keyring KEK by its matdesc: every AES/GCM version may be under the source
+    }
+    return noncurrentSweepStep(res.ledger, { s3: res.s3Client(), provider }, c, clog, () => new Date(), signal);
   }
 
   /** A routine campaign stops feeding while an incident runs; its waiting jobs leave Redis, batches in hand finish. */

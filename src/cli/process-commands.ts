@@ -1,11 +1,10 @@
-/** Long-running processes: scheduler, worker, the local KMS server; and `migrate`. */
+/** Long-running processes: scheduler, worker; and `migrate`. */
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../log.ts';
 import { Resources } from '../runtime/resources.ts';
 import { migrate } from '../ledger/index.ts';
 import { startScheduler } from '../../scheduler/scheduler.ts';
 import { startWorker } from '../../workers/worker.ts';
-import { main as kmsServerMain } from '../kms-server/main.ts';
 import { untilShutdownSignal } from '../runtime/shutdown-signals.ts';
 import { EXIT, type Command } from './args.ts';
 
@@ -14,7 +13,9 @@ const untilSignal = async (close: () => Promise<void>): Promise<number> => ((awa
 
 const ENV_HELP = `
 Environment: DATABASE_URL (ledger), REDIS_URL, REWRAP_QUEUE_PREFIX (default {rewrap}),
-S3_ENDPOINT / S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY, KMS_ENDPOINT, AWS_REGION, LOG_LEVEL.`;
+S3_ENDPOINT / S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY, KMS_ENDPOINT, AWS_REGION, LOG_LEVEL.
+REWRAP_METRICS_PORT serves /metrics, /healthz (alive) and /readyz (ledger migrated, Redis up) on
+REWRAP_METRICS_HOST (default 127.0.0.1; 0.0.0.0 in a container, for probes and Prometheus).`;
 
 export const processCommands: Command[] = [
   {
@@ -54,17 +55,6 @@ export const processCommands: Command[] = [
       const config = loadConfig();
       const w = await startWorker(config, createLogger({ level: config.logLevel, name: 'worker' }));
       return untilSignal(() => w.close());
-    },
-  },
-  {
-    name: 'kms-server',
-    summary: 'Run the local KMS-compatible server (development and tests only; never a real key store).',
-    usage: 'rewrap kms-server [--port N] [--state-file F] ... (rewrap kms-server --help for all flags)',
-    rawArgs: true,
-    async run({ positionals }) {
-      await kmsServerMain(positionals);
-      if (positionals.includes('--help') || positionals.includes('-h')) return EXIT.ok;
-      return new Promise<number>(() => {}); // runs until its own signal handler exits
     },
   },
 ];

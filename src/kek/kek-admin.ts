@@ -7,7 +7,8 @@
  * only through this port: no KMS call and no keyring edit outside src/kek/.
  * Invariant 5: nothing here returns or reports key bytes; verdicts name KEKs and error types only.
  */
-import type { KekProvider, KekSelector, KekVersionRef, WrappedDek } from './kek-provider.ts';
+import type { KekProvider } from './kek-provider.ts';
+import type { KekSelector, KekVersionRef, WrappedDek } from '../core/kek-ref.ts';
 
 /**
  * How a scheduled rotation makes the next KEK: a new version of the same KEK (keyring

@@ -1,5 +1,5 @@
 /** Whether a KEK seen on an item is the one a selector names: one rule for classify, the canary and the retirement gate. */
-import type { KekSelector, KekVersionRef } from './kek-provider.ts';
+import type { KekSelector, KekVersionRef } from '../core/kek-ref.ts';
 
 /** Same id, and the selector's version (if it names one) is the item's version or KMS key material id. */
 export function matchesSelector(ref: KekVersionRef, sel: KekSelector): boolean {

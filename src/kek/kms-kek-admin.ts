@@ -8,9 +8,9 @@
  * key) whose plaintext is zeroed at once.
  */
 import { CreateKeyCommand, DecryptCommand, DescribeKeyCommand, DisableKeyCommand, RotateKeyOnDemandCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import type { KekAdmin, KekLifecycleOptions, KekVerifier, UnwrapVerdict } from './kek-admin.ts';
-import { formatKek, type KekSelector, type KekVersionRef, type WrappedDek } from './kek-provider.ts';
+import { formatKek, type KekSelector, type KekVersionRef, type WrappedDek } from '../core/kek-ref.ts';
 import { matchesSelector } from './kek-selector.ts';
 import { kmsEncryptionContext } from './kms-kek-provider.ts';
 

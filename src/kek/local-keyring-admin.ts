@@ -6,9 +6,9 @@
  * the plaintext), with the keyring as loaded when the verifier was made.
  */
 import { isAbsolute, resolve } from 'node:path';
-import { ConfigError, ItemError } from '../errors.ts';
+import { ConfigError, ItemError } from '../core/errors.ts';
 import type { KekAdmin, KekLifecycleOptions, KekVerifier, UnwrapVerdict } from './kek-admin.ts';
-import { formatKek, type KekSelector, type KekVersionRef, type WrappedDek } from './kek-provider.ts';
+import { formatKek, type KekSelector, type KekVersionRef, type WrappedDek } from '../core/kek-ref.ts';
 import { matchesSelector } from './kek-selector.ts';
 import { loadKeyringFile } from './keyring-file.ts';
 import { appendKeyringVersion, numericVersions, removeKeyringVersion, setKeyringState } from './keyring-file-edit.ts';

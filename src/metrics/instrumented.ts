@@ -1,11 +1,13 @@
 /** Decorators that count provider and store calls into the process metrics. */
 import { performance } from 'node:perf_hooks';
-import { ItemError } from '../errors.ts';
-import type { KekProvider, KekSelector, RewrapResult, WrappedDek } from '../kek/kek-provider.ts';
+import { ItemError } from '../core/errors.ts';
+import type { KekProvider, RewrapResult } from '../kek/kek-provider.ts';
+import type { KekSelector, WrappedDek } from '../core/kek-ref.ts';
 import { NotUnderSourceError } from '../kek/kek-provider.ts';
 import { isBatchStore, LandedWriteError, type BatchEnvelopeStore, type EnvelopeStore } from '../stores/envelope-store.ts';
 import type { ProcessMetrics } from './process-metrics.ts';
 import { ForwardingKekProvider } from '../kek/forwarding-kek-provider.ts';
+import { storeKind as storeIdKind } from '../core/store-id.ts';
 
 export class InstrumentedKekProvider extends ForwardingKekProvider {
   constructor(
@@ -33,7 +35,7 @@ export class InstrumentedKekProvider extends ForwardingKekProvider {
 }
 
 export function storeKind(store: EnvelopeStore): string {
-  return store.id.startsWith('s3://') ? 's3' : store.id.startsWith('pg:') ? 'pg' : 'other';
+  return storeIdKind(store.id) ?? 'other';
 }
 
 export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): EnvelopeStore {

@@ -6,8 +6,8 @@
  * local KMS server has no ScheduleKeyDeletion, and deleting a real KMS key is left to the
  * operator's own procedure.
  */
-import { ConfigError } from '../errors.ts';
-import type { KekSelector } from '../kek/kek-provider.ts';
+import { ConfigError } from '../core/errors.ts';
+import type { KekSelector } from '../core/kek-ref.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { campaignsFromKek } from '../ledger/index.ts';
 import { checkRetirement, type RetirementCheck, type RetirementOptions } from './kek-retirement.ts';

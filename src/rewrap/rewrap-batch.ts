@@ -3,7 +3,7 @@
  * write per round; others go item by item under a concurrency limit.
  */
 import pLimit from 'p-limit';
-import { ItemError } from '../errors.ts';
+import { ItemError } from '../core/errors.ts';
 import { isBatchStore, type BatchEnvelopeStore, type ItemRef } from '../stores/envelope-store.ts';
 import { fromError, rewrapItem, rewrapUntilWritten, type RewrapTarget } from './rewrap-item.ts';
 import type { ItemOutcome } from './outcome.ts';

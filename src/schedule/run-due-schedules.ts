@@ -10,8 +10,9 @@
  * Missed runs (the scheduler was down over several due times) run once: see claimDueSchedules.
  */
 import { admitCampaign, campaignScopes } from '../campaign/create.ts';
-import { parseCampaignSpec, type CampaignSpec } from '../campaign/spec.ts';
-import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
+import { parseCampaignSpec } from '../campaign/spec.ts';
+import type { CampaignSpec } from '../core/campaign-spec.ts';
+import { formatKek, type KekSelector } from '../core/kek-ref.ts';
 import type { Logger } from '../log.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { ACTIVE_STATES } from '../ledger/types.ts';
@@ -19,7 +20,7 @@ import { claimDueSchedules, finishScheduleRun, listCampaigns, noteScheduleRunKek
 import { findItemsUnderKek } from './items-under-kek.ts';
 import { nextCronRun } from './schedule-spec.ts';
 import { inAnyWindow } from './time-windows.ts';
-import type { ClaimedScheduleRun, ScheduleRunOutcome } from './schedule-types.ts';
+import type { ClaimedScheduleRun, ScheduleRunOutcome } from '../ledger/schedule-types.ts';
 
 /** A run that stopped (crash) is taken over once its claim is this old. */
 export const SCHEDULE_RUN_LEASE_MS = 15 * 60_000;

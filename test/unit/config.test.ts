@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
-import { ConfigError } from '../../src/errors.ts';
+import { ConfigError } from '../../src/core/errors.ts';
 import { parseDuration } from '../../src/retirement/retire-kek.ts';
 
 describe('process configuration: read once, validated at the edge', () => {

@@ -1,6 +1,8 @@
 /** Fake ports for the unit tests: no network, no database, no key material worth the name. */
-import type { KekProvider, KekSelector, KekVersionRef, RewrapResult, WrappedDek } from '../../src/kek/kek-provider.ts';
-import type { Envelope, EnvelopeStore, ItemRef, ReadResult, WriteResult } from '../../src/stores/envelope-store.ts';
+import type { KekProvider, RewrapResult } from '../../src/kek/kek-provider.ts';
+import type { KekSelector, KekVersionRef, WrappedDek } from '../../src/core/kek-ref.ts';
+import type { Envelope } from '../../src/core/envelope.ts';
+import type { EnvelopeStore, ItemRef, ReadResult, WriteResult } from '../../src/stores/envelope-store.ts';
 
 export const kek = (text: string): KekVersionRef => {
   const [id, version] = text.split('@');
@@ -46,7 +48,7 @@ export function fakeStore(items: Record<string, Envelope>, conflicts: (key: stri
   const version = new Map<string, number>();
   const refused = new Map<string, number>();
   const store = {
-    id: 'fake:store',
+    id: 'pg:fake' as const,
     writes: [] as string[],
     async casLevel() {
       return 'strong' as never;

@@ -4,9 +4,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KMSClient } from '@aws-sdk/client-kms';
-import { ConfigError } from '../../src/errors.ts';
+import { ConfigError } from '../../src/core/errors.ts';
 import { gcmWrap } from '../../src/kek/aes-gcm-wrap.ts';
-import type { WrappedDek } from '../../src/kek/kek-provider.ts';
+import type { WrappedDek } from '../../src/core/kek-ref.ts';
 import { KmsKekAdmin } from '../../src/kek/kms-kek-admin.ts';
 import { LocalKeyringAdmin } from '../../src/kek/local-keyring-admin.ts';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, ItemError, permanent, transient } from '../../src/errors.ts';
+import { ConfigError, ItemError, permanent, transient } from '../../src/core/errors.ts';
 import { NotUnderSourceError } from '../../src/kek/kek-provider.ts';
 import { fromError, prepare, rewrapItem } from '../../src/rewrap/rewrap-item.ts';
 import { envelope, fakeProvider, fakeStore, kek } from './fakes.ts';

@@ -5,6 +5,7 @@
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startKmsServer, type FaultOptions } from './server.ts';
+import { onShutdownSignals } from '../../src/runtime/shutdown-signals.ts';
 
 const HELP = `Usage: kms-server [options]
 
@@ -75,23 +76,21 @@ export async function main(argv: string[]): Promise<void> {
   });
   process.stdout.write(`${JSON.stringify({ url: server.url, adminToken: server.adminToken })}\n`);
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
+  onShutdownSignals(
+    () => {
+      // Bounded: a client holding a connection open cannot keep the process alive.
+      const timer = setTimeout(() => process.exit(1), 5_000);
+      timer.unref();
+      void server.close().then(() => process.exit(0));
+    },
+    (signal) => {
       process.stderr.write(`second ${signal}: exiting now\n`);
       process.exit(1);
-    }
-    stopping = true;
-    // Bounded: a client holding a connection open cannot keep the process alive.
-    const timer = setTimeout(() => process.exit(1), 5_000);
-    timer.unref();
-    void server.close().then(() => process.exit(0));
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+    },
+  );
 }
 
-/** Run only when executed directly (`node --import tsx src/kms-server/main.ts`), not when imported by the CLI. */
+/** Run when executed directly (`npm run kms-server --`, i.e. `node --import tsx dev/kms-server/main.ts`), not when imported. */
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   main(process.argv.slice(2)).catch((err: unknown) => {
     process.stderr.write(`kms-server: ${(err as Error).message}\n`);

@@ -1,4 +1,4 @@
-import { isTransient, type PermanentReason, type TransientReason } from './rewrap/reasons.ts';
+import { isTransient, type PermanentReason, type TransientReason } from './reasons.ts';
 
 /**
  * An item-level failure with a reason code. Transient reasons are retried with backoff;
