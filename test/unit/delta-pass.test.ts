@@ -74,4 +74,14 @@ describe('delta-pass and completion rule', () => {
     f.state.running = false;
     expect(await rule.step(campaign(1), 0)).toEqual({ kind: 'not-running' });
   });
+
+  it('a clean pass completes only once beforeComplete (the noncurrent sweep) says it is done', async () => {
+    const f = fakeLedger();
+    const rule = new DeltaPassRule(f.ledger);
+    await rule.step(campaign(0), 0);
+    let pages = 2;
+    const sweep = async () => --pages === 0;
+    expect(await rule.step(campaign(1), 0, sweep)).toEqual({ kind: 'finishing' });
+    expect(await rule.step(campaign(1), 0, sweep)).toMatchObject({ kind: 'completed' });
+  });
 });
