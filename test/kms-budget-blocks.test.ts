@@ -4,12 +4,17 @@
  *   take tokens at the budget's rate (within 5 %), in far fewer round trips than tokens;
  * - a process that stops asking gives its unused tokens back, so the others may use them and
  *   the rate still holds;
- * - a throttle cuts the shared rate for every process, and the rate climbs back after.
+ * - a throttle cuts the shared rate for every process, and the rate climbs back after;
+ * - the KMS client does not retry a throttled call by itself (the retry would be unbudgeted and,
+ *   when it succeeded, hide the throttle from the budget), but still retries a 5xx.
  * The multi-process version with real workers and the KMS server is kms-throttling-storm.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
+import { EncryptCommand } from '@aws-sdk/client-kms';
 import { KmsBudget } from '../src/queue/kms-budget.ts';
+import { createKmsClient } from '../src/kek/kms-client.ts';
+import { startKmsServer } from '../src/kms-server/server.ts';
 import { freshRedisPrefix, type TestRedis } from './harness/redis.ts';
 import { REDIS_URL } from './harness/env.ts';
 
@@ -103,6 +108,22 @@ describe('shared KMS budget in blocks', () => {
       await drive(other, 8, () => performance.now() >= stop);
       if ((await other.state()).ratePerSec >= R) break;
       if (Date.now() > deadline) throw new Error(`rate still ${(await other.state()).ratePerSec} after 20 s`);
+    }
+  });
+
+  it('a throttled KMS call reaches the budget: the SDK does not retry it (a 5xx it still retries once)', async () => {
+    const server = await startKmsServer({ faults: { throttleRatio: 1 } });
+    const kms = createKmsClient({ endpoint: server.url, region: 'us-east-1', credentials: { accessKeyId: 't', secretAccessKey: 't' } });
+    try {
+      await expect(kms.send(new EncryptCommand({ KeyId: 'alias/any', Plaintext: Buffer.alloc(32) }))).rejects.toMatchObject({ name: 'ThrottlingException' });
+      expect(server.stats().requestsTotal).toBe(1);
+      server.setFaults({ outageForMs: 60_000 });
+      const before = server.stats().requestsTotal;
+      await expect(kms.send(new EncryptCommand({ KeyId: 'alias/any', Plaintext: Buffer.alloc(32) }))).rejects.toMatchObject({ name: 'KMSInternalException' });
+      expect(server.stats().requestsTotal - before).toBe(2);
+    } finally {
+      kms.destroy();
+      await server.close();
     }
   });
 });
