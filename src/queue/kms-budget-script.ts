@@ -16,7 +16,7 @@
  *   - between throttles the rate grows by maxRate * A * 2^(s / D) per second, s being the
  *     seconds since the last throttle: slowly right after one (so a KMS whose capacity dropped
  *     sees few throttles: the sawtooth's teeth are seconds apart), doubling every D seconds
- *     after (so the full budget is back within ~15 s once throttling stops). Integrated over
+ *     after (so the full budget is back within ~18 s once throttling stops, from a twentieth of it). Integrated over
  *     [s0, s1]: maxRate * A * D / ln 2 * (2^(s1/D) - 2^(s0/D)).
  * Measured by test/kms-throttling-storm.test.ts (capacity at 10 % of the budget for a while).
  */
@@ -27,8 +27,8 @@ export const HORIZON_MS = 250;
 export const BURST_MS = 50;
 export const BETA = 0.5;
 export const COOLDOWN_MS = 500;
-export const INCREASE_A = 0.005;
-export const INCREASE_D_SECONDS = 3;
+export const INCREASE_A = 0.002;
+export const INCREASE_D_SECONDS = 2.5;
 /** The rate never falls below this fraction of the budget (nor below 0.5 req/s). */
 export const MIN_RATE_FRACTION = 0.02;
 
