@@ -8,6 +8,8 @@
 import { KMSClient } from '@aws-sdk/client-kms';
 import { StandardRetryStrategy } from '@smithy/core/retry';
 
+export type { KMSClient };
+
 export interface KmsClientOptions {
   /** e.g. the local KMS server's url; absent means the AWS endpoint of the region. */
   endpoint?: string;
