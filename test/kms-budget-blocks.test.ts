@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { EncryptCommand } from '@aws-sdk/client-kms';
 import { KmsBudget } from '../src/queue/kms-budget.ts';
 import { createKmsClient } from '../src/kek/kms-client.ts';
-import { startKmsServer } from '../src/kms-server/server.ts';
+import { startKmsServer } from '../dev/kms-server/server.ts';
 import { freshRedisPrefix, type TestRedis } from './harness/redis.ts';
 import { REDIS_URL } from './harness/env.ts';
 

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { createEnvelopeTable } from '../../src/stores/pg-table-schema.ts';
-import { aesWrap } from '../../src/reference/s3ec-client.ts';
+import { aesWrap } from '../../dev/reference/s3ec-client.ts';
 import { KmsBudget } from '../../src/queue/kms-budget.ts';
 import { Deployment, round } from '../lib/deployment.ts';
 import { benchKeyring, scenarioEnv, type BenchContext, type ScenarioResult, type ScenarioEnv } from '../lib/context.ts';
