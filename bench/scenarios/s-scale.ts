@@ -180,13 +180,6 @@ export async function runScale(ctx: BenchContext, sizes?: number[]): Promise<Sce
   const list = sizes ?? (ctx.quick ? [100_000, 1_000_000] : [1_000_000, 10_000_000]);
   const runSeconds = ctx.quick ? 10 : 30;
   const phases: Record<string, unknown> = {};
-  const measured: Awaited<ReturnType<typeof measureSize>>[] = [];
-  for (const n of list) {
-    const m = await measureSize(ctx, n, runSeconds);
-    measured.push(m);
-    phases[`plan ${n.toLocaleString('en')}`] = m.plan;
-    phases[`run ${n.toLocaleString('en')}`] = m.run;
-  }
   ctx.say('  scale: the shared KMS budget alone, 4 workers x 64 callers');
   const env = await scenarioEnv(ctx, 'sbudget');
   let perRequest;
@@ -204,6 +197,13 @@ export async function runScale(ctx: BenchContext, sizes?: number[]): Promise<Sce
   phases['budget 100k blocks'] = blocks100k;
   ctx.say(`    per request: ${JSON.stringify(perRequest)}\n    blocks: ${JSON.stringify(blocks)}\n    blocks at 100k: ${JSON.stringify(blocks100k)}`);
 
+  const measured: Awaited<ReturnType<typeof measureSize>>[] = [];
+  for (const n of list) {
+    const m = await measureSize(ctx, n, runSeconds);
+    measured.push(m);
+    phases[`plan ${n.toLocaleString('en')}`] = m.plan;
+    phases[`run ${n.toLocaleString('en')}`] = m.run;
+  }
   /* The model, from the largest size measured. */
   const big = measured.at(-1)!;
   const inputs: ScaleInputs = {

@@ -10,9 +10,13 @@
  * until one token fits. `return n` gives back tokens a caller reserved and will not use.
  *
  * The rate backs off multiplicatively when KMS throttles and climbs back additively (AIMD):
- *   - `throttled`: rate = max(minRate, rate * BETA), at most once per COOLDOWN_MS (the calls
- *     already sent at the old rate are throttled too; counting each of them would floor the
- *     rate), and reservations already handed out stay owed (the burst allowance goes);
+ *   - `throttled`: rate = max(minRate, min(rate, granted) * BETA), at most once per COOLDOWN_MS
+ *     (the calls already sent at the old rate are throttled too; counting each of them would
+ *     floor the rate), and reservations already handed out stay owed (the burst allowance goes).
+ *     `granted` is the rate tokens were actually handed out at (an exponentially weighted
+ *     average over ~1 s): when the workers cannot use the whole budget, halving the budget
+ *     would not slow them (measured: workers at 15 req/s under a budget of 20 kept throttling
+ *     at a capacity of 10 until the next cut);
  *   - between throttles the rate grows by maxRate * A * 2^(s / D) per second, s being the
  *     seconds since the last throttle: slowly right after one (so a KMS whose capacity dropped
  *     sees few throttles: the sawtooth's teeth are seconds apart), doubling every D seconds
@@ -42,13 +46,15 @@ local mode = ARGV[2]
 local n = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local s = redis.call('HMGET', key, 'tokens', 'ts', 'rate', 'throttledAt', 'cutAt')
+local s = redis.call('HMGET', key, 'tokens', 'ts', 'rate', 'throttledAt', 'cutAt', 'granted')
 local tokens = tonumber(s[1])
 local ts = tonumber(s[2]) or now
 local rate = math.min(maxRate, tonumber(s[3]) or maxRate)
 local throttledAt = tonumber(s[4])
 local cutAt = tonumber(s[5]) or 0
 local elapsed = math.max(0, now - ts)
+-- tokens handed out per second, weighted over ~1 s: g * e^(-dt/1000) + tokens now
+local grantedRate = (tonumber(s[6]) or rate) * math.exp(-elapsed / 1000)
 if rate < maxRate then
   if throttledAt == nil then
     rate = maxRate
@@ -70,6 +76,7 @@ if mode == 'take' then
   if room >= 1 then
     granted = math.min(n, math.floor(room))
     tokens = tokens - granted
+    grantedRate = grantedRate + granted
   else
     wait = math.ceil((1 - room) * 1000 / rate)
   end
@@ -78,15 +85,15 @@ elseif mode == 'return' then
 elseif mode == 'throttled' then
   throttledAt = now
   if now - cutAt >= ${COOLDOWN_MS} then
-    rate = math.max(math.max(0.5, maxRate * ${MIN_RATE_FRACTION}), rate * ${BETA})
+    rate = math.max(math.max(0.5, maxRate * ${MIN_RATE_FRACTION}), math.min(rate, grantedRate) * ${BETA})
     cutAt = now
     tokens = math.min(tokens, 0)
   end
 end
 if throttledAt ~= nil then
-  redis.call('HSET', key, 'tokens', tokens, 'ts', now, 'rate', rate, 'throttledAt', throttledAt, 'cutAt', cutAt)
+  redis.call('HSET', key, 'tokens', tokens, 'ts', now, 'rate', rate, 'granted', grantedRate, 'throttledAt', throttledAt, 'cutAt', cutAt)
 else
-  redis.call('HSET', key, 'tokens', tokens, 'ts', now, 'rate', rate)
+  redis.call('HSET', key, 'tokens', tokens, 'ts', now, 'rate', rate, 'granted', grantedRate)
 end
 redis.call('PEXPIRE', key, 600000)
 return {granted, math.floor(before * 1000), math.floor(rate * 1000), wait}
