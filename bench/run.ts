@@ -1,9 +1,11 @@
 /**
- * `npm run bench [-- --quick] [-- --only B1,B2] [-- --profile DIR]`: rewrap's benchmarks against
+ * `npm run bench [-- --quick] [-- --only B1,B2] [-- --profile DIR] [-- --scale [--scale-sizes 1e6,1e7]]`: rewrap's benchmarks against
  * the real local services, every figure a ratio measured side by side in the same run. Prints
  * progress and a table; writes bench/results/<date>.json. Not part of `npm test`.
  * --profile DIR writes a V8 CPU profile of every scheduler and worker process into DIR (open in
  * Chrome DevTools); profiling slows them, so its figures are not comparable.
+ * --scale runs the scale model instead (bench/scenarios/s-scale.ts): per-batch costs at 1M and 10M
+ * planned items (quick: 100k and 1M; --scale-sizes to choose) and the billion-item model.
  */
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, cpus, loadavg } from 'node:os';
@@ -18,6 +20,7 @@ import { runB2 } from './scenarios/b2-s3.ts';
 import { runB3 } from './scenarios/b3-redis-memory.ts';
 import { runB4 } from './scenarios/b4-scaling.ts';
 import { runB5 } from './scenarios/b5-budget.ts';
+import { runScale } from './scenarios/s-scale.ts';
 
 const SCENARIOS: Record<string, { needsS3: boolean; run: (ctx: BenchContext) => Promise<ScenarioResult> }> = {
   B1: { needsS3: false, run: runB1 },
@@ -30,8 +33,16 @@ const SCENARIOS: Record<string, { needsS3: boolean; run: (ctx: BenchContext) => 
 const RESULTS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), 'results');
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, profile: { type: 'string' } }, strict: true });
-  const only = values.only ? values.only.toUpperCase().split(',').map((s) => s.trim()) : Object.keys(SCENARIOS);
+  const { values } = parseArgs({
+    options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, profile: { type: 'string' }, scale: { type: 'boolean', default: false }, 'scale-sizes': { type: 'string' } },
+    strict: true,
+  });
+  if (values.scale) {
+    const sizes = values['scale-sizes']?.split(',').map((x) => Number(x.trim()));
+    if (sizes?.some((x) => !Number.isInteger(x) || x < 1000)) throw new Error(`--scale-sizes: integers >= 1000 (e.g. 1e6,1e7), got ${values['scale-sizes']}`);
+    SCENARIOS.S = { needsS3: false, run: (ctx) => runScale(ctx, sizes) };
+  }
+  const only = values.scale ? ['S'] : values.only ? values.only.toUpperCase().split(',').map((s) => s.trim()) : Object.keys(SCENARIOS);
   for (const id of only) if (!(id in SCENARIOS)) throw new Error(`--only: unknown scenario ${id}; expected some of ${Object.keys(SCENARIOS).join(', ')}`);
   const quick = values.quick ?? false;
   if (values.profile) {
@@ -74,7 +85,7 @@ async function main(): Promise<number> {
   process.stdout.write(`\n${formatTable(results, { quick, totalSeconds, machine })}\n`);
   await mkdir(RESULTS_DIR, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');
-  const file = join(RESULTS_DIR, `${stamp}${quick ? '-quick' : ''}.json`);
+  const file = join(RESULTS_DIR, `${stamp}${values.scale ? '-scale' : ''}${quick ? '-quick' : ''}.json`);
   await writeFile(file, JSON.stringify({ mode: quick ? 'quick' : 'full', startedAt: new Date(Date.now() - totalSeconds * 1000).toISOString(), totalSeconds, machine, results, failures }, null, 2) + '\n');
   say(`results written to ${file}`);
   for (const f of failures) process.stderr.write(`\n${f.id} failed:\n${f.error}\n`);

@@ -92,7 +92,7 @@ export class Deployment {
     const s = spawnLogged('scheduler', [REWRAP_BIN, 'scheduler'], { ...d.env, DATABASE_URL: o.db.url('scheduler') }, o.dir);
     d.scheduler = s;
     await d.scaleTo(workers);
-    await waitForLog(s, /scheduler active/, 60_000);
+    await waitForLog(s, /scheduler active/, 180_000);
     o.meter.track('scheduler', s.child.pid);
     return d;
   }
@@ -108,7 +108,7 @@ export class Deployment {
     }
     while (this.workers.length > n) await this.workers.pop()!.stop();
     for (const w of started) {
-      await waitForLog(w, /worker started/, 60_000);
+      await waitForLog(w, /worker started/, 180_000);
       this.o.meter.track('worker', w.child.pid);
     }
   }

@@ -25,7 +25,8 @@ export class BudgetedKekProvider extends ForwardingKekProvider {
     try {
       return await this.inner.rewrap(dek, from, to, signal);
     } catch (err) {
-      if (err instanceof ItemError && err.reason === 'throttled') await this.budget.throttled();
+      /* The item's own error is what counts (transient: retried); telling the budget is best effort. */
+      if (err instanceof ItemError && err.reason === 'throttled') await this.budget.throttled().catch(() => undefined);
       throw err;
     }
   }

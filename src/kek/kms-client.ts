@@ -1,9 +1,12 @@
 /**
  * The one KMSClient per process and region. SDK retries are kept small on purpose: throttling
  * is classified as a transient item error by KmsKekProvider so that the pipeline backs off
- * globally (its rate limiter), instead of every call retrying on its own.
+ * globally (its rate limiter), instead of every call retrying on its own. So a throttled call is
+ * never retried by the SDK (NoThrottlingRetryStrategy): a retry would go out unbudgeted, and
+ * when it succeeded the shared budget never heard of the throttle (test/kms-budget-blocks.test.ts).
  */
 import { KMSClient } from '@aws-sdk/client-kms';
+import { StandardRetryStrategy } from '@smithy/core/retry';
 
 export type { KMSClient };
 
@@ -28,7 +31,7 @@ export function createKmsClient(options: KmsClientOptions): KMSClient {
     endpoint: options.endpoint,
     credentials: options.credentials,
     maxAttempts: options.maxAttempts ?? 2,
-    retryMode: 'standard',
+    retryStrategy: new NoThrottlingRetryStrategy(options.maxAttempts ?? 2),
     /* throwOnRequestTimeout: without it @smithy/node-http-handler 4 only logs a warning when
        requestTimeout passes, and a hung call hangs its item (and batch) for good. */
     requestHandler: {
@@ -37,4 +40,13 @@ export function createKmsClient(options: KmsClientOptions): KMSClient {
       throwOnRequestTimeout: true,
     },
   });
+}
+
+/** The SDK's standard retries (5xx, timeouts, resets) without retries of throttled calls. */
+class NoThrottlingRetryStrategy extends StandardRetryStrategy {
+  override refreshRetryTokenForRetry(...args: Parameters<StandardRetryStrategy['refreshRetryTokenForRetry']>): ReturnType<StandardRetryStrategy['refreshRetryTokenForRetry']> {
+    /* The retry middleware rethrows the call's own error when this refuses. */
+    if (args[1].errorType === 'THROTTLING') return Promise.reject(new Error('throttled calls are not retried here: the shared KMS budget backs off'));
+    return super.refreshRetryTokenForRetry(...args);
+  }
 }
