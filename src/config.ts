@@ -4,12 +4,19 @@
  */
 import { hostname } from 'node:os';
 import { ConfigError } from './errors.ts';
+import { clusterUrl, isClusterUrl, parseClusterUrl } from './queue/redis-url.ts';
 
 export interface ProcessConfig {
   /** Ledger database. Default: the local Postgres. */
   databaseUrl: string;
   /** Data tables of `pg` sources, when they live elsewhere than the ledger. Default: databaseUrl. */
   dataDatabaseUrl: string;
+  /**
+   * REDIS_URL, default redis://127.0.0.1:6379. A Redis Cluster is `redis+cluster://h1:p1,h2:p2`
+   * (rediss+cluster:// for TLS, credentials as user:password@), or REDIS_CLUSTER_NODES
+   * (`h1:p1,h2:p2`, which takes the scheme and credentials of REDIS_URL when that is set too).
+   * Every Redis role (queue, workers, KMS budget) then uses an ioredis Cluster client.
+   */
   redisUrl: string;
   /** BullMQ key prefix; the {hash tag} keeps all queue keys in one Redis Cluster slot. */
   queuePrefix: string;
@@ -103,8 +110,7 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
   return {
     databaseUrl,
     dataDatabaseUrl: env.DATA_DATABASE_URL || databaseUrl,
-    redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
-    queuePrefix: env.REWRAP_QUEUE_PREFIX || '{rewrap}',
+    ...redisSettings(env),
     s3: {
       endpoint: env.S3_ENDPOINT || undefined,
       region: env.S3_REGION || region,
@@ -146,6 +152,44 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
     apiAllowedHosts: (env.REWRAP_API_ALLOWED_HOSTS ?? '').split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
     metricsHost: env.REWRAP_METRICS_HOST || '127.0.0.1',
   };
+}
+
+/**
+ * Redis URL and queue prefix, checked together: on a cluster a prefix without a {hash tag}
+ * spreads BullMQ's keys over slots, and its multi-key scripts then fail with CROSSSLOT.
+ */
+function redisSettings(env: Env): Pick<ProcessConfig, 'redisUrl' | 'queuePrefix'> {
+  const queuePrefix = env.REWRAP_QUEUE_PREFIX || '{rewrap}';
+  let redisUrl = env.REDIS_URL || 'redis://127.0.0.1:6379';
+  const nodes = env.REDIS_CLUSTER_NODES?.trim();
+  if (nodes) {
+    const base = env.REDIS_URL && !isClusterUrl(env.REDIS_URL) ? singleNodeAuth(env.REDIS_URL) : { tls: false };
+    const seed = parseClusterUrl(`redis+cluster://${nodes}`);
+    redisUrl = clusterUrl({ ...base, nodes: seed.nodes });
+  }
+  if (isClusterUrl(redisUrl)) {
+    parseClusterUrl(redisUrl); // a malformed node list fails here, at start, naming the node
+    /* Redis hashes what lies between the first '{' and the first '}' after it, if not empty. */
+    const open = queuePrefix.indexOf('{');
+    if (open < 0 || queuePrefix.indexOf('}', open + 1) <= open + 1) {
+      throw new ConfigError(
+        `REWRAP_QUEUE_PREFIX=${JSON.stringify(queuePrefix)} has no {hash tag}: on a Redis Cluster BullMQ's keys would spread over slots and its scripts fail with CROSSSLOT. ` +
+          'Fix: wrap the prefix in braces, e.g. REWRAP_QUEUE_PREFIX={rewrap}.',
+      );
+    }
+  }
+  return { redisUrl, queuePrefix };
+}
+
+/** Scheme and credentials of a redis:// URL, to carry over to REDIS_CLUSTER_NODES. */
+function singleNodeAuth(url: string): { username?: string; password?: string; tls: boolean } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ConfigError('REDIS_URL is not a URL: expected redis://[user:password@]host:port or rediss://...');
+  }
+  return { username: decodeURIComponent(u.username) || undefined, password: decodeURIComponent(u.password) || undefined, tls: u.protocol === 'rediss:' };
 }
 
 function postgresSettings(env: Env): ProcessConfig['postgres'] {

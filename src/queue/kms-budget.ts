@@ -4,7 +4,7 @@
  * additively (AIMD), so all workers slow down together and recover together.
  * Redis holds only numbers here: rates, token counts, times.
  */
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './redis-connection.ts';
 
 // KEYS[1]: bucket hash. ARGV: maxRate (req/s), tokens wanted, mode ('take' | 'throttled').
 // Returns {reserved, waitMs}. reserved = 1: the tokens are the caller's, to be used after waitMs
@@ -57,7 +57,7 @@ export interface BudgetState {
 
 export class KmsBudget {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly key: string,
     private readonly maxRatePerSec: number,
   ) {}

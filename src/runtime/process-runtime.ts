@@ -3,7 +3,7 @@
  * refused if Redis may evict keys; the shared clients; its metrics (served when
  * REWRAP_METRICS_PORT is set); the ledger schema, migrated.
  */
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../queue/redis-connection.ts';
 import type { ProcessConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { migrate } from '../ledger/index.ts';
@@ -13,7 +13,7 @@ import { serveMetrics } from '../metrics/metrics-server.ts';
 import { Resources } from './resources.ts';
 
 export interface ProcessRuntime {
-  redis: Redis;
+  redis: RedisConnection;
   res: Resources;
   metrics: ProcessMetrics;
   /** Closes the metrics endpoint, the clients and Redis, in that order. */

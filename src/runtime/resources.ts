@@ -4,7 +4,7 @@
  * one provider per campaign.
  */
 import pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../queue/redis-connection.ts';
 import { isAbsolute, resolve } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { KMSClient } from '@aws-sdk/client-kms';
@@ -72,7 +72,7 @@ export class Resources {
 
   constructor(
     readonly config: ProcessConfig,
-    private readonly redis?: Redis,
+    private readonly redis?: RedisConnection,
     readonly metrics?: ProcessMetrics,
   ) {
     this.ledger = createPool(config.databaseUrl, config.postgres);
