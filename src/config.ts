@@ -43,6 +43,13 @@ export interface ProcessConfig {
   };
   /** Keyring used when a campaign's provider file is relative, and by `kek` commands. */
   keyringFile?: string;
+  /**
+   * REWRAP_KEYRING_READ_ONLY (true/false, default false): the local keyring is shared by hosts
+   * from one source (e.g. a Kubernetes Secret), so no process may append to its copy; a scheduled
+   * local-keyring rotation is refused (src/kek/keyring-shared.ts). Detected without it for
+   * Kubernetes Secret volumes and read-only files.
+   */
+  keyringReadOnly: boolean;
   worker: {
     id: string;
     /** Batches processed at once by one worker process. */
@@ -104,6 +111,14 @@ function int(env: Env, name: string, dflt: number, min = 0): number {
   return n;
 }
 
+function bool(env: Env, name: string, dflt: boolean): boolean {
+  const v = env[name]?.trim().toLowerCase();
+  if (v === undefined || v === '') return dflt;
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new ConfigError(`${name}=${JSON.stringify(env[name])}: expected true or false`);
+}
+
 export function loadConfig(env: Env = process.env): ProcessConfig {
   const databaseUrl = env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
   const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1';
@@ -129,6 +144,7 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
       connectionTimeoutMs: int(env, 'REWRAP_KMS_CONNECT_TIMEOUT_MS', 3_000, 100),
     },
     keyringFile: env.REWRAP_KEYRING || undefined,
+    keyringReadOnly: bool(env, 'REWRAP_KEYRING_READ_ONLY', false),
     worker: {
       id: env.REWRAP_WORKER_ID || `${hostname()}-${process.pid}`,
       jobConcurrency: int(env, 'REWRAP_WORKER_JOBS', 2, 1),

@@ -12,6 +12,7 @@ import { loadKeyringFile } from '../kek/keyring-file.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { ConfigError } from '../errors.ts';
 import { appendKeyringVersion, numericVersions } from '../kek/keyring-file-edit.ts';
+import { assertKeyringWritableByScheduler } from '../kek/keyring-shared.ts';
 import type { Schedule } from './schedule-types.ts';
 
 export function keyringPath(file: string): string {
@@ -43,6 +44,7 @@ export async function currentKek(res: Resources, schedule: Schedule, spec: Campa
 export async function createNextKek(res: Resources, schedule: Schedule, spec: CampaignSpec, from: KekSelector): Promise<{ to: KekSelector; nextKekId: string }> {
   const p = schedule.template.provider;
   if (p.type === 'local') {
+    assertKeyringWritableByScheduler(keyringPath(p.keyringFile), res.config.keyringReadOnly, schedule.name);
     const { previous, created } = await appendKeyringVersion(keyringPath(p.keyringFile), schedule.kekId);
     if (previous !== from.version) {
       // Someone added a version between our look and our write: drain theirs too, next run.
