@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../src/config.ts';
@@ -20,6 +20,8 @@ import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
 import { rowSource, rowTable } from './support/row-fixture.ts';
 import { LeakGuard } from './support/leak-guard.ts';
+import { loadKeyringFile } from '../src/kek/keyring-file.ts';
+import { WatchedKeyring } from '../src/kek/keyring-file-watch.ts';
 
 let db: TestSchema;
 let dir: string;
@@ -123,6 +125,40 @@ describe('a scheduled local-keyring rotation when the keyring is shared across h
     const before = await readFile(file, 'utf8');
     await runSchedule('readonly', file, 'ro');
     await expectRefusedUntouched('readonly', file, before, /not writable by this process \((EROFS: a read-only mount|EACCES)\)/);
+  });
+
+  it("workers read a Secret volume's group-readable keyring (0440 with fsGroup) and reload it when the kubelet swaps ..data; a plain 0440 file is still refused", async () => {
+    const vol = join(dir, 'secret-reload');
+    const gen = async (name: string, doc: string) => {
+      await mkdir(join(vol, name), { recursive: true });
+      await writeFile(join(vol, name, 'keyring.json'), doc);
+      await chmod(join(vol, name, 'keyring.json'), 0o440);
+    };
+    const one = JSON.parse(keyringDoc('sec')) as { keks: object[] };
+    await gen('..2100_01', JSON.stringify(one));
+    await symlink('..2100_01', join(vol, '..data'));
+    const file = join(vol, 'keyring.json');
+    await symlink(join('..data', 'keyring.json'), file);
+    const ring = new WatchedKeyring(file);
+    ring.assertWrappable({ id: 'sec', version: '1' }, 'c');
+    expect(() => ring.assertWrappable({ id: 'sec', version: '2' }, 'c')).toThrow(/not in keyring file/);
+
+    // The kubelet's update: a new timestamped directory, then ..data renamed onto it atomically.
+    const two = JSON.parse(keyringDoc('sec')) as { keks: { version: string }[] };
+    two.keks[0]!.version = '2';
+    await gen('..2100_02', JSON.stringify({ keks: [...one.keks, ...two.keks] }));
+    await symlink('..2100_02', join(vol, '..data_tmp'));
+    await rename(join(vol, '..data_tmp'), join(vol, '..data'));
+    expect(ring.refresh()).toBe(true);
+    ring.assertWrappable({ id: 'sec', version: '2' }, 'c');
+
+    const plain = join(dir, 'plain-0440.json');
+    await writeFile(plain, keyringDoc('plain'));
+    await chmod(plain, 0o440);
+    expect(() => loadKeyringFile(plain)).toThrow(/has mode 0440: .*chmod 600/);
+    await chmod(join(vol, '..2100_02', 'keyring.json'), 0o444); // others may read: refused even in a Secret
+    await rename(join(vol, '..data'), join(vol, '..data_x')).then(() => rename(join(vol, '..data_x'), join(vol, '..data')));
+    expect(() => loadKeyringFile(file)).toThrow(/has mode 0444/);
   });
 
   it('no key material in the logs (invariant 5)', () => {

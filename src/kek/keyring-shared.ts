@@ -34,7 +34,8 @@ export function keyringReadOnlyReason(path: string, declaredReadOnly: boolean): 
   return undefined;
 }
 
-function isKubernetesProjection(path: string): boolean {
+/** The file is a symlink into a Kubernetes Secret/ConfigMap volume's `..data` (or timestamped `..2026_...`) directory. */
+export function isKubernetesProjection(path: string): boolean {
   try {
     if (!lstatSync(path).isSymbolicLink()) return false;
     if (readlinkSync(path).split(/[\\/]/).includes('..data')) return true;
