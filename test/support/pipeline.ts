@@ -130,7 +130,9 @@ export async function startPipeline(o: PipelineOptions): Promise<Pipeline> {
       const r = createRedis(redisUrl, { maxRetriesPerRequest: 2 });
       r.on('error', () => undefined);
       // A cluster test may have stopped its cluster already: nothing left to remove then.
-      const servers = await Promise.race([dataServers(r), new Promise<[]>((res) => setTimeout(() => res([]), 5000))]);
+      let timer: NodeJS.Timeout | undefined;
+      const servers = await Promise.race([dataServers(r), new Promise<[]>((res) => (timer = setTimeout(() => res([]), 5000)))]);
+      clearTimeout(timer);
       for (const s of servers) await deleteByPattern(s, `${prefix}*`).catch(() => undefined);
       r.disconnect();
       await db.drop();
