@@ -3,7 +3,7 @@
  * typed object. Units are in the names; defaults are documented here.
  */
 import { hostname } from 'node:os';
-import { ConfigError } from './errors.ts';
+import { ConfigError } from './core/errors.ts';
 import { clusterUrl, isClusterUrl, parseClusterUrl } from './queue/redis-url.ts';
 
 export interface ProcessConfig {

@@ -13,8 +13,8 @@ import { dirname, join, relative, resolve } from 'node:path';
 const ROOT = resolve(import.meta.dirname, '..');
 const POLICIES = join(ROOT, 'deploy/aws');
 
-/** Dev-only code that no deployed process runs (the demo, the reference client, the test KMS server). */
-const NOT_DEPLOYED = ['src/demo/', 'src/reference/', 'src/kms-server/'];
+/** Dev-only code lives in dev/ (the demo, the reference client, the test KMS server), never scanned; nothing in src/ is excluded. */
+const NOT_DEPLOYED: string[] = [];
 
 type Role = 'worker' | 'scheduler' | 'scheduler-canary' | 'api' | 'operator';
 
@@ -103,12 +103,12 @@ const SENDERS: Record<string, Sender> = {
   'src/kek/kms-kek-provider.ts#kms:ReEncrypt': { roles: STORE, why: 'the rewrap itself' },
   'src/kek/kms-kek-provider.ts#kms:DescribeKey': { roles: STORE, why: "resolves a destination alias to check ReEncrypt's KeyId" },
   'src/kek/kms-kek-provider.ts#kms:Decrypt': { roles: ['scheduler-canary'], why: 'the canary unwraps a moved DEK under the destination key' },
-  'src/schedule/new-kek-version.ts#kms:DescribeKey': { roles: ['scheduler'], why: 'scheduled rotation: the current key material' },
-  'src/schedule/new-kek-version.ts#kms:RotateKeyOnDemand': { roles: ['scheduler'], why: 'scheduled rotation: rotate-on-demand' },
-  'src/schedule/new-kek-version.ts#kms:CreateKey': { roles: ['scheduler'], why: 'scheduled rotation: a new key' },
-  'src/schedule/retire-kek.ts#kms:DisableKey': { roles: ['operator'], why: 'kek retire' },
-  'src/schedule/unwrap-check.ts#kms:Decrypt': { roles: ['operator'], why: 'kek retire: a sample of moved items unwraps under the new key' },
-  'src/schedule/versioned-buckets.ts#s3:GetBucketVersioning': { roles: ['operator'], why: 'kek retire: versioned buckets block' },
+  'src/kek/kms-kek-admin.ts#kms:DescribeKey': { roles: ['scheduler'], why: 'scheduled rotation: the current key material' },
+  'src/kek/kms-kek-admin.ts#kms:RotateKeyOnDemand': { roles: ['scheduler'], why: 'scheduled rotation: rotate-on-demand' },
+  'src/kek/kms-kek-admin.ts#kms:CreateKey': { roles: ['scheduler'], why: 'scheduled rotation: a new key' },
+  'src/kek/kms-kek-admin.ts#kms:DisableKey': { roles: ['operator'], why: 'kek retire' },
+  'src/kek/kms-kek-admin.ts#kms:Decrypt': { roles: ['operator'], why: 'kek retire: a sample of moved items unwraps under the new key' },
+  'src/retirement/versioned-buckets.ts#s3:GetBucketVersioning': { roles: ['operator'], why: 'kek retire: versioned buckets block' },
   'src/reports/noncurrent-versions.ts#s3:GetBucketVersioning': { roles: ['operator'], why: 'exposure report' },
   'src/reports/noncurrent-versions.ts#s3:ListObjectVersions': { roles: ['operator'], why: 'exposure report: noncurrent versions' },
   'src/reports/noncurrent-versions.ts#s3:GetObject': { roles: ['operator'], actions: ['s3:GetObjectVersion'], why: "exposure report: a version's instruction file (by VersionId)" },

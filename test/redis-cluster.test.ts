@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { unwrapAll, type RowKek } from '../src/reference/row-client.ts';
+import { unwrapAll, type RowKek } from '../dev/reference/row-client.ts';
 import { inventoryByKek } from '../src/ledger/index.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { startRedisCluster, type LocalRedisCluster } from './support/redis-cluster.ts';

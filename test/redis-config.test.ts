@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { Cluster, Redis } from 'ioredis';
 import { loadConfig } from '../src/config.ts';
-import { ConfigError } from '../src/errors.ts';
+import { ConfigError } from '../src/core/errors.ts';
 import { createRedis } from '../src/queue/redis-connection.ts';
 import { parseClusterUrl } from '../src/queue/redis-url.ts';
 

@@ -9,7 +9,7 @@
  */
 import { accessSync, constants, lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import { dirname, sep } from 'node:path';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 
 /**
  * Why the keyring at `path` must not be changed by this process, or undefined when it may be.
@@ -46,11 +46,11 @@ export function isKubernetesProjection(path: string): boolean {
 }
 
 /** Throws before a scheduled rotation appends a version to a keyring it must not change. */
-export function assertKeyringWritableByScheduler(path: string, declaredReadOnly: boolean, scheduleName: string): void {
+export function assertKeyringWritableByScheduler(path: string, declaredReadOnly: boolean, requester: string): void {
   const reason = keyringReadOnlyReason(path, declaredReadOnly);
   if (reason === undefined) return;
   throw new ConfigError(
-    `schedule ${scheduleName}: refusing to add a KEK version to keyring file ${path}: ${reason}. ` +
+    `${requester}: refusing to add a KEK version to keyring file ${path}: ${reason}. ` +
       'Workers on other hosts read their own copy and would fail unknown-kek for the new version. ' +
       'Fix: for workers on many hosts use a KMS or HSM provider (the schedule then rotates the key there); ' +
       'or create the version at the keyring\'s source (e.g. update the Kubernetes Secret), wait until every worker has reloaded it, ' +

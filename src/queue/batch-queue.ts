@@ -4,7 +4,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { dataServers, type RedisConnection } from './redis-connection.ts';
 
 export { createRedis, type RedisConnection } from './redis-connection.ts';

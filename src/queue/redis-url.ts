@@ -3,7 +3,7 @@
  * `rediss+cluster://[user:password@]host:port,host:port,...` name a Redis Cluster by seed nodes.
  * Parsing only (config.ts checks URLs at start without opening a connection).
  */
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 
 export interface ClusterTarget {
   nodes: { host: string; port: number }[];

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { freePort } from '../../src/demo/rgw-server.ts';
+import { freePort } from '../../dev/services/rgw-server.ts';
 
 const run = promisify(execFile);
 

@@ -1,6 +1,6 @@
 /** Removes what the demo created: its ledger/data schema and its Redis keys (nothing else). */
 import type pg from 'pg';
-import { createRedis, dataServers } from '../queue/redis-connection.ts';
+import { createRedis, dataServers } from '../../src/queue/redis-connection.ts';
 
 export async function dropDemoData(admin: pg.Pool, schema: string, redisUrl: string, prefix: string): Promise<void> {
   await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
