@@ -4,12 +4,19 @@
  */
 import { hostname } from 'node:os';
 import { ConfigError } from './core/errors.ts';
+import { clusterUrl, isClusterUrl, parseClusterUrl } from './queue/redis-url.ts';
 
 export interface ProcessConfig {
   /** Ledger database. Default: the local Postgres. */
   databaseUrl: string;
   /** Data tables of `pg` sources, when they live elsewhere than the ledger. Default: databaseUrl. */
   dataDatabaseUrl: string;
+  /**
+   * REDIS_URL, default redis://127.0.0.1:6379. A Redis Cluster is `redis+cluster://h1:p1,h2:p2`
+   * (rediss+cluster:// for TLS, credentials as user:password@), or REDIS_CLUSTER_NODES
+   * (`h1:p1,h2:p2`, which takes the scheme and credentials of REDIS_URL when that is set too).
+   * Every Redis role (queue, workers, KMS budget) then uses an ioredis Cluster client.
+   */
   redisUrl: string;
   /** BullMQ key prefix; the {hash tag} keeps all queue keys in one Redis Cluster slot. */
   queuePrefix: string;
@@ -36,6 +43,13 @@ export interface ProcessConfig {
   };
   /** Keyring used when a campaign's provider file is relative, and by `kek` commands. */
   keyringFile?: string;
+  /**
+   * REWRAP_KEYRING_READ_ONLY (true/false, default false): the local keyring is shared by hosts
+   * from one source (e.g. a Kubernetes Secret), so no process may append to its copy; a scheduled
+   * local-keyring rotation is refused (src/kek/keyring-shared.ts). Detected without it for
+   * Kubernetes Secret volumes and read-only files.
+   */
+  keyringReadOnly: boolean;
   worker: {
     id: string;
     /** Batches processed at once by one worker process. */
@@ -97,14 +111,21 @@ function int(env: Env, name: string, dflt: number, min = 0): number {
   return n;
 }
 
+function bool(env: Env, name: string, dflt: boolean): boolean {
+  const v = env[name]?.trim().toLowerCase();
+  if (v === undefined || v === '') return dflt;
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new ConfigError(`${name}=${JSON.stringify(env[name])}: expected true or false`);
+}
+
 export function loadConfig(env: Env = process.env): ProcessConfig {
   const databaseUrl = env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
   const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1';
   return {
     databaseUrl,
     dataDatabaseUrl: env.DATA_DATABASE_URL || databaseUrl,
-    redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
-    queuePrefix: env.REWRAP_QUEUE_PREFIX || '{rewrap}',
+    ...redisSettings(env),
     s3: {
       endpoint: env.S3_ENDPOINT || undefined,
       region: env.S3_REGION || region,
@@ -123,6 +144,7 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
       connectionTimeoutMs: int(env, 'REWRAP_KMS_CONNECT_TIMEOUT_MS', 3_000, 100),
     },
     keyringFile: env.REWRAP_KEYRING || undefined,
+    keyringReadOnly: bool(env, 'REWRAP_KEYRING_READ_ONLY', false),
     worker: {
       id: env.REWRAP_WORKER_ID || `${hostname()}-${process.pid}`,
       jobConcurrency: int(env, 'REWRAP_WORKER_JOBS', 2, 1),
@@ -146,6 +168,44 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
     apiAllowedHosts: (env.REWRAP_API_ALLOWED_HOSTS ?? '').split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
     metricsHost: env.REWRAP_METRICS_HOST || '127.0.0.1',
   };
+}
+
+/**
+ * Redis URL and queue prefix, checked together: on a cluster a prefix without a {hash tag}
+ * spreads BullMQ's keys over slots, and its multi-key scripts then fail with CROSSSLOT.
+ */
+function redisSettings(env: Env): Pick<ProcessConfig, 'redisUrl' | 'queuePrefix'> {
+  const queuePrefix = env.REWRAP_QUEUE_PREFIX || '{rewrap}';
+  let redisUrl = env.REDIS_URL || 'redis://127.0.0.1:6379';
+  const nodes = env.REDIS_CLUSTER_NODES?.trim();
+  if (nodes) {
+    const base = env.REDIS_URL && !isClusterUrl(env.REDIS_URL) ? singleNodeAuth(env.REDIS_URL) : { tls: false };
+    const seed = parseClusterUrl(`redis+cluster://${nodes}`);
+    redisUrl = clusterUrl({ ...base, nodes: seed.nodes });
+  }
+  if (isClusterUrl(redisUrl)) {
+    parseClusterUrl(redisUrl); // a malformed node list fails here, at start, naming the node
+    /* Redis hashes what lies between the first '{' and the first '}' after it, if not empty. */
+    const open = queuePrefix.indexOf('{');
+    if (open < 0 || queuePrefix.indexOf('}', open + 1) <= open + 1) {
+      throw new ConfigError(
+        `REWRAP_QUEUE_PREFIX=${JSON.stringify(queuePrefix)} has no {hash tag}: on a Redis Cluster BullMQ's keys would spread over slots and its scripts fail with CROSSSLOT. ` +
+          'Fix: wrap the prefix in braces, e.g. REWRAP_QUEUE_PREFIX={rewrap}.',
+      );
+    }
+  }
+  return { redisUrl, queuePrefix };
+}
+
+/** Scheme and credentials of a redis:// URL, to carry over to REDIS_CLUSTER_NODES. */
+function singleNodeAuth(url: string): { username?: string; password?: string; tls: boolean } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ConfigError('REDIS_URL is not a URL: expected redis://[user:password@]host:port or rediss://...');
+  }
+  return { username: decodeURIComponent(u.username) || undefined, password: decodeURIComponent(u.password) || undefined, tls: u.protocol === 'rediss:' };
 }
 
 function postgresSettings(env: Env): ProcessConfig['postgres'] {

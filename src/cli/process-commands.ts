@@ -12,7 +12,8 @@ import { EXIT, type Command } from './args.ts';
 const untilSignal = async (close: () => Promise<void>): Promise<number> => ((await untilShutdownSignal(close)) ? EXIT.ok : EXIT.failed);
 
 const ENV_HELP = `
-Environment: DATABASE_URL (ledger), REDIS_URL, REWRAP_QUEUE_PREFIX (default {rewrap}),
+Environment: DATABASE_URL (ledger), REDIS_URL (redis+cluster://h1:p1,h2:p2 for a Redis Cluster)
+or REDIS_CLUSTER_NODES, REWRAP_QUEUE_PREFIX (default {rewrap}; a cluster needs its {hash tag}),
 S3_ENDPOINT / S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY, KMS_ENDPOINT, AWS_REGION, LOG_LEVEL.
 REWRAP_METRICS_PORT serves /metrics, /healthz (alive) and /readyz (ledger migrated, Redis up) on
 REWRAP_METRICS_HOST (default 127.0.0.1; 0.0.0.0 in a container, for probes and Prometheus).`;

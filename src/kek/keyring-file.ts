@@ -8,6 +8,7 @@
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../core/errors.ts';
 import { parseJsonText } from '../json-text.ts';
+import { isKubernetesProjection } from './keyring-shared.ts';
 import { decodeBase64Strict } from '../core/base64.ts';
 
 export type KekState = 'enabled' | 'decrypt-only' | 'disabled';
@@ -42,7 +43,7 @@ export function readKeyringDocument(path: string): unknown {
   try {
     // The mode of the file actually opened, not of whatever the path names a moment later.
     const mode = fstatSync(fd).mode & 0o777;
-    if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    if (process.platform !== 'win32' && (mode & 0o077) !== 0 && !isKubernetesSecretMode(path, mode)) {
       throw new ConfigError(
         `keyring file ${path} has mode ${mode.toString(8).padStart(4, '0')}: its group or others may read or change the key material in it; ` +
           `make it private to its owner: chmod 600 ${path}`,
@@ -53,6 +54,16 @@ export function readKeyringDocument(path: string): unknown {
     closeSync(fd);
   }
   return parseJsonText(text, `keyring file ${path}`);
+}
+
+/**
+ * A Kubernetes Secret volume cannot give a non-root pod a file private to its user: the kubelet
+ * owns the files and, with the pod's fsGroup, makes them group-readable (defaultMode 0400 becomes
+ * 0440). So a keyring that is such a projection (a symlink into the volume's ..data) may be read
+ * by its group, read-only: no group write, nothing for others.
+ */
+function isKubernetesSecretMode(path: string, mode: number): boolean {
+  return (mode & 0o037) === 0 && isKubernetesProjection(path);
 }
 
 export function parseKeyring(doc: unknown, where = 'keyring'): KeyringEntry[] {

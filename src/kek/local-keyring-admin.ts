@@ -13,6 +13,7 @@ import { matchesSelector } from './kek-selector.ts';
 import { loadKeyringFile } from './keyring-file.ts';
 import { appendKeyringVersion, numericVersions, removeKeyringVersion, setKeyringState } from './keyring-file-edit.ts';
 import { LocalKeyringProvider } from './local-keyring-provider.ts';
+import { assertKeyringWritableByScheduler } from './keyring-shared.ts';
 
 export function keyringPath(file: string): string {
   return isAbsolute(file) ? file : resolve(file);
@@ -21,8 +22,11 @@ export function keyringPath(file: string): string {
 export class LocalKeyringAdmin implements KekAdmin {
   readonly kind = 'local' as const;
   readonly keyringFile: string;
-  constructor(keyringFile: string) {
+  readonly #declaredReadOnly: boolean;
+  /** `declaredReadOnly`: REWRAP_KEYRING_READ_ONLY, the keyring is shared by hosts (keyring-shared.ts). */
+  constructor(keyringFile: string, o: { declaredReadOnly?: boolean } = {}) {
     this.keyringFile = keyringPath(keyringFile);
+    this.#declaredReadOnly = o.declaredReadOnly ?? false;
   }
 
   async currentVersion(kekId: string, o: KekLifecycleOptions): Promise<KekSelector> {
@@ -38,6 +42,7 @@ export class LocalKeyringAdmin implements KekAdmin {
   }
 
   async createNextVersion(kekId: string, from: KekSelector, o: KekLifecycleOptions): Promise<{ to: KekSelector; nextKekId: string }> {
+    assertKeyringWritableByScheduler(this.keyringFile, this.#declaredReadOnly, o.requester);
     const { previous, created } = await appendKeyringVersion(this.keyringFile, kekId);
     if (previous !== from.version) {
       // Someone added a version between our look and our write: drain theirs too, next run.

@@ -14,7 +14,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { loadMigrations } from '../ledger/migrate.ts';
 
 export const HEALTH_PATHS = { live: '/healthz', ready: '/readyz' } as const;
@@ -59,7 +59,8 @@ export function ledgerCheck(pool: pg.Pool): ReadinessCheck {
   };
 }
 
-export function redisCheck(redis: Redis): ReadinessCheck {
+/** A cluster's ping goes to one of its nodes: the cluster answers. */
+export function redisCheck(redis: Redis | Cluster): ReadinessCheck {
   return {
     name: 'redis',
     async run() {

@@ -3,8 +3,11 @@
  * material, and no item lists: invariant 4 keeps Redis a bounded window of ids).
  */
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { ConfigError } from '../core/errors.ts';
+import { dataServers, type RedisConnection } from './redis-connection.ts';
+
+export { createRedis, type RedisConnection } from './redis-connection.ts';
 
 export const BATCH_QUEUE = 'batches';
 
@@ -18,12 +21,7 @@ export function batchJobId(campaignId: string, batchNo: number): string {
   return `${campaignId}-b${batchNo}`;
 }
 
-export function createRedis(url: string): Redis {
-  // BullMQ workers need maxRetriesPerRequest: null so blocking calls survive reconnects.
-  return new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true });
-}
-
-export function createBatchQueue(connection: Redis, prefix: string): Queue<BatchJobData> {
+export function createBatchQueue(connection: RedisConnection, prefix: string): Queue<BatchJobData> {
   return new Queue<BatchJobData>(BATCH_QUEUE, {
     connection,
     prefix,
@@ -45,8 +43,13 @@ export function batchBackoffMs(attemptsMade: number): number {
 /**
  * BullMQ needs `noeviction`: an evicted job key silently loses or duplicates work.
  * Refuse to start otherwise (a managed Redis that hides CONFIG: we cannot check; we say so).
+ * On a cluster every master is asked: the queue's slot may move to any of them.
  */
-export async function assertNoEviction(redis: Redis): Promise<void> {
+export async function assertNoEviction(redis: RedisConnection): Promise<void> {
+  for (const server of await dataServers(redis)) await assertServerNoEviction(server);
+}
+
+async function assertServerNoEviction(redis: Redis): Promise<void> {
   let policy: string | undefined;
   try {
     const r = (await redis.config('GET', 'maxmemory-policy')) as string[];
@@ -58,7 +61,7 @@ export async function assertNoEviction(redis: Redis): Promise<void> {
   if (policy === undefined) return;
   if (policy !== 'noeviction') {
     throw new ConfigError(
-      `Redis maxmemory-policy is "${policy}"; rewrap (BullMQ) needs "noeviction", or Redis may drop queue keys under memory pressure. ` +
+      `Redis ${redis.options.host ?? ''}:${redis.options.port ?? ''} maxmemory-policy is "${policy}"; rewrap (BullMQ) needs "noeviction", or Redis may drop queue keys under memory pressure. ` +
         'Fix: redis-cli CONFIG SET maxmemory-policy noeviction (and set it in redis.conf).',
     );
   }

@@ -12,7 +12,7 @@
  * throttles, the process drops what it holds (granted at a pace KMS refused) and tells the bucket;
  * the others learn the lower rate with their next block, at most HORIZON_MS later.
  */
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './redis-connection.ts';
 import { BUDGET_SCRIPT } from './kms-budget-script.ts';
 import { blockSize, dueAt, firstDueFrom, nextRateEstimate, remaining, type TokenBlock } from './kms-budget-blocks.ts';
 
@@ -65,7 +65,7 @@ export class KmsBudget {
   #estimatedAt = performance.now();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly key: string,
     private readonly maxRatePerSec: number,
     options: KmsBudgetOptions = {},

@@ -4,7 +4,7 @@
  * (served when REWRAP_METRICS_PORT is set; ready once the ledger is migrated and Redis answers);
  * the ledger schema, migrated.
  */
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../queue/redis-connection.ts';
 import type { ProcessConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { migrate } from '../ledger/index.ts';
@@ -15,7 +15,7 @@ import { Resources } from './resources.ts';
 import { ledgerCheck, redisCheck } from '../metrics/health.ts';
 
 export interface ProcessRuntime {
-  redis: Redis;
+  redis: RedisConnection;
   res: Resources;
   metrics: ProcessMetrics;
   /** Closes the metrics endpoint, the clients and Redis, in that order. */

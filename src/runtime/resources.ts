@@ -4,7 +4,7 @@
  * one provider per campaign.
  */
 import pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../queue/redis-connection.ts';
 import { isAbsolute, resolve } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { KMSClient } from '../kek/kms-client.ts';
@@ -76,7 +76,7 @@ export class Resources {
 
   constructor(
     readonly config: ProcessConfig,
-    private readonly redis?: Redis,
+    private readonly redis?: RedisConnection,
     readonly metrics?: ProcessMetrics,
   ) {
     this.ledger = createPool(config.databaseUrl, config.postgres);
@@ -199,7 +199,7 @@ export class Resources {
    * provider; `keyringFile` overrides a local provider's file.
    */
   kekAdmin(spec: CampaignSpec, o: { keyringFile?: string } = {}): KekAdmin {
-    if (spec.provider.type === 'local') return new LocalKeyringAdmin(o.keyringFile ?? spec.provider.keyringFile);
+    if (spec.provider.type === 'local') return new LocalKeyringAdmin(o.keyringFile ?? spec.provider.keyringFile, { declaredReadOnly: this.config.keyringReadOnly });
     return new KmsKekAdmin(this.kmsClient(spec));
   }
 

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { freshSchema, type TestSchema } from '../harness/pg.ts';
 import { REDIS_URL } from '../harness/env.ts';
 import { deleteByPattern } from '../harness/redis.ts';
+import { createRedis, dataServers } from '../../src/queue/redis-connection.ts';
 import { s3TestEnv } from '../harness/s3.ts';
-import { Redis } from 'ioredis';
 import { startKmsServer, type KmsServer } from '../../dev/kms-server/server.ts';
 import { startRewrapProcess, type RewrapProcess } from '../../dev/services/processes.ts';
 import { admitCampaign } from '../../src/campaign/create.ts';
@@ -127,8 +127,13 @@ export async function startPipeline(o: PipelineOptions): Promise<Pipeline> {
     async stop() {
       await Promise.all(all.map((x) => x.stop('SIGTERM', 10_000)));
       await kms.close();
-      const r = new Redis(redisUrl, { maxRetriesPerRequest: 2 });
-      await deleteByPattern(r, `${prefix}*`).catch(() => undefined);
+      const r = createRedis(redisUrl, { maxRetriesPerRequest: 2 });
+      r.on('error', () => undefined);
+      // A cluster test may have stopped its cluster already: nothing left to remove then.
+      let timer: NodeJS.Timeout | undefined;
+      const servers = await Promise.race([dataServers(r), new Promise<[]>((res) => (timer = setTimeout(() => res([]), 5000)))]);
+      clearTimeout(timer);
+      for (const s of servers) await deleteByPattern(s, `${prefix}*`).catch(() => undefined);
       r.disconnect();
       await db.drop();
       await rm(dir, { recursive: true, force: true });
