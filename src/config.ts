@@ -36,6 +36,11 @@ export interface ProcessConfig {
   };
   /** Keyring used when a campaign's provider file is relative, and by `kek` commands. */
   keyringFile?: string;
+  /**
+   * The value of the environment variable a pkcs11 provider spec names in `pinEnv` (the user PIN
+   * of the token), read when a worker opens the token. Undefined when the variable is unset.
+   */
+  secretFromEnv: (name: string) => string | undefined;
   worker: {
     id: string;
     /** Batches processed at once by one worker process. */
@@ -123,6 +128,7 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
       connectionTimeoutMs: int(env, 'REWRAP_KMS_CONNECT_TIMEOUT_MS', 3_000, 100),
     },
     keyringFile: env.REWRAP_KEYRING || undefined,
+    secretFromEnv: (name) => env[name] || undefined,
     worker: {
       id: env.REWRAP_WORKER_ID || `${hostname()}-${process.pid}`,
       jobConcurrency: int(env, 'REWRAP_WORKER_JOBS', 2, 1),

@@ -1,6 +1,12 @@
 /** The KEK port: the pipeline knows KEK providers only through this interface. */
 
-export type WrapAlgorithm = 'kms+context' | 'AES/GCM';
+/**
+ * How a DEK is wrapped. `AES/GCM` and `kms+context` are S3EC V2's; `AESWrap` (RFC 3394) is the
+ * legacy S3EC symmetric wrap (V1 clients in authenticated mode wrote it beside x-amz-key-v2;
+ * V2 clients read it with legacy algorithms enabled); `AESWrapPad` (RFC 5649) exists only for
+ * Postgres tables (a `pg` source's `wrapAlg`). Only the PKCS#11 provider handles the last two.
+ */
+export type WrapAlgorithm = 'kms+context' | 'AES/GCM' | 'AESWrap' | 'AESWrapPad';
 
 /** A KEK as a campaign names it: an id, and optionally one version of it. */
 export interface KekSelector {
@@ -41,7 +47,7 @@ export interface RewrapResult {
 }
 
 export interface KekProvider {
-  readonly kind: 'kms' | 'local';
+  readonly kind: 'kms' | 'local' | 'pkcs11';
   /**
    * Which KEK wraps this DEK, when the provider can tell without a remote call (local keyring:
    * from the matdesc or the store's KEK columns). Undefined when only the provider service knows.

@@ -26,7 +26,8 @@ import { mayBeUnder } from '../kek/kms-material.ts';
 import type { KekProvider } from '../kek/kek-provider.ts';
 import { storeIdOf } from '../campaign/spec.ts';
 import { bucketsOf, versionedBucketBlockers } from './versioned-buckets.ts';
-import { kmsUnwrapChecker, localUnwrapChecker, type UnwrapChecker } from './unwrap-check.ts';
+import { kmsUnwrapChecker, localUnwrapChecker, pkcs11UnwrapChecker, type UnwrapChecker } from './unwrap-check.ts';
+import { Pkcs11KekProvider } from '../kek/pkcs11-kek-provider.ts';
 
 export interface RetirementOptions {
   /** The injectable clock. */
@@ -56,7 +57,7 @@ export interface ItemsByReason {
 
 export interface RetirementCheck {
   kek: string;
-  provider: 'local' | 'kms' | null;
+  provider: 'local' | 'kms' | 'pkcs11' | null;
   keyringFile?: string;
   ok: boolean;
   /** Human sentences, one per thing that blocks; empty when ok. */
@@ -115,13 +116,18 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
   const keyringFile = provider.type === 'local' ? keyringPath(o.keyringFile ?? provider.keyringFile) : undefined;
   const keyring = keyringFile ? new LocalKeyringProvider(loadKeyringFile(keyringFile)) : undefined;
   try {
-    const checker = keyring ? localUnwrapChecker(keyring, kek) : kmsUnwrapChecker(res.kmsClient(newest.spec), kek);
+    const token = provider.type === 'pkcs11' ? new Pkcs11KekProvider(res.pkcs11Token(newest.spec), provider.labels) : undefined;
+    const checker = keyring
+      ? localUnwrapChecker(keyring, kek)
+      : token
+        ? pkcs11UnwrapChecker(token, res.pkcs11Admin(newest.spec), kek)
+        : kmsUnwrapChecker(res.kmsClient(newest.spec), kek);
     const sample = await checkSample(res, campaigns, checker, o.sampleSize, signal);
     if (sample.checked === 0) blockers.push(`no item moved away from ${name} to sample`);
     for (const f of sample.failed) blockers.push(`sample ${f.storeId} ${f.itemKey}: ${f.problem}`);
     let fullPass: RetirementCheck['fullPass'];
     if (o.fullPass) {
-      const identifier: Pick<KekProvider, 'kind' | 'identify'> = keyring ?? { kind: 'kms', identify: (dek) => dek.kek };
+      const identifier: Pick<KekProvider, 'kind' | 'identify'> = keyring ?? token ?? { kind: 'kms', identify: (dek) => dek.kek };
       fullPass = await verifyEveryItem(res, campaigns, kek, checker, identifier, signal);
       for (const [storeId, n] of Object.entries(fullPass.underKek)) blockers.push(`${storeId}: ${n} item(s) under ${name} found re-reading the store`);
       for (const storeId of new Set(fullPass.mayBeUnderKek.map((u) => u.storeId))) {

@@ -30,6 +30,12 @@ export async function retireKek(res: Resources, kek: KekSelector, o: RetirementO
   }
   const check = await checkRetirement(res, kek, { ...o, fullPass: o.fullPass || o.delete }, signal);
   if (!check.ok) return { check };
+  if (check.provider === 'pkcs11') {
+    const admin = res.pkcs11Admin(newest!.spec);
+    if (o.delete) await admin.destroy(kek);
+    else await admin.disable(kek);
+    return { check, action: o.delete ? 'deleted' : 'disabled' };
+  }
   if (check.provider === 'kms') {
     await res.kmsClient(newest!.spec).send(new DisableKeyCommand({ KeyId: kek.id }), { abortSignal: signal });
     return { check, action: 'kms-disabled' };

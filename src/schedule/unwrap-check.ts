@@ -9,6 +9,8 @@ import { formatKek, type KekSelector, type WrappedDek } from '../kek/kek-provide
 import { gcmUnwrap } from '../kek/aes-gcm-wrap.ts';
 import { kmsEncryptionContext } from '../kek/kms-kek-provider.ts';
 import type { LocalKeyringProvider } from '../kek/local-keyring-provider.ts';
+import type { Pkcs11KekProvider } from '../kek/pkcs11-kek-provider.ts';
+import type { Pkcs11KekAdmin } from '../kek/pkcs11-kek-admin.ts';
 
 export type UnwrapVerdict = { ok: true; kek: string } | { ok: false; underRetiring: boolean; problem: string };
 
@@ -55,6 +57,19 @@ export function kmsUnwrapChecker(kms: KMSClient, retiring: KekSelector): UnwrapC
         const e = err as { name?: string; $metadata?: { requestId?: string } };
         return { ok: false, underRetiring: false, problem: `KMS Decrypt failed: ${e.name ?? 'Error'}${e.$metadata?.requestId ? ` (request ${e.$metadata.requestId})` : ''}` };
       }
+    },
+  };
+}
+
+/** PKCS#11: the KEK the envelope names must unwrap it inside the token (nothing leaves the token). */
+export function pkcs11UnwrapChecker(provider: Pkcs11KekProvider, admin: Pkcs11KekAdmin, retiring: KekSelector): UnwrapChecker {
+  return {
+    async check(dek) {
+      const ref = provider.identify(dek);
+      if (!ref) return { ok: false, underRetiring: false, problem: `names no token KEK (${dek.kek ? `KEK columns ${formatKek(dek.kek)}` : 'no "kek" in its matdesc'})` };
+      if (matches(retiring, ref.id, ref.version)) return { ok: false, underRetiring: true, problem: `still under ${formatKek(ref)}` };
+      const verdict = await admin.verifyUnwrap(dek, ref);
+      return verdict.ok ? verdict : { ok: false, underRetiring: false, problem: verdict.problem };
     },
   };
 }
