@@ -3,6 +3,7 @@
  * making the next one. Local keyring: a new `<id>@<n+1>` entry with fresh random material, written
  * atomically. KMS: RotateKeyOnDemand (new key material in the same key; the campaign drains the
  * previous material id), or CreateKey (a new key; the schedule follows it on its next run).
+ * PKCS#11: `<id>@<n+1>` generated in the token (pkcs11-kek-admin.ts).
  */
 import { isAbsolute, resolve } from 'node:path';
 import { CreateKeyCommand, DescribeKeyCommand, RotateKeyOnDemandCommand } from '@aws-sdk/client-kms';
@@ -32,6 +33,11 @@ export async function currentKek(res: Resources, schedule: Schedule, spec: Campa
       for (const e of entries) e.material.fill(0);
     }
   }
+  if (p.type === 'pkcs11') {
+    const version = await res.pkcs11Admin(spec).currentVersion(schedule.kekId);
+    if (version === undefined) throw new ConfigError(`schedule ${schedule.name}: the PKCS#11 token has no KEK ${schedule.kekId} (labels ${schedule.kekId}@<version>)`);
+    return { id: schedule.kekId, version };
+  }
   if (schedule.kmsRotation === 'new-key') return { id: schedule.kekId };
   const out = await res.kmsClient(spec).send(new DescribeKeyCommand({ KeyId: schedule.kekId }));
   const material = out.KeyMetadata?.CurrentKeyMaterialId;
@@ -49,6 +55,14 @@ export async function createNextKek(res: Resources, schedule: Schedule, spec: Ca
       throw new Error(`schedule ${schedule.name}: keyring KEK ${schedule.kekId} changed during the run (newest was ${from.version}, then ${previous}); created ${created}, the next run drains ${previous}`);
     }
     return { to: { id: schedule.kekId, version: created }, nextKekId: schedule.kekId };
+  }
+  if (p.type === 'pkcs11') {
+    // C_GenerateKey inside the token: the new version is sensitive and never extractable.
+    const created = await res.pkcs11Admin(spec).createNextVersion(schedule.kekId);
+    if (Number(created.version) !== Number(from.version) + 1) {
+      throw new Error(`schedule ${schedule.name}: token KEK ${schedule.kekId} changed during the run (newest was ${from.version}); created ${created.version}, the next run drains the newer ones`);
+    }
+    return { to: created, nextKekId: schedule.kekId };
   }
   const kms = res.kmsClient(spec);
   if (schedule.kmsRotation === 'rotate-on-demand') {

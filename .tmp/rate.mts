@@ -1,0 +1,16 @@
+import { randomBytes } from 'node:crypto';
+import { initTestToken, keyWrap } from '/work/wt/hsm/test/support/softhsm.ts';
+import { Pkcs11KekProvider } from '/work/wt/hsm/src/kek/pkcs11-kek-provider.ts';
+const hsm = initTestToken('rate');
+const k1 = randomBytes(32), k2 = randomBytes(32);
+await hsm.importKek('a', '1', k1); await hsm.importKek('a', '2', k2);
+const p = new Pkcs11KekProvider(hsm.token);
+const deks = Array.from({ length: 2000 }, () => keyWrap('AESWrapPad', k1, randomBytes(32)));
+let t = performance.now();
+for (const w of deks.slice(0, 500)) await p.rewrap({ wrapAlg: 'AESWrapPad', cekAlg: 'x', wrapped: w, matdesc: {}, kek: { id: 'a', version: '1' } }, { id: 'a', version: '1' }, { id: 'a', version: '2' });
+console.log('serial', (500 / ((performance.now() - t) / 1000)).toFixed(0), '/s');
+t = performance.now();
+let i = 0;
+await Promise.all(Array.from({ length: 8 }, async () => { while (i < deks.length) { const w = deks[i++]!; await p.rewrap({ wrapAlg: 'AESWrapPad', cekAlg: 'x', wrapped: w, matdesc: {}, kek: { id: 'a', version: '1' } }, { id: 'a', version: '1' }, { id: 'a', version: '2' }); } }));
+console.log('8 in flight', (2000 / ((performance.now() - t) / 1000)).toFixed(0), '/s');
+hsm.close();
