@@ -20,8 +20,8 @@ import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
 import { CEK, encryptPayload } from '../src/reference/s3ec-client.ts';
 import { initTestToken, keyUnwrap, keyWrap, type TestToken } from './support/softhsm.ts';
 
-const ROWS = 6000;
-const OBJECTS = 60;
+const ROWS = 4000;
+const OBJECTS = 40;
 const app1 = randomBytes(32);
 const app2 = randomBytes(32);
 const rowDeks = new Map<string, Buffer>();
@@ -33,6 +33,9 @@ let s3: S3Client;
 let tb: TestBucket;
 const snapDir = mkdtempSync(join(tmpdir(), 'rewrap-heap-'));
 
+const t0 = Date.now();
+const mark = (what: string) => console.log(`[pkcs11-pipeline] ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
 beforeAll(async () => {
   hsm = initTestToken('hsm-pipeline');
   await hsm.importKek('app', '1', app1);
@@ -40,11 +43,13 @@ beforeAll(async () => {
   const env = s3TestEnv();
   s3 = createS3Client({ endpoint: env.endpoint, region: env.region, credentials: env });
   tb = await freshBucket(s3, 'pkcs11-e2e');
+  mark('bucket ready');
   p = await startPipeline({
     label: 'pkcs11',
     workers: 1,
     env: { ...hsm.env, NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapDir}` },
   });
+  mark('pipeline started');
   await createEnvelopeTable(p.db.pool, 'hsm_secrets');
   const ids: string[] = [];
   const payloads: Buffer[] = [];
@@ -87,7 +92,8 @@ beforeAll(async () => {
       }),
     );
   }
-});
+  mark('fixtures written');
+}, 240_000);
 
 afterAll(async () => {
   await p?.stop();
@@ -148,7 +154,9 @@ describe('a campaign on a PKCS#11 token (SoftHSM2), worker as a real process', (
     const pid = worker.child.pid!;
     const memory = readProcessMemory(pid);
     worker.child.kill('SIGUSR2');
-    const done = await p.waitFor(campaign.id, 'completed', (g) => g.state === 'completed', 90_000);
+    mark('memory read mid-run');
+    const done = await p.waitFor(campaign.id, 'completed', (g) => g.state === 'completed', 120_000);
+    mark('campaign completed');
     expect(done).toMatchObject({ rewrapped: total, failed: 0 });
 
     // Independent check: only app@2's bytes are given.
