@@ -22,9 +22,9 @@ import { Pkcs11KekAdmin } from '../src/kek/pkcs11-kek-admin.ts';
 import { Pkcs11KekNames } from '../src/kek/pkcs11-kek-names.ts';
 import { Pkcs11Token } from '../src/kek/pkcs11-token.ts';
 import { classifyPkcs11Error, CKR } from '../src/kek/pkcs11-errors.ts';
-import { ConfigError, ItemError } from '../src/errors.ts';
+import { ConfigError, ItemError } from '../src/core/errors.ts';
 import { parseCampaignSpec } from '../src/campaign/spec.ts';
-import { aesWrap, encryptPayload, CEK } from '../src/reference/s3ec-client.ts';
+import { aesWrap, encryptPayload, CEK } from '../dev/reference/s3ec-client.ts';
 import { LeakGuard } from './support/leak-guard.ts';
 import { initTestToken, keyUnwrap, keyWrap, SOFTHSM_MODULE, type TestToken } from './support/softhsm.ts';
 
@@ -204,8 +204,10 @@ describe('PKCS#11 provider (SoftHSM2)', () => {
 
   it('scheduled rotation: createNextVersion generates rows@3 in the token, sensitive and never extractable; a campaign to "rows" (newest) moves rows there; disable and destroy act on the token', async () => {
     const admin = new Pkcs11KekAdmin(hsm.token, new Pkcs11KekNames({}));
-    expect(await admin.currentVersion('rows')).toBe('2');
-    expect(await admin.createNextVersion('rows')).toEqual({ id: 'rows', version: '3' });
+    const o = { rotation: 'new-version' as const, requester: 'schedule test' };
+    expect(await admin.currentVersion('rows', o)).toEqual({ id: 'rows', version: '2' });
+    expect(await admin.createNextVersion('rows', { id: 'rows', version: '2' }, o)).toEqual({ to: { id: 'rows', version: '3' }, nextKekId: 'rows' });
+    await expect(admin.createNextVersion('rows', { id: 'rows', version: '2' }, o)).rejects.toThrow(/changed during the run/);
     expect(await admin.versions('rows')).toEqual(['1', '2', '3']);
     const attrs = await hsm.attributes('rows@3', [pkcs11js.CKA_EXTRACTABLE, pkcs11js.CKA_SENSITIVE, pkcs11js.CKA_VALUE]);
     expect(attrs.get(pkcs11js.CKA_EXTRACTABLE)).toEqual(Buffer.from([0]));
@@ -221,8 +223,14 @@ describe('PKCS#11 provider (SoftHSM2)', () => {
     expect(new Set(rows.map((r) => r.kek_version))).toEqual(new Set(['3']));
     // rows@3 never leaves the token: the token itself proves each DEK unwraps under it.
     const dek = { wrapAlg: 'AESWrapPad' as const, cekAlg: CEK, wrapped: rows[0]!.wrapped_dek, matdesc: {} };
-    expect(await admin.verifyUnwrap(dek, { id: 'rows', version: '3' })).toEqual({ ok: true, kek: 'rows@3' });
-    expect(await admin.verifyUnwrap(dek, { id: 'rows', version: '2' })).toMatchObject({ ok: false });
+    expect(await admin.unwrapsUnder(dek, { id: 'rows', version: '3' })).toEqual({ ok: true });
+    expect(await admin.unwrapsUnder(dek, { id: 'rows', version: '2' })).toMatchObject({ ok: false });
+    // The retirement gate's verifier: the KEK the KEK columns name must unwrap it, in the token.
+    const verifier = admin.verifier();
+    const named = { ...dek, kek: { id: 'rows', version: '3' } };
+    expect(await verifier.verifyUnwrap(named, { id: 'rows', version: '1' })).toEqual({ ok: true, kek: 'rows@3' });
+    expect(await verifier.verifyUnwrap(named, { id: 'rows', version: '3' })).toMatchObject({ ok: false, underRetiring: true });
+    expect(await verifier.verifyUnwrap({ ...dek, kek: { id: 'rows', version: '2' } }, { id: 'rows', version: '1' })).toMatchObject({ ok: false, underRetiring: false });
 
     await admin.disable({ id: 'rows', version: '3' });
     const [blocked] = await rewrapBatch({ store, provider: fresh, from: { id: 'rows', version: '3' }, to: { id: 'rows', version: '2' } }, [{ key: '1' }], { concurrency: 1 });

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import pLimit from 'p-limit';
 import { createEnvelopeTable } from '../../src/stores/pg-table-schema.ts';
-import { encryptPayload } from '../../src/reference/s3ec-client.ts';
+import { encryptPayload } from '../../dev/reference/s3ec-client.ts';
 import { Deployment, measureCampaign, round } from '../lib/deployment.ts';
 import { scenarioEnv, type BenchContext, type ScenarioResult } from '../lib/context.ts';
 import { initTestToken, keyUnwrap, keyWrap } from '../../test/support/softhsm.ts';

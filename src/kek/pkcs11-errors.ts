@@ -9,8 +9,8 @@
  *
  * Values are from the PKCS#11 2.40 headers (pkcs11t.h); pkcs11js raises Pkcs11Error with `code`.
  */
-import { ConfigError, ItemError, permanent, transient } from '../errors.ts';
-import type { PermanentReason } from '../rewrap/reasons.ts';
+import { ConfigError, ItemError, permanent, transient } from '../core/errors.ts';
+import type { PermanentReason } from '../core/reasons.ts';
 
 export const CKR = {
   OK: 0x0,

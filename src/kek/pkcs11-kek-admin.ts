@@ -1,51 +1,60 @@
 /**
- * KEK lifecycle in a PKCS#11 token, for scheduled rotation and retirement: which version is
- * current, create the next one (C_GenerateKey inside the token, never extractable), disable one
- * (CKA_WRAP / CKA_UNWRAP false), destroy one, and prove that a wrapped DEK unwraps under a KEK
- * without the DEK leaving the token (C_UnwrapKey into a session object, destroyed at once).
+ * KEK admin (kek-admin.ts) over a PKCS#11 token, for scheduled rotation and retirement: which
+ * version is current (the newest `<id>@<n>` label), create the next one (C_GenerateKey inside the
+ * token: sensitive, never extractable), disable one (CKA_WRAP / CKA_UNWRAP false), destroy one
+ * (C_DestroyObject), and prove that a wrapped DEK unwraps under the KEK it names without the DEK
+ * leaving the token (C_UnwrapKey into a session object, destroyed at once).
  * The gate that decides whether a KEK may be disabled or destroyed is the caller's
- * (src/schedule/kek-retirement.ts): nothing here checks whether items still need a KEK.
+ * (src/retirement/kek-retirement.ts): nothing here checks whether items still need a KEK.
  */
 import pkcs11js from 'pkcs11js';
-import { ConfigError } from '../errors.ts';
-import { formatKek, type KekSelector, type KekVersionRef, type WrappedDek } from './kek-provider.ts';
+import { ConfigError } from '../core/errors.ts';
+import { formatKek, type KekSelector, type KekVersionRef, type WrappedDek } from '../core/kek-ref.ts';
+import type { KekAdmin, KekLifecycleOptions, KekVerifier, UnwrapVerdict } from './kek-admin.ts';
+import { matchesSelector } from './kek-selector.ts';
 import { ckrName, ckrOf, classifyPkcs11Error } from './pkcs11-errors.ts';
-import { compareVersions, listVersions } from './pkcs11-kek-provider.ts';
+import { compareVersions, listVersions, Pkcs11KekProvider } from './pkcs11-kek-provider.ts';
 import type { Pkcs11KekNames } from './pkcs11-kek-names.ts';
 import { sessionDekTemplate, type Handle, type Pkcs11Token } from './pkcs11-token.ts';
 
 export type Pkcs11KekState = 'enabled' | 'decrypt-only' | 'disabled';
 
-export type UnwrapVerdict = { ok: true; kek: string } | { ok: false; problem: string };
+export class Pkcs11KekAdmin implements KekAdmin {
+  readonly kind = 'pkcs11' as const;
 
-export class Pkcs11KekAdmin {
   constructor(
     private readonly token: Pkcs11Token,
     private readonly names: Pkcs11KekNames,
   ) {}
 
-  /** The newest version of `id` in the token (numeric order where versions are numbers), if any. */
-  async currentVersion(id: string): Promise<string | undefined> {
-    return this.token.withSession((s) => listVersions(this.token, s, this.names, id).sort(compareVersions).at(-1));
+  /** The newest version of `kekId` in the token (numeric order where versions are numbers). */
+  async currentVersion(kekId: string, o?: KekLifecycleOptions): Promise<KekSelector> {
+    const version = (await this.versions(kekId)).at(-1);
+    if (version === undefined) throw new ConfigError(`${o?.requester ?? 'pkcs11'}: token ${this.token.name} has no KEK ${kekId} (labels ${kekId}@<version>)`);
+    return { id: kekId, version };
   }
 
-  /** All versions of `id` in the token, oldest first. */
-  async versions(id: string): Promise<string[]> {
-    return this.token.withSession((s) => listVersions(this.token, s, this.names, id).sort(compareVersions));
+  /** All versions of `kekId` in the token, oldest first. */
+  async versions(kekId: string): Promise<string[]> {
+    return this.token.withSession((s) => listVersions(this.token, s, this.names, kekId).sort(compareVersions));
   }
 
   /**
-   * Generates `<id>@<current + 1>` (or `<id>@1`) as an AES-256 token object: sensitive, never
-   * extractable, usable only to wrap and unwrap. Refuses when the current version is not a number.
+   * Generates `<id>@<current + 1>` as an AES-256 token object: sensitive, never extractable,
+   * usable only to wrap and unwrap. Throws when `from` is no longer the newest version.
    */
-  async createNextVersion(id: string): Promise<KekVersionRef> {
-    return this.token.withSession((s) => {
-      const versions = listVersions(this.token, s, this.names, id).sort(compareVersions);
-      const current = versions.at(-1);
-      if (current !== undefined && !/^\d+$/.test(current)) {
-        throw new ConfigError(`KEK ${id}@${current}: the next version of a non-numeric version cannot be chosen; create it in the token yourself`);
+  async createNextVersion(kekId: string, from: KekSelector, o?: KekLifecycleOptions): Promise<{ to: KekSelector; nextKekId: string }> {
+    const requester = o?.requester ?? 'pkcs11';
+    if (o?.rotation === 'new-key') throw new ConfigError(`${requester}: a PKCS#11 KEK rotates to a new version (<id>@<n+1>), not to a new key`);
+    const to = await this.token.withSession((s) => {
+      const current = listVersions(this.token, s, this.names, kekId).sort(compareVersions).at(-1);
+      if (current !== from.version) {
+        throw new Error(`${requester}: token KEK ${kekId} changed during the run (newest was ${from.version}, now ${current}); the next run drains ${current}`);
       }
-      const next = { id, version: String(current === undefined ? 1 : Number(current) + 1) };
+      if (current !== undefined && !/^\d+$/.test(current)) {
+        throw new ConfigError(`${requester}: KEK ${kekId}@${current}: the next version of a non-numeric version cannot be chosen; create it in the token yourself`);
+      }
+      const next = { id: kekId, version: String(current === undefined ? 1 : Number(current) + 1) };
       try {
         this.token.lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
           { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
@@ -66,6 +75,11 @@ export class Pkcs11KekAdmin {
       }
       return next;
     });
+    return { to, nextKekId: kekId };
+  }
+
+  assertRetirable(kek: KekSelector): void {
+    if (kek.version === undefined) throw new ConfigError(`kek retire ${kek.id}: a token KEK is retired one version at a time; expected ${kek.id}@<version>`);
   }
 
   /** enabled: wrap and unwrap; decrypt-only: unwrap only (the source of a drain); disabled: neither. */
@@ -105,11 +119,15 @@ export class Pkcs11KekAdmin {
     });
   }
 
+  verifier(): KekVerifier {
+    return new Pkcs11KekVerifier(this.token, this.names);
+  }
+
   /**
-   * Whether `dek` unwraps under `kek` inside the token (AESWrap / AESWrapPad envelopes; AES/GCM
-   * where the token wraps with GCM). The unwrapped session object is destroyed before returning.
+   * Whether `dek` unwraps under `kek` inside the token (AESWrap / AESWrapPad envelopes). The
+   * unwrapped session object is destroyed before returning.
    */
-  async verifyUnwrap(dek: WrappedDek, kek: KekSelector): Promise<UnwrapVerdict> {
+  async unwrapsUnder(dek: WrappedDek, kek: KekSelector): Promise<{ ok: true } | { ok: false; problem: string }> {
     const mechanism = dek.wrapAlg === 'AESWrapPad' ? pkcs11js.CKM_AES_KEY_WRAP_PAD : dek.wrapAlg === 'AESWrap' ? pkcs11js.CKM_AES_KEY_WRAP : undefined;
     if (mechanism === undefined) return { ok: false, problem: `wrapped with ${dek.wrapAlg}; the token check covers AESWrap and AESWrapPad` };
     return this.token.withSession(async (s) => {
@@ -118,7 +136,7 @@ export class Pkcs11KekAdmin {
       let obj: Handle | undefined;
       try {
         obj = await this.token.lib.C_UnwrapKeyAsync(s, { mechanism }, h, dek.wrapped, sessionDekTemplate());
-        return { ok: true, kek: formatKek(kek) };
+        return { ok: true };
       } catch (err) {
         return { ok: false, problem: `C_UnwrapKey under ${formatKek(kek)}: ${ckrName(ckrOf(err) ?? -1)}` };
       } finally {
@@ -128,9 +146,36 @@ export class Pkcs11KekAdmin {
   }
 
   #find(s: Handle, kek: KekSelector): Handle {
-    if (kek.version === undefined) throw new ConfigError(`KEK ${kek.id}: a token KEK is changed one version at a time; expected ${kek.id}@<version>`);
+    this.assertRetirable(kek);
     const h = this.token.findKey(s, this.names.label(kek));
     if (!h) throw new ConfigError(`token ${this.token.name} has no secret key labelled ${JSON.stringify(this.names.label(kek))} (KEK ${formatKek(kek)})`);
     return h;
   }
+}
+
+/** The retirement gate's check: the KEK the envelope names must unwrap it inside the token. */
+class Pkcs11KekVerifier implements KekVerifier {
+  readonly kind = 'pkcs11' as const;
+  readonly #provider: Pkcs11KekProvider;
+  readonly #admin: Pkcs11KekAdmin;
+
+  constructor(token: Pkcs11Token, names: Pkcs11KekNames) {
+    this.#provider = new Pkcs11KekProvider(token, names);
+    this.#admin = new Pkcs11KekAdmin(token, names);
+  }
+
+  identify(dek: WrappedDek): KekVersionRef | undefined {
+    return this.#provider.identify(dek);
+  }
+
+  async verifyUnwrap(dek: WrappedDek, retiring: KekSelector): Promise<UnwrapVerdict> {
+    const ref = this.identify(dek);
+    if (!ref) return { ok: false, underRetiring: false, problem: `names no token KEK (${dek.kek ? `KEK columns ${formatKek(dek.kek)}` : 'no "kek" in its matdesc'})` };
+    if (matchesSelector(ref, retiring)) return { ok: false, underRetiring: true, problem: `still under ${formatKek(ref)}` };
+    const r = await this.#admin.unwrapsUnder(dek, ref);
+    return r.ok ? { ok: true, kek: formatKek(ref) } : { ok: false, underRetiring: false, problem: r.problem };
+  }
+
+  /** Nothing to zero: no key material is ever loaded here. */
+  close(): void {}
 }

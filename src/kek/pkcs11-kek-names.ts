@@ -3,7 +3,7 @@
  * back. By default the label is the name itself; the provider spec's `labels` map names other
  * labels for some KEKs (an HSM whose keys were labelled by another convention).
  */
-import type { KekSelector, KekVersionRef } from './kek-provider.ts';
+import type { KekSelector, KekVersionRef } from '../core/kek-ref.ts';
 
 export class Pkcs11KekNames {
   readonly #toLabel: Map<string, string>;

@@ -17,17 +17,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import { permanent } from '../errors.ts';
-import {
-  NotUnderSourceError,
-  formatKek,
-  type KekProvider,
-  type KekSelector,
-  type KekVersionRef,
-  type RewrapResult,
-  type WrapAlgorithm,
-  type WrappedDek,
-} from './kek-provider.ts';
+import { permanent } from '../core/errors.ts';
+import { NotUnderSourceError, type KekProvider, type RewrapResult } from './kek-provider.ts';
+import { formatKek, type KekSelector, type KekVersionRef, type WrapAlgorithm, type WrappedDek } from '../core/kek-ref.ts';
 import { CKR, ckrName, ckrOf, classifyPkcs11Error } from './pkcs11-errors.ts';
 import { sessionDekTemplate, type Handle, type Mechanism, type Pkcs11Token } from './pkcs11-token.ts';
 import { Pkcs11KekNames } from './pkcs11-kek-names.ts';
@@ -42,9 +34,9 @@ export class Pkcs11KekProvider implements KekProvider {
   /** Newest version per KEK id, looked up in the token and kept for a short while. */
   readonly #latest = new Map<string, { version: string | undefined; at: number }>();
 
-  constructor(token: Pkcs11Token, labels: Record<string, string> = {}) {
+  constructor(token: Pkcs11Token, names: Pkcs11KekNames = new Pkcs11KekNames({})) {
     this.#token = token;
-    this.names = new Pkcs11KekNames(labels);
+    this.names = names;
   }
 
   /** From the store's KEK columns, or the `kek` entry of the matdesc (as rewrap writes it). */

@@ -9,7 +9,7 @@
  */
 import pkcs11js from 'pkcs11js';
 import type { Handle, Mechanism, PKCS11, Template } from 'pkcs11js';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { CKR, ckrOf, classifyPkcs11Error, sessionIsSpent } from './pkcs11-errors.ts';
 
 export interface Pkcs11TokenOptions {
