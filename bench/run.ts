@@ -21,13 +21,16 @@ import { runB3 } from './scenarios/b3-redis-memory.ts';
 import { runB4 } from './scenarios/b4-scaling.ts';
 import { runB5 } from './scenarios/b5-budget.ts';
 import { runScale } from './scenarios/s-scale.ts';
+import { runB1Hsm } from './scenarios/b1-hsm.ts';
 
-const SCENARIOS: Record<string, { needsS3: boolean; run: (ctx: BenchContext) => Promise<ScenarioResult> }> = {
+/* `optIn`: informational scenarios run only when named in --only. */
+const SCENARIOS: Record<string, { needsS3: boolean; optIn?: boolean; run: (ctx: BenchContext) => Promise<ScenarioResult> }> = {
   B1: { needsS3: false, run: runB1 },
   B2: { needsS3: true, run: runB2 },
   B3: { needsS3: false, run: runB3 },
   B4: { needsS3: true, run: runB4 },
   B5: { needsS3: false, run: runB5 },
+  B1H: { needsS3: false, optIn: true, run: runB1Hsm },
 };
 
 const RESULTS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), 'results');
@@ -42,7 +45,7 @@ async function main(): Promise<number> {
     if (sizes?.some((x) => !Number.isInteger(x) || x < 1000)) throw new Error(`--scale-sizes: integers >= 1000 (e.g. 1e6,1e7), got ${values['scale-sizes']}`);
     SCENARIOS.S = { needsS3: false, run: (ctx) => runScale(ctx, sizes) };
   }
-  const only = values.scale ? ['S'] : values.only ? values.only.toUpperCase().split(',').map((s) => s.trim()) : Object.keys(SCENARIOS);
+  const only = values.scale ? ['S'] : values.only ? values.only.toUpperCase().split(',').map((s) => s.trim()) : Object.keys(SCENARIOS).filter((id) => !SCENARIOS[id]!.optIn);
   for (const id of only) if (!(id in SCENARIOS)) throw new Error(`--only: unknown scenario ${id}; expected some of ${Object.keys(SCENARIOS).join(', ')}`);
   const quick = values.quick ?? false;
   if (values.profile) {

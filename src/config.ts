@@ -50,6 +50,11 @@ export interface ProcessConfig {
    * Kubernetes Secret volumes and read-only files.
    */
   keyringReadOnly: boolean;
+  /**
+   * The value of the environment variable a pkcs11 provider spec names in `pinEnv` (the user PIN
+   * of the token), read when a worker opens the token. Undefined when the variable is unset.
+   */
+  secretFromEnv: (name: string) => string | undefined;
   worker: {
     id: string;
     /** Batches processed at once by one worker process. */
@@ -145,6 +150,7 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
     },
     keyringFile: env.REWRAP_KEYRING || undefined,
     keyringReadOnly: bool(env, 'REWRAP_KEYRING_READ_ONLY', false),
+    secretFromEnv: (name) => env[name] || undefined,
     worker: {
       id: env.REWRAP_WORKER_ID || `${hostname()}-${process.pid}`,
       jobConcurrency: int(env, 'REWRAP_WORKER_JOBS', 2, 1),

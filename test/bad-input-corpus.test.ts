@@ -107,7 +107,8 @@ beforeAll(async () => {
   await plant('tag length missing', 'malformed-tag-length', { 'x-amz-tag-len': undefined });
   await plant('unknown wrap algorithm', 'unsupported-wrap-alg', { 'x-amz-wrap-alg': 'AES/XTS' });
   await plant('legacy kms wrap', 'unsupported-wrap-alg', { 'x-amz-wrap-alg': 'kms' });
-  await plant('AESWrap', 'unsupported-wrap-alg', { 'x-amz-wrap-alg': 'AESWrap' });
+  await plant('AESWrap under the keyring', 'unsupported-wrap-alg', { 'x-amz-wrap-alg': 'AESWrap', 'x-amz-key-v2': b64(40) });
+  await plant('AESWrap of the wrong length', 'malformed-wrapped-key', { 'x-amz-wrap-alg': 'AESWrap' });
   await plant('RSA-OAEP', 'unsupported-wrap-alg', { 'x-amz-wrap-alg': 'RSA/ECB/OAEPWithSHA-256AndMGF1Padding' });
   await plant('CBC content cipher', 'unsupported-cek-alg', { 'x-amz-cek-alg': 'AES/CBC/PKCS5Padding' });
   await plant('content cipher missing', 'malformed-envelope', { 'x-amz-cek-alg': undefined });

@@ -94,6 +94,10 @@ export function checkSpecAgainstPolicy(spec: CampaignSpec, policy: SpecPolicy): 
   const p = spec.provider;
   if (p.type === 'local') {
     if (!policy.keyringFiles.includes(p.keyringFile)) refuse('provider.keyringFile', p.keyringFile, 'keyringFiles');
+  } else if (p.type === 'pkcs11') {
+    /* A module path is code every worker loads, and pinEnv picks an environment variable to read:
+       neither is for an API caller to choose. */
+    throw new PolicyRefusal('campaign spec provider.type "pkcs11" is not allowed for campaigns created through the API; create it with the rewrap CLI on the host');
   } else {
     if (p.endpoint !== undefined && !policy.kmsEndpoints.includes(p.endpoint)) refuse('provider.endpoint', p.endpoint, 'kmsEndpoints');
     if (p.region !== undefined && !allowed(policy.kmsRegions, p.region)) refuse('provider.region', p.region, 'kmsRegions');

@@ -32,6 +32,9 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
     );
   }
   const options = parseOptions(r.options ?? {});
+  if (provider.type === 'pkcs11' && options.canaryFraction > 0) {
+    throw new ConfigError('campaign spec.options.canaryFraction: the canary decrypts content with the plaintext DEK, which a pkcs11 provider never exports; set it to 0');
+  }
   let deadline: string | undefined;
   if (r.deadline !== undefined) {
     if (typeof r.deadline !== 'string' || !Number.isFinite(Date.parse(r.deadline))) throw new ConfigError('campaign spec.deadline: expected an ISO 8601 time, e.g. "2026-12-31T00:00:00Z"');
@@ -40,6 +43,7 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
   return { name: r.name, kind, sources, provider, from, to, options, ...(deadline ? { deadline } : {}) };
 }
 
+const PG_WRAP_ALGS: readonly string[] = ['AES/GCM', 'kms+context', 'AESWrap', 'AESWrapPad'];
 const SPEC_FIELDS = ['name', 'kind', 'sources', 'provider', 'from', 'to', 'options', 'deadline'];
 const GiB = 1024 ** 3;
 const COUNT = Number.MAX_SAFE_INTEGER;
@@ -121,7 +125,37 @@ function parseProvider(v: unknown): ProviderSpec {
     rejectUnknownFields(r, ['type', 'region', 'endpoint'], 'campaign spec.provider');
     return { type: 'kms', region: str(r.region) ? r.region : undefined, endpoint: str(r.endpoint) ? r.endpoint : undefined };
   }
-  throw new ConfigError('campaign spec.provider: expected { "type": "local", "keyringFile": ... } or { "type": "kms", "region"?: ..., "endpoint"?: ... }');
+  if (r?.type === 'pkcs11') return parsePkcs11Provider(r);
+  throw new ConfigError(
+    'campaign spec.provider: expected { "type": "local", "keyringFile": ... }, { "type": "kms", "region"?: ..., "endpoint"?: ... } or { "type": "pkcs11", "module": ..., "tokenLabel" | "slot": ..., "pinEnv": ... }',
+  );
+}
+
+function parsePkcs11Provider(r: Record<string, unknown>): ProviderSpec {
+  const at = 'campaign spec.provider';
+  rejectUnknownFields(r, ['type', 'module', 'slot', 'tokenLabel', 'pinEnv', 'labels', 'maxSessions'], at);
+  if (!str(r.module) || !r.module.startsWith('/')) throw new ConfigError(`${at}.module: expected the absolute path of the PKCS#11 module, e.g. "/usr/lib/softhsm/libsofthsm2.so"`);
+  if ((r.slot === undefined) === (r.tokenLabel === undefined)) throw new ConfigError(`${at}: give exactly one of "slot" (the slot id) and "tokenLabel" (the token's label)`);
+  if (r.slot !== undefined) checkNumber(r.slot, { integer: true, min: 0, max: 2 ** 32 - 1, what: 'the slot id of the token' }, `${at}.slot`);
+  if (r.tokenLabel !== undefined && (!str(r.tokenLabel) || r.tokenLabel.length > 32)) throw new ConfigError(`${at}.tokenLabel: expected the token label (1 to 32 characters)`);
+  if (!str(r.pinEnv) || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(r.pinEnv)) {
+    throw new ConfigError(`${at}.pinEnv: expected the name of the environment variable holding the user PIN, e.g. "REWRAP_PKCS11_PIN" (never the PIN itself)`);
+  }
+  if (r.labels !== undefined) {
+    const l = r.labels as Record<string, unknown> | null;
+    if (typeof l !== 'object' || l === null || Array.isArray(l) || !Object.entries(l).every(([k, v]) => /.@./.test(k) && str(v))) {
+      throw new ConfigError(`${at}.labels: expected { "<kek id>@<version>": "<token label>", ... }`);
+    }
+  }
+  if (r.maxSessions !== undefined) checkNumber(r.maxSessions, { integer: true, min: 2, max: 1024, what: 'PKCS#11 sessions per worker process, the login session included' }, `${at}.maxSessions`);
+  return {
+    type: 'pkcs11',
+    module: r.module,
+    ...(r.slot !== undefined ? { slot: r.slot as number } : { tokenLabel: r.tokenLabel as string }),
+    pinEnv: r.pinEnv,
+    ...(r.labels !== undefined ? { labels: { ...(r.labels as Record<string, string>) } } : {}),
+    ...(r.maxSessions !== undefined ? { maxSessions: r.maxSessions as number } : {}),
+  };
 }
 
 const PLACEMENTS = ['auto', 'metadata', 'instruction'];
@@ -160,7 +194,9 @@ function parseSource(v: unknown, at: string): SourceSpec {
       if (r.contextColumns !== undefined && (!Array.isArray(r.contextColumns) || !r.contextColumns.every(str))) {
         throw new ConfigError(`${at}.contextColumns: expected an array of column names`);
       }
-      if (r.wrapAlg !== undefined && r.wrapAlg !== 'AES/GCM' && r.wrapAlg !== 'kms+context') throw new ConfigError(`${at}.wrapAlg: expected "AES/GCM" or "kms+context"`);
+      if (r.wrapAlg !== undefined && !PG_WRAP_ALGS.includes(r.wrapAlg as string)) {
+        throw new ConfigError(`${at}.wrapAlg: expected "AES/GCM" or "kms+context" (or, with a pkcs11 provider, "AESWrap" or "AESWrapPad")`);
+      }
       return r as unknown as SourceSpec;
     }
     default:

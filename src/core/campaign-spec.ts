@@ -24,10 +24,18 @@ export type SourceSpec =
       kekIdColumn: string;
       kekVersionColumn: string;
       contextColumns?: string[];
-      wrapAlg?: 'AES/GCM' | 'kms+context';
+      wrapAlg?: 'AES/GCM' | 'kms+context' | 'AESWrap' | 'AESWrapPad';
     };
 
-export type ProviderSpec = { type: 'local'; keyringFile: string } | { type: 'kms'; region?: string; endpoint?: string };
+export type ProviderSpec =
+  | { type: 'local'; keyringFile: string }
+  | { type: 'kms'; region?: string; endpoint?: string }
+  /**
+   * KEKs in a PKCS#11 token (an HSM). `pinEnv` names the environment variable that holds the user
+   * PIN in each worker's environment (the spec, stored in the ledger, never holds it). `labels`
+   * maps KEK names (`<id>@<version>`) to token labels where they are not the name itself.
+   */
+  | { type: 'pkcs11'; module: string; slot?: number; tokenLabel?: string; pinEnv: string; labels?: Record<string, string>; maxSessions?: number };
 
 export interface CampaignOptions {
   /** Items per batch (one ledger commit, one BullMQ job). */

@@ -3,7 +3,13 @@
  * the ledger. Names, ids and ciphertext only; never key material.
  */
 
-export type WrapAlgorithm = 'kms+context' | 'AES/GCM';
+/**
+ * How a DEK is wrapped. `AES/GCM` and `kms+context` are S3EC V2's; `AESWrap` (RFC 3394) is the
+ * legacy S3EC symmetric wrap (V1 clients in authenticated mode wrote it beside x-amz-key-v2;
+ * V2 clients read it with legacy algorithms enabled); `AESWrapPad` (RFC 5649) exists only for
+ * Postgres tables (a `pg` source's `wrapAlg`). Only the PKCS#11 provider handles the last two.
+ */
+export type WrapAlgorithm = 'kms+context' | 'AES/GCM' | 'AESWrap' | 'AESWrapPad';
 
 /** A KEK as a campaign names it: an id, and optionally one version of it. */
 export interface KekSelector {

@@ -21,7 +21,7 @@ export function recordedMaterial(ref: KekVersionRef): string | undefined {
 }
 
 /** A KMS campaign that drains one key material of its source key (not a whole key, not a named version). */
-export function drainsKmsMaterial(providerKind: 'kms' | 'local', from: KekSelector): boolean {
+export function drainsKmsMaterial(providerKind: 'kms' | 'local' | 'pkcs11', from: KekSelector): boolean {
   return providerKind === 'kms' && isKmsMaterialId(from.version);
 }
 
@@ -29,7 +29,7 @@ export function drainsKmsMaterial(providerKind: 'kms' | 'local', from: KekSelect
  * Precondition for a write whose material only KMS could tell: the item is under the source key
  * (or names no key at all) and no material is recorded for it.
  */
-export function materialUnknown(providerKind: 'kms' | 'local', current: KekVersionRef | undefined, from: KekSelector): boolean {
+export function materialUnknown(providerKind: 'kms' | 'local' | 'pkcs11', current: KekVersionRef | undefined, from: KekSelector): boolean {
   if (!drainsKmsMaterial(providerKind, from)) return false;
   return current === undefined || (current.id === from.id && recordedMaterial(current) === undefined);
 }

@@ -14,7 +14,7 @@ export const PERMANENT_REASONS = {
   'instruction-file-malformed': 'the instruction file is not a JSON object of strings',
   'unsupported-v1': 'S3 Encryption Client V1 envelope (x-amz-key): not supported, left untouched',
   'unsupported-v3': 'S3 Encryption Client V3 envelope (x-amz-3...): not supported, left untouched',
-  'unsupported-wrap-alg': 'wrapping algorithm is not kms+context or AES/GCM (kms, AESWrap, RSA...)',
+  'unsupported-wrap-alg': 'wrapping algorithm is not kms+context, AES/GCM or (PKCS#11 provider only) AESWrap / AESWrapPad (kms, RSA...)',
   'unsupported-cek-alg': 'content cipher is not AES/GCM/NoPadding (e.g. CBC)',
   'malformed-envelope': 'a required envelope field is missing or empty',
   'malformed-wrapped-key': 'the wrapped key is not valid base64 or has an impossible length',
@@ -30,6 +30,7 @@ export const PERMANENT_REASONS = {
   'requester-pays': 'the S3 bucket charges the requester and the source does not say requesterPays: true; nothing was read or written',
   'unconditional-write-refused': 'the store offers no compare-and-swap and unconditional writes are not allowed',
   'store-rejected': 'the store refused the item with an error of its own (e.g. S3 MetadataTooLarge); the detail names it',
+  'hsm-mechanism-unsupported': 'the HSM (PKCS#11 token) cannot wrap and unwrap with the mechanism this envelope format needs (e.g. AES/GCM on SoftHSM2); left untouched, never done in software',
   'provider-rejected': 'the KEK provider refused the item with an error that is not throttling (e.g. KMS ValidationException); the detail names it',
   'unexpected-error': 'rewrapping this item raised an error rewrap does not know (a reply it cannot parse, a bug); the detail names it, the item is untouched',
 } as const;

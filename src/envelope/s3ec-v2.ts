@@ -27,9 +27,11 @@ export const INSTRUCTION_FILE_MARKER = 'x-amz-crypto-instr-file';
 export const INSTRUCTION_SUFFIX = '.instruction';
 
 export const GCM_CEK_ALG = 'AES/GCM/NoPadding';
-const SUPPORTED_WRAP: readonly string[] = ['kms+context', 'AES/GCM'];
+const SUPPORTED_WRAP: readonly string[] = ['kms+context', 'AES/GCM', 'AESWrap'];
 /** AES-256 DEK wrapped with AES-GCM: 12-byte IV || 32-byte ciphertext || 16-byte tag. */
 const AES_GCM_WRAPPED_BYTES = 12 + 32 + 16;
+/** AES-256 DEK wrapped with RFC 3394 (AESWrap): 32 bytes + one 8-byte integrity block. */
+const AES_KEY_WRAP_BYTES = 32 + 8;
 /** A KMS ciphertext blob is at most 6144 bytes; anything under 32 cannot hold a 32-byte DEK. */
 const KMS_BLOB_MIN = 32;
 const KMS_BLOB_MAX = 6144;
@@ -64,9 +66,9 @@ export function parseV2(meta: Record<string, string>, where: string): { kind: 'e
   if (format === 'v3') return invalid('unsupported-v3', `${where}: has x-amz-3 (S3EC V3); only V2 (x-amz-key-v2) is rewrapped`, ref);
 
   const wrapAlg = meta[V2.wrapAlg];
-  if (!wrapAlg) return invalid('malformed-envelope', `${where}: ${V2.wrapAlg} is missing; expected kms+context or AES/GCM`, ref);
+  if (!wrapAlg) return invalid('malformed-envelope', `${where}: ${V2.wrapAlg} is missing; expected kms+context, AES/GCM or AESWrap`, ref);
   if (!SUPPORTED_WRAP.includes(wrapAlg)) {
-    return invalid('unsupported-wrap-alg', `${where}: ${V2.wrapAlg} is ${JSON.stringify(wrapAlg)}; expected kms+context or AES/GCM`, ref);
+    return invalid('unsupported-wrap-alg', `${where}: ${V2.wrapAlg} is ${JSON.stringify(wrapAlg)}; expected kms+context, AES/GCM or AESWrap`, ref);
   }
   const cekAlg = meta[V2.cekAlg];
   if (!cekAlg) return invalid('malformed-envelope', `${where}: ${V2.cekAlg} is missing; expected ${GCM_CEK_ALG}`, ref);
@@ -81,6 +83,9 @@ export function parseV2(meta: Record<string, string>, where: string): { kind: 'e
       `${where}: ${V2.key} decodes to ${wrapped.length} bytes; AES/GCM-wrapped AES-256 keys are ${AES_GCM_WRAPPED_BYTES}`,
       ref,
     );
+  }
+  if (wrapAlg === 'AESWrap' && wrapped.length !== AES_KEY_WRAP_BYTES) {
+    return invalid('malformed-wrapped-key', `${where}: ${V2.key} decodes to ${wrapped.length} bytes; AESWrap-wrapped AES-256 keys are ${AES_KEY_WRAP_BYTES}`, ref);
   }
   if (wrapAlg === 'kms+context' && (wrapped.length < KMS_BLOB_MIN || wrapped.length > KMS_BLOB_MAX)) {
     return invalid(

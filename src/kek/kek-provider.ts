@@ -13,7 +13,7 @@ export interface RewrapResult {
 }
 
 export interface KekProvider {
-  readonly kind: 'kms' | 'local';
+  readonly kind: 'kms' | 'local' | 'pkcs11';
   /**
    * Which KEK wraps this DEK, when the provider can tell without a remote call (local keyring:
    * from the matdesc or the store's KEK columns). Undefined when only the provider service knows.

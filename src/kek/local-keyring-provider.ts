@@ -53,6 +53,9 @@ export class LocalKeyringProvider implements KekProvider {
   }
 
   async rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector): Promise<RewrapResult> {
+    if (dek.wrapAlg === 'AESWrap' || dek.wrapAlg === 'AESWrapPad') {
+      throw permanent('unsupported-wrap-alg', `wrap algorithm ${dek.wrapAlg} needs a pkcs11 provider, not the local keyring`);
+    }
     if (dek.wrapAlg !== 'AES/GCM') {
       throw permanent('unknown-kek', `wrap algorithm ${dek.wrapAlg} needs a KMS provider, not the local keyring`);
     }

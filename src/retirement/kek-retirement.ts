@@ -55,7 +55,7 @@ export interface ItemsByReason {
 
 export interface RetirementCheck {
   kek: string;
-  provider: 'local' | 'kms' | null;
+  provider: 'local' | 'kms' | 'pkcs11' | null;
   keyringFile?: string;
   ok: boolean;
   /** Human sentences, one per thing that blocks; empty when ok. */

@@ -33,6 +33,7 @@ export function classify(env: Envelope, provider: KekProvider, from: KekSelector
   // Only a provider that can read the KEK off the envelope may declare it out of scope; a stamp
   // is a hint, and KMS itself refuses a wrong source key (SourceKeyId).
   if (identified && !matchesSelector(identified, from)) return { kind: 'skip', reason: 'not-under-source', current: identified };
-  if (!identified && provider.kind === 'local' && env.dek.wrapAlg === 'AES/GCM') return { kind: 'unknown-kek' };
+  // A keyring or token KEK is chosen by the KEK columns or the matdesc, as a reader chooses it.
+  if (!identified && provider.kind !== 'kms' && env.dek.wrapAlg !== 'kms+context') return { kind: 'unknown-kek' };
   return { kind: 'rewrap', current };
 }

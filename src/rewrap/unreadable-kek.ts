@@ -22,12 +22,12 @@ export function kekOfUnreadable(ref: KekReference | undefined, provider: Pick<Ke
   if (!matdesc) return undefined;
   const kmsKey = matdesc[KMS_CMK_ID];
   if (kmsKey) {
-    if (provider.kind === 'local') return { id: kmsKey }; // a KMS key, never a keyring KEK
+    if (provider.kind !== 'kms') return { id: kmsKey }; // a KMS key, never a keyring or token KEK
     const same = sameKmsKey(kmsKey, scope.id);
     return same === undefined ? undefined : same ? { id: scope.id } : { id: kmsKey };
   }
   /* A keyring KEK is chosen by its matdesc, as an S3EC reader chooses it; {} names none (V1's default). */
-  if (provider.kind !== 'local' || Object.keys(matdesc).length === 0) return undefined;
+  if (provider.kind === 'kms' || Object.keys(matdesc).length === 0) return undefined;
   return provider.identify({ wrapAlg: 'AES/GCM', cekAlg: '', wrapped: Buffer.alloc(0), matdesc });
 }
 

@@ -21,6 +21,10 @@ import { S3EnvelopeStore } from '../stores/s3-envelope-store.ts';
 import { PgTableStore } from '../stores/pg-table-store.ts';
 import { createKmsClient } from '../kek/kms-client.ts';
 import { KmsKekProvider } from '../kek/kms-kek-provider.ts';
+import { Pkcs11Token } from '../kek/pkcs11-token.ts';
+import { Pkcs11KekProvider } from '../kek/pkcs11-kek-provider.ts';
+import { Pkcs11KekAdmin } from '../kek/pkcs11-kek-admin.ts';
+import { Pkcs11KekNames } from '../kek/pkcs11-kek-names.ts';
 import { WatchedKeyring } from '../kek/keyring-file-watch.ts';
 import { BudgetedKekProvider } from '../kek/budgeted-kek-provider.ts';
 import { DedupingKekProvider } from '../kek/deduping-kek-provider.ts';
@@ -62,6 +66,12 @@ function createPool(url: string, c: ProcessConfig['postgres']): pg.Pool {
   return pool;
 }
 
+/**
+ * PKCS#11 sessions per worker process (the login session included) when the spec does not say:
+ * one more than libuv's default thread pool, which runs the token calls.
+ */
+const DEFAULT_PKCS11_SESSIONS = 5;
+
 export class Resources {
   readonly ledger: pg.Pool;
   private dataPool?: pg.Pool;
@@ -71,6 +81,8 @@ export class Resources {
   private readonly stores = new Map<string, EnvelopeStore>();
   private readonly providers = new Map<string, KekProvider>();
   private readonly keyrings = new Map<string, WatchedKeyring>();
+  /** One per (module, slot or token label): its sessions are pooled for every campaign of the process. */
+  private readonly tokens = new Map<string, Pkcs11Token>();
   /** S3 Inventory manifests read and data files open where planning stopped (a scheduler's). */
   private readonly inventories = new InventoryCache();
 
@@ -179,13 +191,20 @@ export class Resources {
       w.assertWrappable(spec.to, campaignId);
       this.keyrings.set(campaignId, w);
       p = w.provider;
+    } else if (spec.provider.type === 'pkcs11') {
+      p = new Pkcs11KekProvider(this.pkcs11Token(spec), new Pkcs11KekNames(spec.provider.labels ?? {}));
     } else {
       p = new KmsKekProvider(this.kmsClient(spec));
     }
     if (this.metrics) p = new InstrumentedKekProvider(p, this.metrics, spec.kind);
     if (spec.options.kmsRequestsPerSecond > 0 && this.redis) {
       // Incidents get a budget of their own: they must not queue behind routine work's tokens.
-      const scope = spec.provider.type === 'kms' ? `kms-${spec.provider.region ?? this.config.kms.region}-${spec.kind}` : `local-${campaignId}`;
+      const scope =
+        spec.provider.type === 'kms'
+          ? `kms-${spec.provider.region ?? this.config.kms.region}-${spec.kind}`
+          : spec.provider.type === 'pkcs11'
+            ? `pkcs11-${spec.provider.tokenLabel ?? `slot${spec.provider.slot}`}-${spec.kind}`
+            : `local-${campaignId}`;
       p = new BudgetedKekProvider(p, new KmsBudget(this.redis, `${this.config.queuePrefix}:budget:${scope}`, spec.options.kmsRequestsPerSecond));
     }
     // Outermost: a DEK shared by many items costs one provider call (and one budget token).
@@ -195,11 +214,36 @@ export class Resources {
   }
 
   /**
+   * The PKCS#11 token a pkcs11 campaign names, opened and logged in once per process. The PIN
+   * comes from the environment variable the spec names (pinEnv), never from the spec.
+   */
+  pkcs11Token(spec: CampaignSpec): Pkcs11Token {
+    const p = spec.provider;
+    if (p.type !== 'pkcs11') throw new ConfigError(`campaign ${spec.name}: provider is ${p.type}, not pkcs11`);
+    const key = JSON.stringify([p.module, p.slot ?? null, p.tokenLabel ?? null]);
+    let token = this.tokens.get(key);
+    if (!token) {
+      const pin = this.config.secretFromEnv(p.pinEnv);
+      if (pin === undefined) throw new ConfigError(`campaign ${spec.name}: provider.pinEnv names ${p.pinEnv}, which is not set in this process's environment; set it to the token's user PIN`);
+      token = new Pkcs11Token({ module: p.module, slot: p.slot, tokenLabel: p.tokenLabel, pin, maxSessions: p.maxSessions ?? DEFAULT_PKCS11_SESSIONS });
+      try {
+        token.login();
+      } catch (err) {
+        token.close();
+        throw err;
+      }
+      this.tokens.set(key, token);
+    }
+    return token;
+  }
+
+  /**
    * The KEK lifecycle (current version, next version, disable, destroy, verify) of the campaign's
    * provider; `keyringFile` overrides a local provider's file.
    */
   kekAdmin(spec: CampaignSpec, o: { keyringFile?: string } = {}): KekAdmin {
     if (spec.provider.type === 'local') return new LocalKeyringAdmin(o.keyringFile ?? spec.provider.keyringFile, { declaredReadOnly: this.config.keyringReadOnly });
+    if (spec.provider.type === 'pkcs11') return new Pkcs11KekAdmin(this.pkcs11Token(spec), new Pkcs11KekNames(spec.provider.labels ?? {}));
     return new KmsKekAdmin(this.kmsClient(spec));
   }
 
@@ -213,6 +257,7 @@ export class Resources {
 
   async close(): Promise<void> {
     for (const p of this.providers.values()) (p as { close?: () => void }).close?.();
+    for (const t of this.tokens.values()) t.close();
     this.inventories.close();
     this.s3?.destroy();
     for (const k of this.kmsClients.values()) k.destroy();

@@ -63,7 +63,7 @@ export interface ColumnName {
 
 /** Unquoted-identifier shape, at most 63 bytes (NAMEDATALEN - 1). Anything else is refused. */
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
-const WRAP_ALGS: readonly WrapAlgorithm[] = ['AES/GCM', 'kms+context'];
+const WRAP_ALGS: readonly WrapAlgorithm[] = ['AES/GCM', 'kms+context', 'AESWrap', 'AESWrapPad'];
 
 /** Quotes a name that already matched IDENTIFIER (so it holds no quote to escape). */
 export function quoteIdent(name: string): string {

@@ -22,6 +22,8 @@ export interface SelectedRow {
 
 /** AES-256 DEK under AES-GCM: 12-byte IV || 32-byte ciphertext || 16-byte tag. */
 const AES_GCM_WRAPPED_BYTES = 12 + 32 + 16;
+/** AES-256 DEK under RFC 3394 (AESWrap) or RFC 5649 (AESWrapPad): 32 bytes + 8. */
+const AES_KEY_WRAP_BYTES = 32 + 8;
 /** A KMS ciphertext blob: under 32 bytes cannot hold a 32-byte DEK; at most 6144. */
 const KMS_BLOB_MIN = 32;
 const KMS_BLOB_MAX = 6144;
@@ -88,6 +90,9 @@ export function rowToReadResult(shape: PgTableShape, cols: PgTableColumns, row: 
 function wrappedLengthProblem(shape: PgTableShape, n: number): string | undefined {
   if (shape.wrapAlg === 'AES/GCM' && n !== AES_GCM_WRAPPED_BYTES) {
     return `holds ${n} bytes; AES/GCM-wrapped AES-256 keys are ${AES_GCM_WRAPPED_BYTES}`;
+  }
+  if ((shape.wrapAlg === 'AESWrap' || shape.wrapAlg === 'AESWrapPad') && n !== AES_KEY_WRAP_BYTES) {
+    return `holds ${n} bytes; ${shape.wrapAlg}-wrapped AES-256 keys are ${AES_KEY_WRAP_BYTES}`;
   }
   if (shape.wrapAlg === 'kms+context' && (n < KMS_BLOB_MIN || n > KMS_BLOB_MAX)) {
     return `holds ${n} bytes; a KMS ciphertext blob is ${KMS_BLOB_MIN}-${KMS_BLOB_MAX}`;
