@@ -16,7 +16,8 @@ import { BatchInterruptedError, rewrapBatch } from '../src/rewrap/rewrap-batch.t
 import type { ItemOutcome } from '../src/rewrap/outcome.ts';
 import { countOutcomes } from '../src/rewrap/outcome.ts';
 import { WriteFencedError } from '../src/stores/envelope-store.ts';
-import { noteBatchFailure } from './batch-failure.ts';
+import { describeError, noteBatchFailure } from './batch-failure.ts';
+import { isTransientPgError } from '../src/stores/pg-table-errors.ts';
 
 /** A WriteFencedError: the stores let it through unchanged from the request that it stopped. */
 export class LeaseLostError extends WriteFencedError {
@@ -76,6 +77,8 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
 
   let outcomes: ItemOutcome[];
   let interrupted: unknown;
+  /* Why the batch goes back to be retried, recorded with the lease's release (campaign health). */
+  let retryError: string | undefined;
   try {
     const spec = campaign.spec;
     const target = {
@@ -123,17 +126,22 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
     }
     if (counts.retry > 0) {
       const reasons = [...new Set(outcomes.flatMap((o) => (o.status === 'retry' ? [o.reason] : [])))];
-      throw new RetryLaterError(`${counts.retry} of ${outcomes.length} items failed transiently (${reasons.join(', ')}); retrying`);
+      const first = outcomes.find((o) => o.status === 'retry') as Extract<ItemOutcome, { status: 'retry' }>;
+      const message = `${counts.retry} of ${outcomes.length} items failed transiently (${reasons.join(', ')}); retrying`;
+      retryError = `${message}; first: ${first.detail}`; // the ledger may name items; logs only the counts
+      throw new RetryLaterError(message);
     }
     return 'done';
   } catch (err) {
     // Issue 13, point 6: a batch failing as a whole is counted; too many pause the campaign.
     if (!(err instanceof RetryLaterError) && !(err instanceof WriteFencedError) && !ac.signal.aborted) await noteBatchFailure(pool, log, { campaignId, batchNo, owner }, err);
+    if (err instanceof RetryLaterError) retryError ??= err.message;
+    else if (isTransientPgError(err)) retryError = `ledger unavailable or too slow; retrying: ${describeError(err)}`;
     throw err;
   } finally {
     clearInterval(renewer);
     signal.removeEventListener('abort', onAbort);
-    await releaseLease(pool, { campaignId, batchNo, owner }).catch((err: unknown) => log.warn({ err }, 'lease release failed; it expires by itself'));
+    await releaseLease(pool, { campaignId, batchNo, owner, retryError }).catch((err: unknown) => log.warn({ err }, 'lease release failed; it expires by itself'));
   }
 }
 
