@@ -32,6 +32,8 @@ export interface FaultProxyStats {
   resets: number;
   /** Connections that went dead in a black hole. */
   blackholed: number;
+  /** Dead connections the client closed: its timeout fired (the proxy never closes them). */
+  abandoned: number;
   /** Connection attempts refused while the proxy did not listen cannot be counted; windows are. */
   refusals: number;
 }
@@ -52,7 +54,7 @@ export async function startFaultProxy(upstream: string, initial: NetFaults = {})
   const u = new URL(upstream.includes('://') ? upstream : `tcp://${upstream}`);
   const upPort = Number(u.port || 80);
   let faults: NetFaults = { ...initial };
-  const stats: FaultProxyStats = { connections: 0, chunks: 0, delayed: 0, resets: 0, blackholed: 0, refusals: 0 };
+  const stats: FaultProxyStats = { connections: 0, chunks: 0, delayed: 0, resets: 0, blackholed: 0, abandoned: 0, refusals: 0 };
   const sockets = new Set<Socket>();
 
   const onConnection = (client: Socket) => {
@@ -75,6 +77,7 @@ export async function startFaultProxy(upstream: string, initial: NetFaults = {})
     };
     client.on('error', end);
     client.on('close', () => {
+      if (dead) stats.abandoned++;
       sockets.delete(client);
       up?.destroy();
     });
