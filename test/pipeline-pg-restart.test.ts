@@ -49,10 +49,10 @@ beforeAll(async () => {
   // A standby scheduler: after a restart either one may win the lock; the other stands by.
   const standby = startRewrapProcess('scheduler-2', ['scheduler'], pipe.env);
   pipe.all.push(standby);
-  await standby.waitForLine(/standing by/, 60_000); // tsx compiles at start: slow on a loaded box
+  await standby.waitForLine(/standing by/, 120_000); // tsx compiles at start: slow on a loaded box
   const api = startRewrapProcess('api', ['api', '--port', '0'], { ...pipe.env, REWRAP_API_READ_TOKEN: READ_TOKEN });
   pipe.all.push(api);
-  apiUrl = /dashboard at (http:\/\/\S+?)\/$/.exec(await api.waitForLine(/dashboard at http/, 60_000))![1]!;
+  apiUrl = /dashboard at (http:\/\/\S+?)\/$/.exec(await api.waitForLine(/dashboard at http/, 120_000))![1]!;
 }, 300_000);
 
 afterAll(async () => {
