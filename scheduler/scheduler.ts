@@ -8,7 +8,7 @@ import type { ProcessConfig } from '../src/config.ts';
 import type { Logger } from '../src/log.ts';
 import { beginDeltaPass, campaignProgress, deltaPassChanges, listCampaigns, recordCanary, setCampaignState } from '../src/ledger/index.ts';
 import type { Campaign } from '../src/ledger/types.ts';
-import { ConfigError } from '../src/errors.ts';
+import { ConfigError } from '../src/core/errors.ts';
 import { createBatchQueue } from '../src/queue/batch-queue.ts';
 import { planStep, StatisticsSchedule } from './planner.ts';
 import { runCanary } from '../src/campaign/canary.ts';

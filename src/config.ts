@@ -3,7 +3,7 @@
  * typed object. Units are in the names; defaults are documented here.
  */
 import { hostname } from 'node:os';
-import { ConfigError } from './errors.ts';
+import { ConfigError } from './core/errors.ts';
 
 export interface ProcessConfig {
   /** Ledger database. Default: the local Postgres. */

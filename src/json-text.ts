@@ -4,7 +4,7 @@
  * and a keyring holds key material: invariant 5. The ConfigError here says where (line and
  * column) and what kind of error, never the content, and carries no cause that would.
  */
-import { ConfigError } from './errors.ts';
+import { ConfigError } from './core/errors.ts';
 
 export function parseJsonText(text: string, what: string): unknown {
   try {

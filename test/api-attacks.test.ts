@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
-import { startRewrapProcess, type RewrapProcess } from '../src/demo/processes.ts';
+import { startRewrapProcess, type RewrapProcess } from '../dev/services/processes.ts';
 
 const TOKEN = randomBytes(24).toString('hex');
 const READ_TOKEN = randomBytes(24).toString('hex');

@@ -11,8 +11,8 @@ import { createKmsClient } from '../src/kek/kms-client.ts';
 import { createS3Client } from '../src/stores/s3-client.ts';
 import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
 import { getCampaign } from '../src/ledger/index.ts';
-import { getDecrypted, putEncrypted } from '../src/reference/s3ec-client.ts';
-import { insertRows } from '../src/reference/row-client.ts';
+import { getDecrypted, putEncrypted } from '../dev/reference/s3ec-client.ts';
+import { insertRows } from '../dev/reference/row-client.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 

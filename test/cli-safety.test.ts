@@ -6,10 +6,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
-import { insertRows } from '../src/reference/row-client.ts';
+import { insertRows } from '../dev/reference/row-client.ts';
 import { listCampaigns } from '../src/ledger/index.ts';
-import { runRewrap } from '../src/demo/processes.ts';
-import { startPrivateRedis, type PrivateRedis } from './support/private-redis.ts';
+import { runRewrap } from '../dev/services/processes.ts';
+import { startPrivateRedis, type PrivateRedis } from '../dev/services/private-redis.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { jsonOf, specFile } from './support/cli.ts';
 

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
-import { insertRows } from '../src/reference/row-client.ts';
+import { insertRows } from '../dev/reference/row-client.ts';
 import { campaignProgress, failureCountsByReason } from '../src/ledger/index.ts';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';

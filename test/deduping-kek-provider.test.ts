@@ -9,8 +9,9 @@ import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
 import { DedupingKekProvider } from '../src/kek/deduping-kek-provider.ts';
 import { ForwardingKekProvider } from '../src/kek/forwarding-kek-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
-import { NotUnderSourceError, type KekSelector, type RewrapResult, type WrappedDek } from '../src/kek/kek-provider.ts';
-import { aesUnwrap, aesWrap, CEK } from '../src/reference/s3ec-client.ts';
+import { NotUnderSourceError, type RewrapResult } from '../src/kek/kek-provider.ts';
+import type { KekSelector, WrappedDek } from '../src/core/kek-ref.ts';
+import { aesUnwrap, aesWrap, CEK } from '../dev/reference/s3ec-client.ts';
 
 const m1 = randomBytes(32);
 const m2 = randomBytes(32);

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
-import { DEFAULT_OPTIONS, type CampaignSpec } from '../src/campaign/spec.ts';
+import { DEFAULT_OPTIONS, type CampaignSpec } from '../src/core/campaign-spec.ts';
 import { addPlannedItems, claimBatch, commitBatch, createCampaign, migrate, setCampaignState } from '../src/ledger/index.ts';
 import type { ItemOutcomeRecord } from '../src/ledger/types.ts';
 import { writeExposureReport } from '../src/reports/exposure-report.ts';

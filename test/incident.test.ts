@@ -9,8 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
-import { insertRows, unwrapAll } from '../src/reference/row-client.ts';
-import { runRewrap } from '../src/demo/processes.ts';
+import { insertRows, unwrapAll } from '../dev/reference/row-client.ts';
+import { runRewrap } from '../dev/services/processes.ts';
 import { readFileSync } from 'node:fs';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createS3Client } from '../src/stores/s3-client.ts';
-import { getDecrypted, headMeta, matdescKey, putEncrypted } from '../src/reference/s3ec-client.ts';
+import { getDecrypted, headMeta, matdescKey, putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { loadKeyringFile } from '../src/kek/keyring-file.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';

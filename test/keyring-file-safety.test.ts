@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadKeyringFile } from '../src/kek/keyring-file.ts';
 import { appendKeyringVersion, setKeyringState } from '../src/kek/keyring-file-edit.ts';
-import { runRewrap } from '../src/demo/processes.ts';
+import { runRewrap } from '../dev/services/processes.ts';
 
 const run = promisify(execFile);
 let dir: string;

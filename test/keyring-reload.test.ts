@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
-import { insertRows, unwrapAll } from '../src/reference/row-client.ts';
-import { runRewrap } from '../src/demo/processes.ts';
+import { insertRows, unwrapAll } from '../dev/reference/row-client.ts';
+import { runRewrap } from '../dev/services/processes.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { jsonOf, specFile } from './support/cli.ts';
 import { LeakGuard } from './support/leak-guard.ts';

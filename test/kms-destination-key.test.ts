@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CreateAliasCommand, CreateKeyCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { startKmsServer, type KmsServer } from '../src/kms-server/server.ts';
+import { startKmsServer, type KmsServer } from '../dev/kms-server/server.ts';
 import { createKmsClient } from '../src/kek/kms-client.ts';
 import { kmsEncryptionContext, KmsKekProvider } from '../src/kek/kms-kek-provider.ts';
-import type { WrappedDek } from '../src/kek/kek-provider.ts';
+import type { WrappedDek } from '../src/core/kek-ref.ts';
 
 const REGION = 'us-east-1';
 const CREDENTIALS = { accessKeyId: 'AKIDLOCAL', secretAccessKey: 'local-secret' };

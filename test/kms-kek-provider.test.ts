@@ -14,11 +14,12 @@ import {
   RotateKeyOnDemandCommand,
   type KMSClient,
 } from '@aws-sdk/client-kms';
-import { startKmsServer, type KmsServer } from '../src/kms-server/server.ts';
+import { startKmsServer, type KmsServer } from '../dev/kms-server/server.ts';
 import { createKmsClient } from '../src/kek/kms-client.ts';
 import { kmsEncryptionContext, KmsKekProvider } from '../src/kek/kms-kek-provider.ts';
-import { NotUnderSourceError, type KekSelector, type WrappedDek } from '../src/kek/kek-provider.ts';
-import { ItemError } from '../src/errors.ts';
+import { NotUnderSourceError } from '../src/kek/kek-provider.ts';
+import type { KekSelector, WrappedDek } from '../src/core/kek-ref.ts';
+import { ItemError } from '../src/core/errors.ts';
 
 const REGION = 'us-east-1';
 const CREDENTIALS = { accessKeyId: 'AKIDLOCAL', secretAccessKey: 'local-secret' };

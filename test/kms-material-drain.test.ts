@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, RotateKeyOnDemandCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
-import { startKmsServer, type KmsServer } from '../src/kms-server/server.ts';
+import { startKmsServer, type KmsServer } from '../dev/kms-server/server.ts';
 import { createKmsClient } from '../src/kek/kms-client.ts';
 import { kmsEncryptionContext, KmsKekProvider } from '../src/kek/kms-kek-provider.ts';
 import { DESCRIBE_TTL_MS, PgTableStore } from '../src/stores/pg-table-store.ts';
@@ -21,7 +21,7 @@ import { KMS_CONTEXT } from './support/kms-row-fixture.ts';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { createS3Client } from '../src/stores/s3-client.ts';
 import { S3EnvelopeStore } from '../src/stores/s3-envelope-store.ts';
-import { getDecrypted, putEncrypted } from '../src/reference/s3ec-client.ts';
+import { getDecrypted, putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 
 let db: TestSchema;

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CreateKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { createKmsClient } from '../src/kek/kms-client.ts';
-import { startKmsServer, type KmsServer } from '../src/kms-server/server.ts';
+import { startKmsServer, type KmsServer } from '../dev/kms-server/server.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { expectKmsRowsUnder, kmsRowSource, kmsRowTable } from './support/kms-row-fixture.ts';
 

@@ -25,7 +25,7 @@ import {
   RotateKeyOnDemandCommand,
   type KMSClient,
 } from '@aws-sdk/client-kms';
-import { startKmsServer, TEST_SERVER_HEADER, type KmsServer } from '../src/kms-server/server.ts';
+import { startKmsServer, TEST_SERVER_HEADER, type KmsServer } from '../dev/kms-server/server.ts';
 import { createKmsClient } from '../src/kek/kms-client.ts';
 
 const REGION = 'us-east-1';
@@ -415,7 +415,7 @@ describe('state file', () => {
 
 describe('as a separate process', () => {
   it('main.ts prints its url, serves the SDK, takes faults over HTTP, and exits 0 on SIGTERM', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/kms-server/main.ts', '--port', '0', '--latency-ms', '1'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'dev/kms-server/main.ts', '--port', '0', '--latency-ms', '1'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

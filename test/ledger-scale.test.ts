@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
-import { DEFAULT_OPTIONS, type CampaignSpec } from '../src/campaign/spec.ts';
+import { DEFAULT_OPTIONS, type CampaignSpec } from '../src/core/campaign-spec.ts';
 import { addPlannedItems, campaignProgress, createCampaign, getCampaign, migrate, nextPendingBatches } from '../src/ledger/index.ts';
 
 const PLANNED_KEYS = 200_000;

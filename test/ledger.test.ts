@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { loadMigrations } from '../src/ledger/migrate.ts';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
-import { DEFAULT_OPTIONS, type CampaignOptions, type CampaignSpec } from '../src/campaign/spec.ts';
+import { DEFAULT_OPTIONS, type CampaignOptions, type CampaignSpec } from '../src/core/campaign-spec.ts';
 import {
   addPlannedItems,
   beginDeltaPass,

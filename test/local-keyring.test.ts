@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
-import { NotUnderSourceError, type WrappedDek } from '../src/kek/kek-provider.ts';
-import { ItemError } from '../src/errors.ts';
-import { aesUnwrap, aesWrap, CEK } from '../src/reference/s3ec-client.ts';
+import { NotUnderSourceError } from '../src/kek/kek-provider.ts';
+import type { WrappedDek } from '../src/core/kek-ref.ts';
+import { ItemError } from '../src/core/errors.ts';
+import { aesUnwrap, aesWrap, CEK } from '../dev/reference/s3ec-client.ts';
 
 const m1 = randomBytes(32);
 const m2 = randomBytes(32);

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
-import { insertRows } from '../src/reference/row-client.ts';
+import { insertRows } from '../dev/reference/row-client.ts';
 import { startApiServer, type ApiServer } from '../src/api/server.ts';
 import { loadConfig } from '../src/config.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';

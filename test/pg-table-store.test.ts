@@ -8,9 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
 import { PgTableStore, type PgTableStoreConfig } from '../src/stores/pg-table-store.ts';
 import { createEnvelopeTable, type EnvelopeTableOptions } from '../src/stores/pg-table-schema.ts';
-import type { Envelope, ReadResult } from '../src/stores/envelope-store.ts';
-import type { KekVersionRef } from '../src/kek/kek-provider.ts';
-import { ConfigError, ItemError } from '../src/errors.ts';
+import type { ReadResult } from '../src/stores/envelope-store.ts';
+import type { Envelope } from '../src/core/envelope.ts';
+import type { KekVersionRef } from '../src/core/kek-ref.ts';
+import { ConfigError, ItemError } from '../src/core/errors.ts';
 import { wrappedDigest } from '../src/envelope/stamp.ts';
 
 let db: TestSchema;

@@ -11,8 +11,8 @@ import { ListObjectVersionsCommand, PutBucketVersioningCommand, type S3Client } 
 import { createS3Client } from '../src/stores/s3-client.ts';
 import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
 import { inventoryByKek } from '../src/ledger/index.ts';
-import { getDecrypted, matdescKey, putEncrypted } from '../src/reference/s3ec-client.ts';
-import { insertRows, unwrapAll } from '../src/reference/row-client.ts';
+import { getDecrypted, matdescKey, putEncrypted } from '../dev/reference/s3ec-client.ts';
+import { insertRows, unwrapAll } from '../dev/reference/row-client.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { LeakGuard } from './support/leak-guard.ts';

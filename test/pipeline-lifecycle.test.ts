@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { unwrapAll, type RowKek } from '../src/reference/row-client.ts';
+import { unwrapAll, type RowKek } from '../dev/reference/row-client.ts';
 import { getCampaign } from '../src/ledger/index.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { rowSource, rowsAt, rowsWrittenTwice, rowTable, rowWriteStats } from './support/row-fixture.ts';

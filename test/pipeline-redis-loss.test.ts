@@ -7,10 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { unwrapAll, type RowKek } from '../src/reference/row-client.ts';
+import { unwrapAll, type RowKek } from '../dev/reference/row-client.ts';
 import { inventoryByKek } from '../src/ledger/index.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
-import { startPrivateRedis, type PrivateRedis } from './support/private-redis.ts';
+import { startPrivateRedis, type PrivateRedis } from '../dev/services/private-redis.ts';
 import { rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
 import { batchQueue, jobsInRedis } from './support/queue-jobs.ts';
 import { LeakGuard } from './support/leak-guard.ts';

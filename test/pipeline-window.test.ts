@@ -13,7 +13,7 @@ import type { Queue } from 'bullmq';
 import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
 import { countInFlight } from '../src/ledger/index.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
-import { startPrivateRedis, type PrivateRedis } from './support/private-redis.ts';
+import { startPrivateRedis, type PrivateRedis } from '../dev/services/private-redis.ts';
 import { rowSource } from './support/row-fixture.ts';
 import { batchQueue, jobsInRedis, redisMemory } from './support/queue-jobs.ts';
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROMETHEUS_DIR, RULE_FILES, TEST_FILES, readAlertTestCases, readRules, type RuleDef } from '../deploy/prometheus/rule-files.ts';
 import { labelMatcherValues } from '../deploy/prometheus/promql-names.ts';
-import { PERMANENT_REASONS, SKIP_REASONS, TRANSIENT_REASONS } from '../src/rewrap/reasons.ts';
+import { PERMANENT_REASONS, SKIP_REASONS, TRANSIENT_REASONS } from '../src/core/reasons.ts';
 
 const INSTALL_HINT =
   'promtool is not installed. Install it with `apt-get install -y --no-install-recommends prometheus` ' +

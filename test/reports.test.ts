@@ -1,7 +1,7 @@
 /**
  * Completion and exposure reports (`rewrap campaign report`, the real CLI) of an incident campaign
  * over S3 objects and Postgres rows, reconciled row by row with an independent scan: every item is
- * decrypted with the reference client (src/reference/), using only the KEKs given to it.
+ * decrypted with the reference client (dev/reference/), using only the KEKs given to it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
@@ -9,8 +9,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createS3Client } from '../src/stores/s3-client.ts';
-import { getDecrypted, matdescKey, putEncrypted, aesUnwrap } from '../src/reference/s3ec-client.ts';
-import { insertRows } from '../src/reference/row-client.ts';
+import { getDecrypted, matdescKey, putEncrypted, aesUnwrap } from '../dev/reference/s3ec-client.ts';
+import { insertRows } from '../dev/reference/row-client.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { jsonOf, rewrapCli } from './support/cli.ts';

@@ -13,9 +13,9 @@ import { createS3Client } from '../src/stores/s3-client.ts';
 import { S3EnvelopeStore } from '../src/stores/s3-envelope-store.ts';
 import { createKmsClient } from '../src/kek/kms-client.ts';
 import { kmsEncryptionContext, KmsKekProvider } from '../src/kek/kms-kek-provider.ts';
-import type { WrappedDek } from '../src/kek/kek-provider.ts';
-import { startKmsServer, type KmsServer } from '../src/kms-server/server.ts';
-import { ItemError } from '../src/errors.ts';
+import type { WrappedDek } from '../src/core/kek-ref.ts';
+import { startKmsServer, type KmsServer } from '../dev/kms-server/server.ts';
+import { ItemError } from '../src/core/errors.ts';
 import { dummyV2Envelope, freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { startTapProxy, type TapProxy } from './support/tap-proxy.ts';
 

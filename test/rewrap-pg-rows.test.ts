@@ -11,8 +11,8 @@ import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { rewrapBatch } from '../src/rewrap/rewrap-batch.ts';
 import { countOutcomes } from '../src/rewrap/outcome.ts';
-import { insertRows, unwrapAll, type RowKek } from '../src/reference/row-client.ts';
-import { aesWrap } from '../src/reference/s3ec-client.ts';
+import { insertRows, unwrapAll, type RowKek } from '../dev/reference/row-client.ts';
+import { aesWrap } from '../dev/reference/s3ec-client.ts';
 import { LeakGuard } from './support/leak-guard.ts';
 
 const v1: RowKek = { id: 'rows', version: '1', material: randomBytes(32) };

@@ -14,11 +14,11 @@ import { createKmsClient } from '../src/kek/kms-client.ts';
 import { KmsKekProvider } from '../src/kek/kms-kek-provider.ts';
 import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
-import { startKmsServer, type KmsServer } from '../src/kms-server/server.ts';
+import { startKmsServer, type KmsServer } from '../dev/kms-server/server.ts';
 import { rewrapBatch } from '../src/rewrap/rewrap-batch.ts';
 import { countOutcomes, type ItemOutcome } from '../src/rewrap/outcome.ts';
 import type { EnvelopeStore } from '../src/stores/envelope-store.ts';
-import { getDecrypted, matdescKey, putEncrypted, type Wrapping } from '../src/reference/s3ec-client.ts';
+import { getDecrypted, matdescKey, putEncrypted, type Wrapping } from '../dev/reference/s3ec-client.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { LeakGuard } from './support/leak-guard.ts';
 

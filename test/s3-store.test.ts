@@ -15,8 +15,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createS3Client } from '../src/stores/s3-client.ts';
 import { S3EnvelopeStore } from '../src/stores/s3-envelope-store.ts';
 import { withNewKey } from '../src/envelope/s3ec-v2.ts';
-import { ItemError } from '../src/errors.ts';
-import type { Envelope, ReadResult } from '../src/stores/envelope-store.ts';
+import { ItemError } from '../src/core/errors.ts';
+import type { ReadResult } from '../src/stores/envelope-store.ts';
+import type { Envelope } from '../src/core/envelope.ts';
 import { dummyV2Envelope, freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 
 let client: S3Client;

@@ -36,12 +36,12 @@ import { createS3Client } from '../src/stores/s3-client.ts';
 import { S3EnvelopeStore } from '../src/stores/s3-envelope-store.ts';
 import { uncopyableFromHead } from '../src/stores/s3-uncopyable.ts';
 import { toItemFailure } from '../src/stores/s3-errors.ts';
-import { ItemError } from '../src/errors.ts';
+import { ItemError } from '../src/core/errors.ts';
 import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { rewrapItem } from '../src/rewrap/rewrap-item.ts';
-import { UNDER_NO_KEK_REASONS, isTransient } from '../src/rewrap/reasons.ts';
-import { putEncrypted } from '../src/reference/s3ec-client.ts';
+import { UNDER_NO_KEK_REASONS, isTransient } from '../src/core/reasons.ts';
+import { putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { parseCampaignSpec } from '../src/campaign/spec.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { createS3Client } from '../src/stores/s3-client.ts';
-import { getDecrypted, matdescKey, putEncrypted } from '../src/reference/s3ec-client.ts';
+import { getDecrypted, matdescKey, putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { loadKeyringFile } from '../src/kek/keyring-file.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';

@@ -13,11 +13,11 @@ import { createS3Client } from '../src/stores/s3-client.ts';
 import { S3EnvelopeStore } from '../src/stores/s3-envelope-store.ts';
 import { WriteFencedError, type ReadResult } from '../src/stores/envelope-store.ts';
 import { withNewKey } from '../src/envelope/s3ec-v2.ts';
-import { ItemError } from '../src/errors.ts';
+import { ItemError } from '../src/core/errors.ts';
 import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { rewrapItem } from '../src/rewrap/rewrap-item.ts';
-import { getDecrypted, matdescKey, putEncrypted } from '../src/reference/s3ec-client.ts';
+import { getDecrypted, matdescKey, putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { startTapProxy, type RequestHook, type TapProxy } from './support/tap-proxy.ts';
 

@@ -13,7 +13,7 @@ import { createSchedule, deleteSchedule, listCampaigns, listScheduleRuns, listSc
 import { parseScheduleSpec } from '../src/schedule/schedule-spec.ts';
 import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
 import { loadKeyringFile } from '../src/kek/keyring-file.ts';
-import { unwrapAll } from '../src/reference/row-client.ts';
+import { unwrapAll } from '../dev/reference/row-client.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { rowSource, rowTable, rowsAt } from './support/row-fixture.ts';
 import { LeakGuard } from './support/leak-guard.ts';

@@ -11,7 +11,7 @@ import { parseCampaignSpec } from '../src/campaign/spec.ts';
 import { parseScheduleSpec } from '../src/schedule/schedule-spec.ts';
 import { admitCampaign } from '../src/campaign/create.ts';
 import { CampaignConflictError, migrate } from '../src/ledger/index.ts';
-import { runRewrap } from '../src/demo/processes.ts';
+import { runRewrap } from '../dev/services/processes.ts';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
 
 const pgSource = (table: string) => ({ type: 'pg', table, idColumn: 'id', wrappedKeyColumn: 'wrapped_dek', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version' });

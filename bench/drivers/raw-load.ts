@@ -20,9 +20,10 @@ import { createKmsClient } from '../../src/kek/kms-client.ts';
 import { S3EnvelopeStore } from '../../src/stores/s3-envelope-store.ts';
 import { PgTableStore } from '../../src/stores/pg-table-store.ts';
 import { kmsEncryptionContext } from '../../src/kek/kms-kek-provider.ts';
-import type { Envelope, ItemRef } from '../../src/stores/envelope-store.ts';
-import type { WrappedDek } from '../../src/kek/kek-provider.ts';
-import { putEncrypted } from '../../src/reference/s3ec-client.ts';
+import type { ItemRef } from '../../src/stores/envelope-store.ts';
+import type { Envelope } from '../../src/core/envelope.ts';
+import type { WrappedDek } from '../../src/core/kek-ref.ts';
+import { putEncrypted } from '../../dev/reference/s3ec-client.ts';
 import { fixturePayload } from '../lib/fixture-payload.ts';
 
 export interface KeyRange {

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { openSync, closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
-import { REWRAP_BIN } from '../../src/demo/processes.ts';
+import { REWRAP_BIN } from '../../dev/services/processes.ts';
 import { admitCampaign } from '../../src/campaign/create.ts';
 import { parseCampaignSpec } from '../../src/campaign/spec.ts';
 import { campaignProgress, migrate, setCampaignState } from '../../src/ledger/index.ts';

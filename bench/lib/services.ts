@@ -8,14 +8,14 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { CreateKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { freePort, startRgw, type S3Endpoint } from '../../src/demo/rgw-server.ts';
-import { REWRAP_BIN } from '../../src/demo/processes.ts';
+import { freePort, startRgw, type S3Endpoint } from '../../dev/services/rgw-server.ts';
+import { KMS_SERVER_MAIN } from '../../dev/services/processes.ts';
 import { createKmsClient } from '../../src/kek/kms-client.ts';
-import type { FaultOptions, KmsStats } from '../../src/kms-server/faults.ts';
+import type { FaultOptions, KmsStats } from '../../dev/kms-server/faults.ts';
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-export { startPrivateRedis, type PrivateRedis } from '../../test/support/private-redis.ts';
+export { startPrivateRedis, type PrivateRedis } from '../../dev/services/private-redis.ts';
 
 export interface KmsProcess {
   url: string;
@@ -28,9 +28,9 @@ export interface KmsProcess {
   stop(): Promise<void>;
 }
 
-/** `rewrap kms-server` as its own process, so its CPU is its own. */
+/** The local KMS server (`npm run kms-server`) as its own process, so its CPU is its own. */
 export async function startKmsProcess(): Promise<KmsProcess> {
-  const child: ChildProcess = spawn(process.execPath, [REWRAP_BIN, 'kms-server', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', KMS_SERVER_MAIN, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4000)));
   const { url, adminToken } = await new Promise<{ url: string; adminToken: string }>((resolve, reject) => {

@@ -4,8 +4,8 @@
  * queue, no crypto, same batch size and concurrency) and (c) the naive one-row-at-a-time loop.
  */
 import { createEnvelopeTable } from '../../src/stores/pg-table-schema.ts';
-import { insertRows, type RowKek } from '../../src/reference/row-client.ts';
-import { aesUnwrap } from '../../src/reference/s3ec-client.ts';
+import { insertRows, type RowKek } from '../../dev/reference/row-client.ts';
+import { aesUnwrap } from '../../dev/reference/s3ec-client.ts';
 import type pg from 'pg';
 import pLimit from 'p-limit';
 import { Deployment, measureCampaign, round } from '../lib/deployment.ts';

@@ -10,7 +10,7 @@ import pLimit from 'p-limit';
 import { createS3Client } from '../../src/stores/s3-client.ts';
 import { S3EnvelopeStore } from '../../src/stores/s3-envelope-store.ts';
 import { copyLevel, instructionLevel } from '../../src/stores/s3-capabilities.ts';
-import { getDecrypted } from '../../src/reference/s3ec-client.ts';
+import { getDecrypted } from '../../dev/reference/s3ec-client.ts';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { Deployment, measureCampaign, round } from '../lib/deployment.ts';
 import { runDrivers, splitRange } from '../lib/drivers.ts';

@@ -4,7 +4,7 @@
  * Invariant 4 says Redis holds only a bounded window of batch ids, so this should stay flat.
  */
 import { createEnvelopeTable } from '../../src/stores/pg-table-schema.ts';
-import { aesWrap } from '../../src/reference/s3ec-client.ts';
+import { aesWrap } from '../../dev/reference/s3ec-client.ts';
 import { randomBytes } from 'node:crypto';
 import { Deployment, round } from '../lib/deployment.ts';
 import { benchKeyring, scenarioEnv, target, type BenchContext, type ScenarioResult } from '../lib/context.ts';

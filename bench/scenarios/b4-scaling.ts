@@ -8,7 +8,7 @@ import { startKmsProcess } from '../lib/services.ts';
 import { benchKeyring, scenarioEnv, type BenchContext, type ScenarioResult } from '../lib/context.ts';
 import { insertRowFixture, rowSpec } from './b1-rows.ts';
 import { createBucket, needsUnconditional, s3Spec, writeObjectFixture } from './b2-s3.ts';
-import type { RowKek } from '../../src/reference/row-client.ts';
+import type { RowKek } from '../../dev/reference/row-client.ts';
 
 const SETTINGS = [1, 2, 4];
 

@@ -2,8 +2,8 @@
 import type pg from 'pg';
 import { campaignProgress, failureCountsByReason, getCampaign, listCampaigns } from '../ledger/index.ts';
 import type { Campaign, CampaignProgress, InventoryCount } from '../ledger/types.ts';
-import { describeReason, type ReasonCode } from '../rewrap/reasons.ts';
-import { formatKek } from '../kek/kek-provider.ts';
+import { describeReason, type ReasonCode } from '../core/reasons.ts';
+import { formatKek } from '../core/kek-ref.ts';
 import { publicSpec } from './public-spec.ts';
 
 export interface CampaignSummary {

@@ -11,8 +11,9 @@
  * The CLI (the operator on the host) is not constrained by this policy.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../errors.ts';
-import { parseS3Url, type CampaignSpec } from '../campaign/spec.ts';
+import { ConfigError } from '../core/errors.ts';
+import { parseS3Url } from '../core/store-id.ts';
+import type { CampaignSpec } from '../core/campaign-spec.ts';
 import type { Scope } from '../ledger/types.ts';
 
 export interface SpecPolicy {

@@ -9,7 +9,7 @@ import type { CampaignState } from '../ledger/types.ts';
 import { campaignScopes } from '../campaign/create.ts';
 import { checkScopesAgainstPolicy, checkSpecAgainstPolicy, PolicyRefusal, type SpecPolicy } from './spec-policy.ts';
 import { parseCampaignSpec } from '../campaign/spec.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { HttpError, readJsonBody, sendJson } from './http-io.ts';
 import type { Route } from './router.ts';
 import { notFound } from './read-routes.ts';

@@ -7,11 +7,11 @@
 import { rewrapItem } from '../rewrap/rewrap-item.ts';
 import { auditWrite } from '../rewrap/audit.ts';
 import type { Logger } from '../log.ts';
-import { matchesSelector } from '../rewrap/classify.ts';
+import { matchesSelector } from '../kek/kek-selector.ts';
 import type { Resources } from '../runtime/resources.ts';
 import type { Campaign } from '../ledger/types.ts';
 import { canaryItems, recordCanaryMoves } from '../ledger/index.ts';
-import type { KekVersionRef } from '../kek/kek-provider.ts';
+import type { KekVersionRef } from '../core/kek-ref.ts';
 
 export interface CanaryItemResult {
   store: string;

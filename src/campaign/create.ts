@@ -3,9 +3,10 @@ import type pg from 'pg';
 import { readFile } from 'node:fs/promises';
 import { createCampaign } from '../ledger/index.ts';
 import type { Campaign, Scope } from '../ledger/types.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { parseJsonText } from '../json-text.ts';
-import { parseCampaignSpec, type CampaignSpec } from './spec.ts';
+import { parseCampaignSpec } from './spec.ts';
+import type { CampaignSpec } from '../core/campaign-spec.ts';
 import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
 
 /** The stores a campaign may write: whole buckets for a manifest (read once, here). */

@@ -1,5 +1,5 @@
 /** A dry run: how many items, how many KMS calls, how long at the budget. Writes nothing. */
-import type { CampaignSpec } from './spec.ts';
+import type { CampaignSpec } from '../core/campaign-spec.ts';
 import type { Resources } from '../runtime/resources.ts';
 
 export interface DryRunReport {

@@ -3,7 +3,7 @@
  * refused with their path and the nearest known name, numbers must be integers where a count is
  * meant and stay within bounds that the pipeline can honour.
  */
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 
 /** ConfigError naming the first field of `obj` not in `known`, e.g. "options.batchsize: unknown field; did you mean batchSize?". */
 export function rejectUnknownFields(obj: object, known: readonly string[], at: string): void {

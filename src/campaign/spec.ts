@@ -1,109 +1,10 @@
-/**
- * A campaign spec: what to rotate (sources), with which provider, from which KEK to which.
- * Stored in the ledger as JSON, so it holds names and paths only, never secrets: endpoints'
- * credentials come from each process's environment (src/config.ts).
- */
-import { ConfigError } from '../errors.ts';
-import type { KekSelector } from '../kek/kek-provider.ts';
+/** Validating a campaign spec (its shape: core/campaign-spec.ts) once, at the edge. */
+import { ConfigError } from '../core/errors.ts';
+import type { KekSelector } from '../core/kek-ref.ts';
+import { DEFAULT_OPTIONS, scopesOf, type CampaignOptions, type CampaignSpec, type ProviderSpec, type SourceSpec } from '../core/campaign-spec.ts';
+import { parseS3Url } from '../core/store-id.ts';
 import { formatScope, scopesOverlap } from '../ledger/scopes.ts';
 import { checkNumber, rejectUnknownFields, type NumberRule } from './spec-fields.ts';
-
-export type SourceSpec =
-  | { type: 's3'; bucket: string; prefix?: string; placement?: 'auto' | 'metadata' | 'instruction'; requesterPays?: boolean }
-  | { type: 's3-manifest'; manifestFile: string; keysUrlEncoded?: boolean; placement?: 'auto' | 'metadata' | 'instruction' }
-  /**
-   * An S3 Inventory report (CSV): `manifest` is the s3:// address of its manifest.json; `bucket`
-   * is the inventory's source bucket, named in the spec so that overlap and policy checks see it
-   * before anything is read (the source refuses a manifest whose sourceBucket differs).
-   */
-  | { type: 's3-inventory'; manifest: string; bucket: string; placement?: 'auto' | 'metadata' | 'instruction' }
-  | {
-      type: 'pg';
-      table: string;
-      idColumn: string;
-      wrappedKeyColumn: string;
-      kekIdColumn: string;
-      kekVersionColumn: string;
-      contextColumns?: string[];
-      wrapAlg?: 'AES/GCM' | 'kms+context';
-    };
-
-export type ProviderSpec = { type: 'local'; keyringFile: string } | { type: 'kms'; region?: string; endpoint?: string };
-
-export interface CampaignOptions {
-  /** Items per batch (one ledger commit, one BullMQ job). */
-  batchSize: number;
-  /** Provider/store calls in flight per batch. */
-  concurrency: number;
-  /** Shared by all workers; 0 = unlimited. */
-  kmsRequestsPerSecond: number;
-  /** Auto-pause when this many items failed permanently (0 = never). */
-  maxFailures: number;
-  /** Auto-pause when failed / done exceeds this, after minItemsForRatio done (0 = never). */
-  maxFailureRatio: number;
-  minItemsForRatio: number;
-  /** Pause the campaign when one batch failed as a whole (not item by item) this many times. */
-  maxBatchFailures: number;
-  /** Write to stores that honour no compare-and-swap (invariant 3: off unless the user says so). */
-  allowUnconditionalWrites: boolean;
-  /** S3 objects above this size are rewritten by multipart copy. */
-  multipartThresholdBytes: number;
-  /**
-   * Canary stage: this fraction of the items (at least one) is rewrapped and decrypted end to end
-   * before the campaign fans out; 0 = no canary. 0.001 (0.1 %) is a good start.
-   */
-  canaryFraction: number;
-  /**
-   * The canary starts once the whole scope is planned or this many items are, whichever comes
-   * first; its fraction is of the items planned then. A scope of a billion objects need not be
-   * listed in full before the first item moves.
-   */
-  canaryAfterItems: number;
-}
-
-export interface CampaignSpec {
-  name: string;
-  kind: 'routine' | 'incident';
-  sources: SourceSpec[];
-  provider: ProviderSpec;
-  from: KekSelector;
-  to: KekSelector;
-  options: CampaignOptions;
-  /** ISO 8601 time by which the backlog must be drained (alerts compare it with the ETA). */
-  deadline?: string;
-}
-
-export const DEFAULT_OPTIONS: CampaignOptions = {
-  batchSize: 200,
-  concurrency: 16,
-  kmsRequestsPerSecond: 0,
-  maxFailures: 0,
-  maxFailureRatio: 0,
-  minItemsForRatio: 100,
-  maxBatchFailures: 5,
-  allowUnconditionalWrites: false,
-  multipartThresholdBytes: 5 * 1024 ** 3,
-  canaryFraction: 0,
-  canaryAfterItems: 100_000,
-};
-
-export function storeIdOf(s: SourceSpec): string[] {
-  if (s.type === 's3' || s.type === 's3-inventory') return [`s3://${s.bucket}`];
-  if (s.type === 'pg') return [`pg:${s.table}`];
-  return []; // a manifest names its buckets line by line
-}
-
-export function scopesOf(spec: CampaignSpec): { storeId: string; prefix?: string }[] {
-  return spec.sources.flatMap((s) =>
-    s.type === 's3'
-      ? [{ storeId: `s3://${s.bucket}`, prefix: s.prefix || undefined }]
-      : s.type === 's3-inventory'
-        ? [{ storeId: `s3://${s.bucket}` }] // an inventory may cover a prefix, unknown until read: the whole bucket
-        : s.type === 'pg'
-          ? [{ storeId: `pg:${s.table}` }]
-          : [{ storeId: `manifest:${s.manifestFile}` }],
-  );
-}
 
 const str = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
 
@@ -210,11 +111,6 @@ function parseProvider(v: unknown): ProviderSpec {
 
 const PLACEMENTS = ['auto', 'metadata', 'instruction'];
 
-/** `s3://bucket/key` → its parts; undefined when it is not one. */
-export function parseS3Url(url: string): { bucket: string; key: string } | undefined {
-  const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
-  return m ? { bucket: m[1]!, key: m[2]! } : undefined;
-}
 const SOURCE_FIELDS: Record<string, string[]> = {
   s3: ['type', 'bucket', 'prefix', 'placement', 'requesterPays'],
   's3-manifest': ['type', 'manifestFile', 'keysUrlEncoded', 'placement'],

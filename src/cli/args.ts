@@ -1,6 +1,6 @@
 /** Small shared pieces of the CLI: flags, exit codes, output. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, refused: 3, notFound: 4 } as const;
 

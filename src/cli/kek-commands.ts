@@ -2,7 +2,7 @@
 import { loadConfig } from '../config.ts';
 import { Resources } from '../runtime/resources.ts';
 import { migrate } from '../ledger/index.ts';
-import { retireKek, parseDuration } from '../schedule/retire-kek.ts';
+import { retireKek, parseDuration } from '../retirement/retire-kek.ts';
 import { EXIT, UsageError, out, type Command } from './args.ts';
 
 const retire: Command = {

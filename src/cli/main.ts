@@ -1,16 +1,15 @@
 /** The `rewrap` command line. */
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { CampaignConflictError } from '../ledger/index.ts';
 import { EXIT, UsageError, helpText, parse, type Command } from './args.ts';
 import { campaignCommands } from './campaign-commands.ts';
 import { scheduleCommands } from './schedule-commands.ts';
 import { kekCommands } from './kek-commands.ts';
 import { processCommands } from './process-commands.ts';
-import { demoCommand } from './demo-command.ts';
 import { incidentCommand } from './incident-command.ts';
 import { apiCommand } from './api-command.ts';
 
-const COMMANDS: Command[] = [...processCommands, apiCommand, ...campaignCommands, ...scheduleCommands, ...kekCommands, incidentCommand, demoCommand];
+const COMMANDS: Command[] = [...processCommands, apiCommand, ...campaignCommands, ...scheduleCommands, ...kekCommands, incidentCommand];
 
 const USAGE = `rewrap — move every wrapped data key from an old KEK to a new one, safely and as fast as your KMS quota allows.
 

@@ -1,11 +1,10 @@
-/** Long-running processes: scheduler, worker, the local KMS server; and `migrate`. */
+/** Long-running processes: scheduler, worker; and `migrate`. */
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../log.ts';
 import { Resources } from '../runtime/resources.ts';
 import { migrate } from '../ledger/index.ts';
 import { startScheduler } from '../../scheduler/scheduler.ts';
 import { startWorker } from '../../workers/worker.ts';
-import { main as kmsServerMain } from '../kms-server/main.ts';
 import { EXIT, type Command } from './args.ts';
 
 /** Ordered, bounded shutdown on SIGTERM/SIGINT; a second signal forces exit. */
@@ -67,17 +66,6 @@ export const processCommands: Command[] = [
       const config = loadConfig();
       const w = await startWorker(config, createLogger({ level: config.logLevel, name: 'worker' }));
       return untilSignal(() => w.close());
-    },
-  },
-  {
-    name: 'kms-server',
-    summary: 'Run the local KMS-compatible server (development and tests only; never a real key store).',
-    usage: 'rewrap kms-server [--port N] [--state-file F] ... (rewrap kms-server --help for all flags)',
-    rawArgs: true,
-    async run({ positionals }) {
-      await kmsServerMain(positionals);
-      if (positionals.includes('--help') || positionals.includes('-h')) return EXIT.ok;
-      return new Promise<number>(() => {}); // runs until its own signal handler exits
     },
   },
 ];

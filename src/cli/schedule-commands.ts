@@ -1,10 +1,10 @@
 /** `rewrap schedule create|list|delete`: rotation schedules in the ledger (the active scheduler runs them). */
 import { readFile } from 'node:fs/promises';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { parseJsonText } from '../json-text.ts';
 import { createSchedule, deleteSchedule, listScheduleRuns, listSchedules } from '../ledger/index.ts';
 import { parseScheduleSpec } from '../schedule/schedule-spec.ts';
-import type { Schedule } from '../schedule/schedule-types.ts';
+import type { Schedule } from '../ledger/schedule-types.ts';
 import { withLedger } from './with-ledger.ts';
 import { EXIT, UsageError, out, type Command } from './args.ts';
 

@@ -3,9 +3,10 @@
  * in S3 user metadata (x-amz-meta-x-amz-key-v2 ...) or in a JSON instruction file.
  * Parsing is strict: anything we cannot rewrap safely gets a reason code and is never modified.
  */
-import type { WrapAlgorithm } from '../kek/kek-provider.ts';
-import type { Envelope, KekReference, ReadResult } from '../stores/envelope-store.ts';
-import type { PermanentReason } from '../rewrap/reasons.ts';
+import type { WrapAlgorithm } from '../core/kek-ref.ts';
+import type { Envelope, InvalidEnvelope, KekReference } from '../core/envelope.ts';
+import { decodeBase64Strict } from '../core/base64.ts';
+import type { PermanentReason } from '../core/reasons.ts';
 import { STAMP_KEY, makeStamp, parseStamp, serializeStamp } from './stamp.ts';
 
 export const V2 = {
@@ -33,15 +34,7 @@ const AES_GCM_WRAPPED_BYTES = 12 + 32 + 16;
 const KMS_BLOB_MIN = 32;
 const KMS_BLOB_MAX = 6144;
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-export function decodeBase64Strict(text: string): Buffer | undefined {
-  const t = text.trim();
-  if (t.length === 0 || !BASE64.test(t)) return undefined;
-  return Buffer.from(t, 'base64');
-}
-
-type Invalid = Extract<ReadResult, { kind: 'invalid' }>;
+type Invalid = InvalidEnvelope;
 const invalid = (reason: PermanentReason, detail: string, kekReference?: KekReference): Invalid =>
   kekReference ? { kind: 'invalid', reason, detail, kekReference } : { kind: 'invalid', reason, detail };
 

@@ -5,8 +5,8 @@
  * The digest is of the *wrapped* key (ciphertext), never of key material.
  */
 import { createHash } from 'node:crypto';
-import type { KekVersionRef } from '../kek/kek-provider.ts';
-import type { RewrapStamp } from '../stores/envelope-store.ts';
+import type { KekVersionRef } from '../core/kek-ref.ts';
+import type { RewrapStamp } from '../core/envelope.ts';
 
 export const STAMP_KEY = 'x-rewrap-kek';
 

@@ -1,13 +1,21 @@
 /** Puts a provider behind the shared KMS budget: one token per call, throttles slow everyone. */
-import { ItemError } from '../errors.ts';
-import type { KmsBudget } from '../queue/kms-budget.ts';
-import type { KekProvider, KekSelector, RewrapResult, WrappedDek } from './kek-provider.ts';
+import { ItemError } from '../core/errors.ts';
+import type { KekProvider, RewrapResult } from './kek-provider.ts';
+import type { KekSelector, WrappedDek } from '../core/kek-ref.ts';
 import { ForwardingKekProvider } from './forwarding-kek-provider.ts';
+
+/** The budget as this provider uses it (the shared one is queue/kms-budget.ts, in Redis). */
+export interface RequestBudget {
+  /** Waits for one request token. */
+  take(signal?: AbortSignal): Promise<void>;
+  /** The provider throttled a request: slow every process down. */
+  throttled(): Promise<void>;
+}
 
 export class BudgetedKekProvider extends ForwardingKekProvider {
   constructor(
     inner: KekProvider,
-    private readonly budget: KmsBudget,
+    private readonly budget: RequestBudget,
   ) {
     super(inner);
   }

@@ -4,7 +4,8 @@
  * reused: the new wrapped key is ciphertext, safe to keep in memory and to reuse.
  */
 import { createHash } from 'node:crypto';
-import { NotUnderSourceError, type KekProvider, type KekSelector, type RewrapResult, type WrappedDek } from './kek-provider.ts';
+import { NotUnderSourceError, type KekProvider, type RewrapResult } from './kek-provider.ts';
+import type { KekSelector, WrappedDek } from '../core/kek-ref.ts';
 import { ForwardingKekProvider } from './forwarding-kek-provider.ts';
 
 export class DedupingKekProvider extends ForwardingKekProvider {

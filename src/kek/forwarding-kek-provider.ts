@@ -1,5 +1,6 @@
 /** Base of the provider decorators (budget, metrics, dedupe): everything forwards to `inner`. */
-import type { KekProvider, KekSelector, RewrapResult, WrappedDek } from './kek-provider.ts';
+import type { KekProvider, RewrapResult } from './kek-provider.ts';
+import type { KekSelector, WrappedDek } from '../core/kek-ref.ts';
 
 export abstract class ForwardingKekProvider implements KekProvider {
   constructor(protected readonly inner: KekProvider) {}

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { parseKeyring, readKeyringDocument, type KekState } from './keyring-file.ts';
 import { withKeyringLock } from './keyring-file-lock.ts';
 

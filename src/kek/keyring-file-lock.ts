@@ -7,7 +7,7 @@
  */
 import { hostname } from 'node:os';
 import { open, readFile, unlink } from 'node:fs/promises';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 
 const WAIT_MS = 10_000;
 const POLL_MS = 20;

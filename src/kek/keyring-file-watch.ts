@@ -7,8 +7,8 @@
  * an operator is taking a KEK out of, so it is not used on.
  */
 import { statSync } from 'node:fs';
-import { ConfigError } from '../errors.ts';
-import { formatKek, type KekSelector } from './kek-provider.ts';
+import { ConfigError } from '../core/errors.ts';
+import { formatKek, type KekSelector } from '../core/kek-ref.ts';
 import { loadKeyringFile } from './keyring-file.ts';
 import { LocalKeyringProvider } from './local-keyring-provider.ts';
 

@@ -6,9 +6,9 @@
  * incident), disabled (nothing). `matdesc` defaults to { "kek": "<id>@<version>" }.
  */
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { parseJsonText } from '../json-text.ts';
-import { decodeBase64Strict } from '../envelope/s3ec-v2.ts';
+import { decodeBase64Strict } from '../core/base64.ts';
 
 export type KekState = 'enabled' | 'decrypt-only' | 'disabled';
 const STATES: readonly string[] = ['enabled', 'decrypt-only', 'disabled'];

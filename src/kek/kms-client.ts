@@ -5,6 +5,8 @@
  */
 import { KMSClient } from '@aws-sdk/client-kms';
 
+export type { KMSClient };
+
 export interface KmsClientOptions {
   /** e.g. the local KMS server's url; absent means the AWS endpoint of the region. */
   endpoint?: string;

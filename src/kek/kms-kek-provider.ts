@@ -4,17 +4,9 @@
  * that is not under the campaign source (IncorrectKeyException -> NotUnderSourceError).
  */
 import { DecryptCommand, DescribeKeyCommand, ReEncryptCommand, type KMSClient, type ReEncryptCommandOutput } from '@aws-sdk/client-kms';
-import { ConfigError, permanent, transient } from '../errors.ts';
-import {
-  formatKek,
-  NotUnderSourceError,
-  type KekProvider,
-  type KekSelector,
-  type KekVersionRef,
-  type RewrapResult,
-  type WrappedDek,
-  zeroAfter,
-} from './kek-provider.ts';
+import { ConfigError, permanent, transient } from '../core/errors.ts';
+import { NotUnderSourceError, type KekProvider, type RewrapResult, zeroAfter } from './kek-provider.ts';
+import { formatKek, type KekSelector, type KekVersionRef, type WrappedDek } from '../core/kek-ref.ts';
 
 /** The reserved encryption-context key S3EC V2 binds the content cipher to (kms+context). */
 export const CEK_ALG_CONTEXT_KEY = 'aws:x-amz-cek-alg';

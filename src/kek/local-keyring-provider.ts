@@ -2,19 +2,11 @@
  * KEK provider over a local keyring of AES-256 KEKs. Unwraps and re-wraps in memory and zeroes
  * the plaintext DEK right after. Invariant 5: no key bytes leave this file except wrapped.
  */
-import { permanent } from '../errors.ts';
+import { permanent } from '../core/errors.ts';
 import { gcmUnwrap, gcmWrap } from './aes-gcm-wrap.ts';
 import { canonicalMatdesc, type KeyringEntry } from './keyring-file.ts';
-import {
-  NotUnderSourceError,
-  formatKek,
-  type KekProvider,
-  type KekSelector,
-  type KekVersionRef,
-  type RewrapResult,
-  type WrappedDek,
-  zeroAfter,
-} from './kek-provider.ts';
+import { NotUnderSourceError, type KekProvider, type RewrapResult, zeroAfter } from './kek-provider.ts';
+import { formatKek, type KekSelector, type KekVersionRef, type WrappedDek } from '../core/kek-ref.ts';
 
 export class LocalKeyringProvider implements KekProvider {
   readonly kind = 'local' as const;

@@ -1,5 +1,5 @@
 /** Validation shared by the lease operations. */
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 
 export function validateLease(operation: string, r: { campaignId: string; batchNo: number; owner: string; leaseMs?: number }): void {
   if (typeof r.campaignId !== 'string' || r.campaignId.length === 0) throw new ConfigError(`${operation}: campaignId must be a non-empty string`);

@@ -1,6 +1,6 @@
 /** Checks shared by the planning operations, run inside their transaction. */
 import type pg from 'pg';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { XACT_LOCK_SQL, lockPurpose } from './lock-keys.ts';
 import { CampaignNotFoundError } from './ledger-errors.ts';
 import { TERMINAL_STATES, type CampaignState, type Scope } from './types.ts';

@@ -1,5 +1,5 @@
 /** Campaign scopes: validation and the overlap rule that keeps two campaigns off the same items. */
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import type { Scope } from './types.ts';
 
 export function validateScopes(scopes: unknown): Scope[] {

@@ -1,6 +1,6 @@
 /** Shared types of the ledger (progress store). Everything here is stored in Postgres; nothing is secret. */
 import type pg from 'pg';
-import type { CampaignSpec } from '../campaign/spec.ts';
+import type { CampaignSpec } from '../core/campaign-spec.ts';
 
 /** Anything that runs one statement: the pool, or a client inside a caller's transaction. */
 export type Queryable = pg.Pool | pg.PoolClient;

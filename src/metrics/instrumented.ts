@@ -1,7 +1,8 @@
 /** Decorators that count provider and store calls into the process metrics. */
 import { performance } from 'node:perf_hooks';
-import { ItemError } from '../errors.ts';
-import type { KekProvider, KekSelector, RewrapResult, WrappedDek } from '../kek/kek-provider.ts';
+import { ItemError } from '../core/errors.ts';
+import type { KekProvider, RewrapResult } from '../kek/kek-provider.ts';
+import type { KekSelector, WrappedDek } from '../core/kek-ref.ts';
 import { NotUnderSourceError } from '../kek/kek-provider.ts';
 import { isBatchStore, LandedWriteError, type BatchEnvelopeStore, type EnvelopeStore } from '../stores/envelope-store.ts';
 import type { ProcessMetrics } from './process-metrics.ts';

@@ -4,7 +4,7 @@
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 
 export const BATCH_QUEUE = 'batches';
 

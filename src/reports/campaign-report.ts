@@ -1,7 +1,7 @@
 /** `rewrap campaign report`: picks the report kind, opens the sink, writes, says where it went. */
 import type { Campaign } from '../ledger/types.ts';
 import type { Resources } from '../runtime/resources.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { openReportSink } from './report-sink.ts';
 import type { ReportFormat } from './report-format.ts';
 import { writeFailuresReport } from './failures-report.ts';

@@ -27,9 +27,9 @@
  */
 import type { Campaign, KekRecord, Queryable } from '../ledger/types.ts';
 import { campaignItems, campaignsFromKek, itemsMovedPerMinute, kekUsage } from '../ledger/index.ts';
-import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
-import { mayBeUnder } from '../kek/kms-material.ts';
-import { UNDER_NO_KEK_REASONS } from '../rewrap/reasons.ts';
+import { formatKek, type KekSelector } from '../core/kek-ref.ts';
+import { mayBeUnder } from '../core/kms-material.ts';
+import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
 import { kekText, lineWriter, type ReportFormat } from './report-format.ts';
 import type { ReportSink } from './report-sink.ts';
 import { forEachNoncurrentExposed, type NoncurrentContext } from './noncurrent-versions.ts';

@@ -9,13 +9,14 @@
  */
 import { GetBucketVersioningCommand, GetObjectCommand, HeadObjectCommand, ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
-import type { CampaignSpec } from '../campaign/spec.ts';
-import { scopesOf } from '../campaign/spec.ts';
-import type { KekProvider, KekSelector, KekVersionRef } from '../kek/kek-provider.ts';
-import { mayBeUnder } from '../kek/kms-material.ts';
+import type { CampaignSpec } from '../core/campaign-spec.ts';
+import { scopesOf } from '../core/campaign-spec.ts';
+import type { KekProvider } from '../kek/kek-provider.ts';
+import type { KekSelector, KekVersionRef } from '../core/kek-ref.ts';
+import { mayBeUnder } from '../core/kms-material.ts';
 import { INSTRUCTION_SUFFIX, parseStringMap, parseV2 } from '../envelope/s3ec-v2.ts';
 import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
-import { UNDER_NO_KEK_REASONS } from '../rewrap/reasons.ts';
+import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
 import { isNotFound } from '../stores/s3-errors.ts';
 
 /** HEADs in flight: well under the client's sockets, whose queue time counts against its connect timeout. */

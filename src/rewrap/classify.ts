@@ -2,16 +2,12 @@
  * Before any KMS call: is the item already at the target, or visibly out of scope?
  * Invariant 2: a re-run reads the item, sees it at the target, and skips.
  */
-import type { KekProvider, KekSelector, KekVersionRef } from '../kek/kek-provider.ts';
-import type { Envelope } from '../stores/envelope-store.ts';
-import type { SkipReason } from './reasons.ts';
-import { materialUnknown } from '../kek/kms-material.ts';
-
-export function matchesSelector(ref: KekVersionRef, sel: KekSelector): boolean {
-  if (ref.id !== sel.id) return false;
-  if (sel.version === undefined) return true;
-  return ref.version === sel.version || ref.materialId === sel.version;
-}
+import type { KekProvider } from '../kek/kek-provider.ts';
+import type { KekSelector, KekVersionRef } from '../core/kek-ref.ts';
+import type { Envelope } from '../core/envelope.ts';
+import type { SkipReason } from '../core/reasons.ts';
+import { materialUnknown } from '../core/kms-material.ts';
+import { matchesSelector } from '../kek/kek-selector.ts';
 
 /** The KEK wrapping the envelope, as far as we can tell without a remote call. */
 export function currentKek(env: Envelope, provider: KekProvider): KekVersionRef | undefined {

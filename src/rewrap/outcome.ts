@@ -1,6 +1,6 @@
 /** What happened to one item: the ledger commits exactly this. */
-import type { KekVersionRef } from '../kek/kek-provider.ts';
-import type { PermanentReason, SkipReason, TransientReason } from './reasons.ts';
+import type { KekVersionRef } from '../core/kek-ref.ts';
+import type { PermanentReason, SkipReason, TransientReason } from '../core/reasons.ts';
 
 export type ItemOutcome =
   /**

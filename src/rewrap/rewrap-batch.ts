@@ -3,7 +3,7 @@
  * write per round; others go item by item under a concurrency limit.
  */
 import pLimit from 'p-limit';
-import { ItemError } from '../errors.ts';
+import { ItemError } from '../core/errors.ts';
 import { isBatchStore, type BatchEnvelopeStore, type ItemRef, type ReadResult } from '../stores/envelope-store.ts';
 import { DEFAULT_CONFLICT_RETRIES, fromError, prepare, rewrapItem, writtenOutcome, type Prepared, type RewrapTarget } from './rewrap-item.ts';
 import type { ItemOutcome } from './outcome.ts';

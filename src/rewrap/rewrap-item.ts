@@ -4,10 +4,12 @@
  * Invariant 2: every step is safe to repeat.
  * Invariant 3: no write without compare-and-swap (the store refuses, unless allowed).
  */
-import { ConfigError, ItemError } from '../errors.ts';
-import { NotUnderSourceError, type KekProvider, type KekSelector, type KekVersionRef } from '../kek/kek-provider.ts';
+import { ConfigError, ItemError } from '../core/errors.ts';
+import { NotUnderSourceError, type KekProvider } from '../kek/kek-provider.ts';
+import type { KekSelector, KekVersionRef } from '../core/kek-ref.ts';
 import { withNewKey } from '../envelope/s3ec-v2.ts';
-import { LandedWriteError, WriteFencedError, type Envelope, type EnvelopeStore, type ItemRef, type ReadResult, type WriteFence } from '../stores/envelope-store.ts';
+import { LandedWriteError, WriteFencedError, type EnvelopeStore, type ItemRef, type ReadResult, type WriteFence } from '../stores/envelope-store.ts';
+import type { Envelope } from '../core/envelope.ts';
 import { classify } from './classify.ts';
 import { kekOfUnreadable } from './unreadable-kek.ts';
 import type { ItemOutcome } from './outcome.ts';

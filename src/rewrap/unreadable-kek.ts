@@ -4,8 +4,9 @@
  * matdesc, or the KMS key of a V1 matdesc (`kms_cmk_id`). Undefined means "cannot tell": the item
  * may be under any KEK, and invariant 7 counts it as still needing each one.
  */
-import type { KekProvider, KekSelector, KekVersionRef } from '../kek/kek-provider.ts';
-import type { KekReference } from '../stores/envelope-store.ts';
+import type { KekProvider } from '../kek/kek-provider.ts';
+import type { KekSelector, KekVersionRef } from '../core/kek-ref.ts';
+import type { KekReference } from '../core/envelope.ts';
 
 /** The matdesc key in which S3EC V1 clients (and the V2 `kms` wrap) name the KMS key. */
 export const KMS_CMK_ID = 'kms_cmk_id';

@@ -7,12 +7,15 @@ import pg from 'pg';
 import type { Redis } from 'ioredis';
 import { isAbsolute, resolve } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { KMSClient } from '@aws-sdk/client-kms';
+import type { KMSClient } from '../kek/kms-client.ts';
 import type { ProcessConfig } from '../config.ts';
-import type { CampaignSpec, SourceSpec } from '../campaign/spec.ts';
-import { ConfigError } from '../errors.ts';
+import type { CampaignSpec, SourceSpec } from '../core/campaign-spec.ts';
+import { ConfigError } from '../core/errors.ts';
 import type { EnvelopeStore } from '../stores/envelope-store.ts';
 import type { KekProvider } from '../kek/kek-provider.ts';
+import type { KekAdmin } from '../kek/kek-admin.ts';
+import { LocalKeyringAdmin } from '../kek/local-keyring-admin.ts';
+import { KmsKekAdmin } from '../kek/kms-kek-admin.ts';
 import { createS3Client } from '../stores/s3-client.ts';
 import { S3EnvelopeStore } from '../stores/s3-envelope-store.ts';
 import { PgTableStore } from '../stores/pg-table-store.ts';
@@ -27,7 +30,7 @@ import type { ProcessMetrics } from '../metrics/process-metrics.ts';
 import { InstrumentedKekProvider, instrumentStore } from '../metrics/instrumented.ts';
 import { S3ListSource } from '../sources/s3-list-source.ts';
 import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
-import { drainsKmsMaterial } from '../kek/kms-material.ts';
+import { drainsKmsMaterial } from '../core/kms-material.ts';
 import { PgTableSource } from '../sources/pg-table-source.ts';
 import { InventoryCache, S3InventorySource } from '../sources/s3-inventory-source.ts';
 
@@ -189,6 +192,15 @@ export class Resources {
     p = new DedupingKekProvider(p);
     this.providers.set(campaignId, p);
     return p;
+  }
+
+  /**
+   * The KEK lifecycle (current version, next version, disable, destroy, verify) of the campaign's
+   * provider; `keyringFile` overrides a local provider's file.
+   */
+  kekAdmin(spec: CampaignSpec, o: { keyringFile?: string } = {}): KekAdmin {
+    if (spec.provider.type === 'local') return new LocalKeyringAdmin(o.keyringFile ?? spec.provider.keyringFile);
+    return new KmsKekAdmin(this.kmsClient(spec));
   }
 
   source(spec: CampaignSpec, index: number): Source {

@@ -6,7 +6,7 @@
  * and a key it has never seen counts as possibly under the KEK (erring toward a campaign that
  * finds nothing to do, never toward leaving items behind).
  */
-import type { CampaignSpec } from '../campaign/spec.ts';
+import type { CampaignSpec } from '../core/campaign-spec.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { countKeysUnderKek } from '../ledger/index.ts';
 

@@ -10,17 +10,17 @@
  * Missed runs (the scheduler was down over several due times) run once: see claimDueSchedules.
  */
 import { admitCampaign, campaignScopes } from '../campaign/create.ts';
-import { parseCampaignSpec, type CampaignSpec } from '../campaign/spec.ts';
-import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
+import { parseCampaignSpec } from '../campaign/spec.ts';
+import type { CampaignSpec } from '../core/campaign-spec.ts';
+import { formatKek, type KekSelector } from '../core/kek-ref.ts';
 import type { Logger } from '../log.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { ACTIVE_STATES } from '../ledger/types.ts';
 import { claimDueSchedules, finishScheduleRun, listCampaigns, noteScheduleRunKeks, scopesOverlap, setCampaignState } from '../ledger/index.ts';
 import { findItemsUnderKek } from './items-under-kek.ts';
-import { createNextKek, currentKek } from './new-kek-version.ts';
 import { nextCronRun } from './schedule-spec.ts';
 import { inAnyWindow } from './time-windows.ts';
-import type { ClaimedScheduleRun, ScheduleRunOutcome } from './schedule-types.ts';
+import type { ClaimedScheduleRun, ScheduleRunOutcome } from '../ledger/schedule-types.ts';
 
 /** A run that stopped (crash) is taken over once its claim is this old. */
 export const SCHEDULE_RUN_LEASE_MS = 15 * 60_000;
@@ -93,14 +93,17 @@ async function runOne(res: Resources, run: ClaimedScheduleRun, now: Date): Promi
     to = parseKek(run.resume.toKek);
     nextKekId = to.id;
   } else {
-    from = await currentKek(res, s, probe);
+    /* The KEK side, through the admin port: which version is current, and making the next one. */
+    const admin = res.kekAdmin(probe);
+    const lifecycle = { rotation: s.kmsRotation === 'new-key' ? 'new-key' : 'new-version', requester: `schedule ${s.name}` } as const;
+    from = await admin.currentVersion(s.kekId, lifecycle);
     const found = await findItemsUnderKek(res, { ...probe, from });
     if (!found) {
       const detail = `nothing in the sources is under ${formatKek(from)}: no key version and no campaign created`;
       await finish('nothing-to-move', { detail });
       return { ...base, outcome: 'nothing-to-move', from: formatKek(from), detail };
     }
-    const next = await createNextKek(res, s, probe, from);
+    const next = await admin.createNextVersion(s.kekId, from, lifecycle);
     to = next.to;
     nextKekId = next.nextKekId;
     await noteScheduleRunKeks(res.ledger, run.runId, formatKek(from), formatKek(to));

@@ -1,5 +1,5 @@
 /** Allowed time windows for scheduled runs (e.g. only outside business hours). */
-import { WEEKDAYS, type TimeWindow, type Weekday } from './schedule-types.ts';
+import { WEEKDAYS, type TimeWindow, type Weekday } from '../ledger/schedule-types.ts';
 
 const HHMM = /^([01]\d|2[0-3]):([0-5]\d)$/;
 

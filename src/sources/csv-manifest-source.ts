@@ -4,7 +4,7 @@
  * The cursor is the line number, so a restarted scheduler resumes exactly there.
  */
 import { readFile } from 'node:fs/promises';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import type { Source, SourcePage } from './source.ts';
 
 export class CsvManifestSource implements Source {

@@ -3,12 +3,12 @@
  * (`WHERE id > $last ORDER BY id LIMIT n`: constant cost per page at any depth).
  */
 import type pg from 'pg';
-import type { KekSelector } from '../kek/kek-provider.ts';
+import type { KekSelector } from '../core/kek-ref.ts';
 import { parseTableName, quoteIdent } from '../stores/pg-table-config.ts';
 import type { Source, SourcePage } from './source.ts';
-import { KMS_MATERIAL_ID_LENGTH, KMS_MATERIAL_ID_PATTERN } from '../kek/kms-material.ts';
+import { KMS_MATERIAL_ID_LENGTH, KMS_MATERIAL_ID_PATTERN } from '../core/kms-material.ts';
 import { holdsMaterialId, readColumnTypes } from '../stores/pg-table-columns.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 
 export interface PgTableSourceOptions {
   table: string;

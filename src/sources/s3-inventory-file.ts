@@ -9,7 +9,7 @@ import { pipeline, Transform, type Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { createGunzip } from 'node:zlib';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { isNotFound } from '../stores/s3-errors.ts';
 import type { InventoryManifest } from './s3-inventory-manifest.ts';
 

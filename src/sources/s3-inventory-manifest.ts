@@ -10,9 +10,9 @@
  */
 import { createHash } from 'node:crypto';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { isNotFound } from '../stores/s3-errors.ts';
-import { parseS3Url } from '../campaign/spec.ts';
+import { parseS3Url } from '../core/store-id.ts';
 
 export interface InventoryFile {
   key: string;

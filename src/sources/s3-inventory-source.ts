@@ -13,8 +13,8 @@
  * { "fileIndex": 3, "fileKey": ".../data/ab12.csv.gz", "rowsRead": 20000 }.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { CampaignSpec } from '../campaign/spec.ts';
-import { ConfigError } from '../errors.ts';
+import type { CampaignSpec } from '../core/campaign-spec.ts';
+import { ConfigError } from '../core/errors.ts';
 import { splitCsv } from './csv-manifest-source.ts';
 import { itemKeysOf } from './instruction-files.ts';
 import { readInventoryManifest, type InventoryManifest } from './s3-inventory-manifest.ts';

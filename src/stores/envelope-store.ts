@@ -1,42 +1,12 @@
 /** The store port: where envelopes live. The pipeline knows stores only through this interface. */
-import type { WrappedDek, KekVersionRef } from '../kek/kek-provider.ts';
-import type { PermanentReason } from '../rewrap/reasons.ts';
+import type { Envelope, InvalidEnvelope } from '../core/envelope.ts';
 
 /** One item of a store: an S3 object key, or a row id rendered as text. */
 export interface ItemRef {
   key: string;
 }
 
-/** What rewrap records next to the envelope: which KEK now wraps the DEK. */
-export interface RewrapStamp extends KekVersionRef {
-  /** First 16 hex chars of sha256(wrapped key): a stamp copied onto another DEK is ignored. */
-  wrappedDigest: string;
-}
-
-/** A parsed envelope, independent of where it is stored. */
-export interface Envelope {
-  dek: WrappedDek;
-  /** Valid stamp (its digest matches dek.wrapped), if any. */
-  stamp?: RewrapStamp;
-  /** Format fields carried through unchanged (S3EC iv, tag length, plaintext length...). */
-  fields: Record<string, string>;
-}
-
-/**
- * What an item rewrap cannot rewrap (unsupported or malformed envelope) still says about its KEK,
- * as far as it could be read: the retirement gate and the inventory need it (invariant 7).
- * Absent: nothing readable names a KEK, and the item may be under any.
- */
-export interface KekReference {
-  /** The material description (S3EC x-amz-matdesc), when it parsed as a JSON object of strings. */
-  matdesc?: Record<string, string>;
-  /** The store's KEK columns (Postgres rows), when they name a KEK. */
-  kek?: KekVersionRef;
-}
-
-export type ReadResult =
-  | { kind: 'envelope'; envelope: Envelope; /** opaque to the pipeline */ token: unknown }
-  | { kind: 'invalid'; reason: PermanentReason; detail: string; kekReference?: KekReference };
+export type ReadResult = { kind: 'envelope'; envelope: Envelope; /** opaque to the pipeline */ token: unknown } | InvalidEnvelope;
 
 export type WriteResult = 'written' | 'conflict';
 

@@ -4,9 +4,9 @@
  * or base64 text, and the KEK column types (written values are cast to them).
  */
 import type pg from 'pg';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import type { ColumnName, PgTableShape } from './pg-table-config.ts';
-import { KMS_MATERIAL_ID_LENGTH } from '../kek/kms-material.ts';
+import { KMS_MATERIAL_ID_LENGTH } from '../core/kms-material.ts';
 
 export interface PgTableColumns {
   /** Base type of the id column, safe to splice into SQL as a cast target. */

@@ -4,8 +4,8 @@
  * before it goes into SQL: no name reaches a statement unvalidated (no injection through config).
  */
 import type pg from 'pg';
-import type { WrapAlgorithm } from '../kek/kek-provider.ts';
-import { ConfigError } from '../errors.ts';
+import type { WrapAlgorithm } from '../core/kek-ref.ts';
+import { ConfigError } from '../core/errors.ts';
 import { GCM_CEK_ALG } from '../envelope/s3ec-v2.ts';
 
 export interface PgTableStoreConfig {

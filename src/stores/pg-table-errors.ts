@@ -2,7 +2,7 @@
  * Sorts Postgres failures into "retry later" (a transient ItemError 'store-unavailable') and
  * everything else (a plain Error: a permission, schema or data problem that retrying won't fix).
  */
-import { transient } from '../errors.ts';
+import { transient } from '../core/errors.ts';
 
 /** Socket-level failures of the connection to the server. */
 const NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'EAI_AGAIN']);

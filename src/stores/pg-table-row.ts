@@ -2,13 +2,14 @@
  * Rows to envelopes and envelopes to UPDATE parameters. For a row, the KEK columns ARE the
  * stamp: they are written in the same statement as the wrapped key, so they always describe it.
  */
-import type { Envelope, KekReference, ReadResult } from './envelope-store.ts';
-import type { PermanentReason } from '../rewrap/reasons.ts';
+import type { ReadResult } from './envelope-store.ts';
+import type { Envelope, KekReference } from '../core/envelope.ts';
+import type { PermanentReason } from '../core/reasons.ts';
 import type { PgTableShape } from './pg-table-config.ts';
 import type { PgTableColumns } from './pg-table-columns.ts';
-import { decodeBase64Strict } from '../envelope/s3ec-v2.ts';
+import { decodeBase64Strict } from '../core/base64.ts';
 import { makeStamp } from '../envelope/stamp.ts';
-import { assert } from '../errors.ts';
+import { assert } from '../core/errors.ts';
 
 export interface SelectedRow {
   key: string;

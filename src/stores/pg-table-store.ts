@@ -10,13 +10,14 @@
  * are compared, never written, and matdesc keys that are not context columns are not stored.
  */
 import type pg from 'pg';
-import type { BatchEnvelopeStore, CasLevel, Envelope, ItemRef, ReadResult, WriteFence, WriteResult } from './envelope-store.ts';
+import type { BatchEnvelopeStore, CasLevel, ItemRef, ReadResult, WriteFence, WriteResult } from './envelope-store.ts';
+import type { Envelope } from '../core/envelope.ts';
 import { validatePgTableConfig, type PgTableShape, type PgTableStoreConfig } from './pg-table-config.ts';
 import { describeColumns, type PgTableColumns } from './pg-table-columns.ts';
 import { selectSql, updateSql } from './pg-table-sql.ts';
 import { rowToReadResult, writeParams, itemName, type SelectedRow } from './pg-table-row.ts';
 import { storeFailure } from './pg-table-errors.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 
 /** How long a table's column types are trusted before they are read from the catalog again. */
 export const DESCRIBE_TTL_MS = 60_000;

@@ -4,7 +4,7 @@
  * command as a fenced, single-attempt write (invariant 8).
  */
 import { S3Client } from '@aws-sdk/client-s3';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import type { WriteFence } from './envelope-store.ts';
 
 /** Defaults of the per-request timeouts (REWRAP_S3_REQUEST_TIMEOUT_MS, REWRAP_S3_CONNECT_TIMEOUT_MS). */

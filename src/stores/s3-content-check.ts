@@ -6,7 +6,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createDecipheriv } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { V2 } from '../envelope/s3ec-v2.ts';
-import type { Envelope } from './envelope-store.ts';
+import type { Envelope } from '../core/envelope.ts';
 
 const TAG_BYTES = 16;
 

@@ -20,8 +20,9 @@
  */
 import { HeadObjectCommand, type HeadObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import { INSTRUCTION_FILE_MARKER, INSTRUCTION_SUFFIX, detectFormat, hasEncryptionHints, parseV2 } from '../envelope/s3ec-v2.ts';
-import { ConfigError, permanent } from '../errors.ts';
-import type { CasLevel, Envelope, EnvelopeStore, ItemRef, ReadResult, WriteFence, WriteResult } from './envelope-store.ts';
+import { ConfigError, permanent } from '../core/errors.ts';
+import type { CasLevel, EnvelopeStore, ItemRef, ReadResult, WriteFence, WriteResult } from './envelope-store.ts';
+import type { Envelope } from '../core/envelope.ts';
 import { withHeaders } from './s3-client.ts';
 import { copyLevel, instructionLevel, multipartLevel, probeS3Capabilities, type S3Capabilities } from './s3-capabilities.ts';
 import { isNotFound, toItemFailure } from './s3-errors.ts';

@@ -6,7 +6,7 @@
  * naming the S3 error), or something we do not understand (thrown, wrapped with the item's name: rewrapItem makes it that
  * item's `unexpected-error`).
  */
-import { permanent, transient } from '../errors.ts';
+import { permanent, transient } from '../core/errors.ts';
 import { WriteFencedError } from './envelope-store.ts';
 
 interface SdkErrorShape {

@@ -6,7 +6,8 @@
  */
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ENVELOPE_KEYS, INSTRUCTION_SUFFIX, detectFormat, parseStringMap, parseV2, serializeV2 } from '../envelope/s3ec-v2.ts';
-import type { Envelope, ReadResult, WriteFence } from './envelope-store.ts';
+import type { ReadResult, WriteFence } from './envelope-store.ts';
+import type { Envelope } from '../core/envelope.ts';
 import { fencedWrite, normalizeEtag } from './s3-client.ts';
 import { etagAs, type EtagCheck } from './s3-capabilities.ts';
 import { isNotFound, isPreconditionFailed, toItemFailure } from './s3-errors.ts';

@@ -8,7 +8,8 @@
  */
 import { CopyObjectCommand, type S3Client, type Tag } from '@aws-sdk/client-s3';
 import { ENVELOPE_KEYS, serializeV2 } from '../envelope/s3ec-v2.ts';
-import { LandedWriteError, WriteFencedError, type Envelope, type WriteFence } from './envelope-store.ts';
+import { LandedWriteError, WriteFencedError, type WriteFence } from './envelope-store.ts';
+import type { Envelope } from '../core/envelope.ts';
 import { copySource, fencedWrite, withHeaders } from './s3-client.ts';
 import { etagAs, type S3Capabilities } from './s3-capabilities.ts';
 import { isNotFound, isPreconditionFailed, toItemFailure } from './s3-errors.ts';

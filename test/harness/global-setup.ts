@@ -5,7 +5,7 @@
  * `s3TestEnv()` (test/harness/s3.ts), through vitest's provide/inject.
  */
 import type { TestProject } from 'vitest/node';
-import { startRgw } from '../../src/demo/rgw-server.ts';
+import { startRgw } from '../../dev/services/rgw-server.ts';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const external = process.env.S3_ENDPOINT;

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runRewrap } from '../../src/demo/processes.ts';
+import { runRewrap } from '../../dev/services/processes.ts';
 import type { Pipeline } from './pipeline.ts';
 
 export interface CliResult {

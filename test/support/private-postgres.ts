@@ -10,7 +10,7 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from '../../src/demo/rgw-server.ts';
+import { freePort } from '../../dev/services/rgw-server.ts';
 
 const run = promisify(execFile);
 

@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { createEnvelopeTable } from '../../src/stores/pg-table-schema.ts';
-import { insertRows, type RowKek } from '../../src/reference/row-client.ts';
+import { insertRows, type RowKek } from '../../dev/reference/row-client.ts';
 
 /** The campaign-spec source for a table made by `rowTable`. */
 export function rowSource(table: string) {

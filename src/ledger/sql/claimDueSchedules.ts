@@ -9,8 +9,8 @@
  */
 import type pg from 'pg';
 import { withTransaction } from '../transaction.ts';
-import type { ClaimedScheduleRun, Schedule } from '../../schedule/schedule-types.ts';
-import { SCHEDULE_COLUMNS, toSchedule } from '../../schedule/schedule-row.ts';
+import type { ClaimedScheduleRun, Schedule } from '../schedule-types.ts';
+import { SCHEDULE_COLUMNS, toSchedule } from '../schedule-row.ts';
 
 export async function claimDueSchedules(
   pool: pg.Pool,

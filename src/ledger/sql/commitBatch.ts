@@ -22,7 +22,7 @@ import type pg from 'pg';
 import { withTransaction } from '../transaction.ts';
 import { validateLease } from '../lease-guard.ts';
 import { applyAutoPause, autoPauseOptions } from '../auto-pause.ts';
-import { ConfigError } from '../../errors.ts';
+import { ConfigError } from '../../core/errors.ts';
 import type { CommitRequest, CommitResult, Counters, ItemOutcomeRecord, KekRecord } from '../types.ts';
 
 const OUTCOMES = new Set(['rewrapped', 'skipped', 'failed']);

@@ -1,5 +1,5 @@
 import type { Queryable } from '../types.ts';
-import { KMS_MATERIAL_ID_PATTERN, mayBeUnderSql } from '../../kek/kms-material.ts';
+import { KMS_MATERIAL_ID_PATTERN, mayBeUnderSql } from '../../core/kms-material.ts';
 
 /**
  * Of `keys` in `storeId`, how many may be under `kek`: the inventory says so, or the inventory

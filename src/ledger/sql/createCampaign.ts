@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { randomBytes } from 'node:crypto';
-import { ConfigError } from '../../errors.ts';
+import { ConfigError } from '../../core/errors.ts';
 import { withTransaction } from '../transaction.ts';
 import { XACT_LOCK_SQL, lockPurpose } from '../lock-keys.ts';
 import { CAMPAIGN_COLUMNS, jsonParam, toCampaign } from '../campaign-row.ts';

@@ -1,7 +1,7 @@
 import type { Queryable } from '../types.ts';
-import type { NewSchedule, Schedule } from '../../schedule/schedule-types.ts';
-import { SCHEDULE_COLUMNS, toSchedule } from '../../schedule/schedule-row.ts';
-import { ConfigError } from '../../errors.ts';
+import type { NewSchedule, Schedule } from '../schedule-types.ts';
+import { SCHEDULE_COLUMNS, toSchedule } from '../schedule-row.ts';
+import { ConfigError } from '../../core/errors.ts';
 
 /** Stores a new schedule; a schedule of the same name is a ConfigError (delete it first). */
 export async function createSchedule(db: Queryable, s: NewSchedule): Promise<Schedule> {

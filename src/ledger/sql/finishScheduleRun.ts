@@ -1,5 +1,5 @@
 import type { Queryable } from '../types.ts';
-import type { ScheduleRunOutcome } from '../../schedule/schedule-types.ts';
+import type { ScheduleRunOutcome } from '../schedule-types.ts';
 
 /** Ends a run: its outcome, the campaign it started, and (KMS new-key rotation) the schedule's next KEK id. */
 export async function finishScheduleRun(

@@ -1,5 +1,5 @@
 import type { Queryable } from '../types.ts';
-import { KMS_MATERIAL_ID_PATTERN, mayBeUnderSql } from '../../kek/kms-material.ts';
+import { KMS_MATERIAL_ID_PATTERN, mayBeUnderSql } from '../../core/kms-material.ts';
 
 export interface KekUsage {
   /** Every store the inventory or the campaigns know, with what may still be under the KEK. */

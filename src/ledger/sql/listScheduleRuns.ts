@@ -1,5 +1,5 @@
 import type { Queryable } from '../types.ts';
-import type { ScheduleRun } from '../../schedule/schedule-types.ts';
+import type { ScheduleRun } from '../schedule-types.ts';
 
 /** A schedule's runs, newest first. */
 export async function listScheduleRuns(db: Queryable, scheduleName: string, limit = 100): Promise<ScheduleRun[]> {

@@ -1,6 +1,6 @@
 import type { Queryable } from '../types.ts';
-import type { Schedule } from '../../schedule/schedule-types.ts';
-import { SCHEDULE_COLUMNS, toSchedule } from '../../schedule/schedule-row.ts';
+import type { Schedule } from '../schedule-types.ts';
+import { SCHEDULE_COLUMNS, toSchedule } from '../schedule-row.ts';
 
 /** Every schedule (or the one named), by name, with its latest run. */
 export async function listSchedules(db: Queryable, name?: string): Promise<Schedule[]> {

@@ -1,5 +1,5 @@
 /**
- * `rewrap demo`: a rotation end to end on this machine. Creates a few thousand encrypted items
+ * `npm run demo`: a rotation end to end on this machine. Creates a few thousand encrypted items
  * (S3 objects under a KMS key, Postgres rows under a local keyring KEK), starts the local KMS
  * server, a scheduler and two worker processes, rotates everything to new KEKs while showing
  * progress, verifies every item decrypts under the new KEK, prints a summary and cleans up.
@@ -12,18 +12,18 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
-import { loadConfig } from '../config.ts';
-import { createS3Client } from '../stores/s3-client.ts';
-import { S3EnvelopeStore } from '../stores/s3-envelope-store.ts';
-import { describeCapabilities } from '../stores/s3-capabilities.ts';
-import { createKmsClient } from '../kek/kms-client.ts';
+import { loadConfig } from '../../src/config.ts';
+import { createS3Client } from '../../src/stores/s3-client.ts';
+import { S3EnvelopeStore } from '../../src/stores/s3-envelope-store.ts';
+import { describeCapabilities } from '../../src/stores/s3-capabilities.ts';
+import { createKmsClient } from '../../src/kek/kms-client.ts';
 import { startKmsServer } from '../kms-server/server.ts';
-import { createEnvelopeTable } from '../stores/pg-table-schema.ts';
-import { campaignProgress } from '../ledger/index.ts';
-import { createRedis } from '../queue/batch-queue.ts';
-import { progressLine } from '../cli/status-view.ts';
-import { startRewrapProcess, runRewrap, type RewrapProcess } from './processes.ts';
-import { startRgw, RgwNotInstalledError, type S3Endpoint } from './rgw-server.ts';
+import { createEnvelopeTable } from '../../src/stores/pg-table-schema.ts';
+import { campaignProgress } from '../../src/ledger/index.ts';
+import { createRedis } from '../../src/queue/batch-queue.ts';
+import { progressLine } from '../../src/cli/status-view.ts';
+import { startRewrapProcess, runRewrap, type RewrapProcess } from '../services/processes.ts';
+import { startRgw, RgwNotInstalledError, type S3Endpoint } from '../services/rgw-server.ts';
 import { verifyObjects, verifyRows, writeObjects, writeRows } from './demo-data.ts';
 import { dropDemoData } from './demo-cleanup.ts';
 
@@ -40,7 +40,7 @@ export async function runDemo(opts: { items?: number; keep?: boolean; json?: boo
   const procs: RewrapProcess[] = [];
   const t0 = Date.now();
   try {
-    say(`rewrap demo: ${n} S3 objects (KMS) + ${n} Postgres rows (local keyring), rotated by 1 scheduler and 2 workers\n`);
+    say(`demo: ${n} S3 objects (KMS) + ${n} Postgres rows (local keyring), rotated by 1 scheduler and 2 workers\n`);
     // Postgres and Redis must be up; say how to fix it if not.
     const admin = new pg.Pool({ connectionString: config.databaseUrl, max: 2 });
     cleanups.push(() => admin.end());

@@ -91,7 +91,7 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
-/** Run only when executed directly (`node --import tsx src/kms-server/main.ts`), not when imported by the CLI. */
+/** Run when executed directly (`npm run kms-server --`, i.e. `node --import tsx dev/kms-server/main.ts`), not when imported. */
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   main(process.argv.slice(2)).catch((err: unknown) => {
     process.stderr.write(`kms-server: ${(err as Error).message}\n`);

@@ -4,7 +4,7 @@
  * Draining one material (`<key>@<material id>`, the campaign a rotate-on-demand schedule starts)
  * must also take the items whose material nobody recorded: only KMS can tell theirs.
  */
-import type { KekSelector, KekVersionRef } from './kek-provider.ts';
+import type { KekSelector, KekVersionRef } from './kek-ref.ts';
 
 export const KMS_MATERIAL_ID_LENGTH = 64;
 /** The same test as a Postgres regular expression, for the table source. */

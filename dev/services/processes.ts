@@ -8,6 +8,8 @@ import { dirname, resolve } from 'node:path';
 import { once } from 'node:events';
 
 export const REWRAP_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/rewrap.js');
+/** The local KMS server's entry point (`npm run kms-server`), run with `node --import tsx`. */
+export const KMS_SERVER_MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../kms-server/main.ts');
 
 export interface RewrapProcess {
   name: string;

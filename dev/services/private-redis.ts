@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { Redis } from 'ioredis';
-import { freePort } from '../../src/demo/rgw-server.ts';
+import { freePort } from './rgw-server.ts';
 
 export interface PrivateRedis {
   url: string;

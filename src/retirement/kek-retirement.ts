@@ -15,18 +15,14 @@
 import type { Campaign } from '../ledger/types.ts';
 import { ACTIVE_STATES } from '../ledger/types.ts';
 import { campaignsFromKek, kekUsage, sampleMovedItems } from '../ledger/index.ts';
-import { formatKek, type KekSelector } from '../kek/kek-provider.ts';
-import { LocalKeyringProvider } from '../kek/local-keyring-provider.ts';
-import { loadKeyringFile } from '../kek/keyring-file.ts';
+import { formatKek, type KekSelector } from '../core/kek-ref.ts';
 import type { Resources } from '../runtime/resources.ts';
-import { keyringPath } from './new-kek-version.ts';
-import { UNDER_NO_KEK_REASONS } from '../rewrap/reasons.ts';
+import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
 import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
-import { mayBeUnder } from '../kek/kms-material.ts';
-import type { KekProvider } from '../kek/kek-provider.ts';
-import { storeIdOf } from '../campaign/spec.ts';
+import { mayBeUnder } from '../core/kms-material.ts';
+import type { KekVerifier } from '../kek/kek-admin.ts';
+import { storeIdOf } from '../core/campaign-spec.ts';
 import { bucketsOf, versionedBucketBlockers } from './versioned-buckets.ts';
-import { kmsUnwrapChecker, localUnwrapChecker, type UnwrapChecker } from './unwrap-check.ts';
 
 export interface RetirementOptions {
   /** The injectable clock. */
@@ -112,17 +108,16 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
     return { ...base, provider: null, ok: false, blockers, sample: { checked: 0, failed: [] } };
   }
   const provider = newest.spec.provider;
-  const keyringFile = provider.type === 'local' ? keyringPath(o.keyringFile ?? provider.keyringFile) : undefined;
-  const keyring = keyringFile ? new LocalKeyringProvider(loadKeyringFile(keyringFile)) : undefined;
+  const admin = res.kekAdmin(newest.spec, { keyringFile: o.keyringFile });
+  const keyringFile = admin.keyringFile;
+  const checker = admin.verifier();
   try {
-    const checker = keyring ? localUnwrapChecker(keyring, kek) : kmsUnwrapChecker(res.kmsClient(newest.spec), kek);
-    const sample = await checkSample(res, campaigns, checker, o.sampleSize, signal);
+    const sample = await checkSample(res, campaigns, checker, kek, o.sampleSize, signal);
     if (sample.checked === 0) blockers.push(`no item moved away from ${name} to sample`);
     for (const f of sample.failed) blockers.push(`sample ${f.storeId} ${f.itemKey}: ${f.problem}`);
     let fullPass: RetirementCheck['fullPass'];
     if (o.fullPass) {
-      const identifier: Pick<KekProvider, 'kind' | 'identify'> = keyring ?? { kind: 'kms', identify: (dek) => dek.kek };
-      fullPass = await verifyEveryItem(res, campaigns, kek, checker, identifier, signal);
+      fullPass = await verifyEveryItem(res, campaigns, kek, checker, signal);
       for (const [storeId, n] of Object.entries(fullPass.underKek)) blockers.push(`${storeId}: ${n} item(s) under ${name} found re-reading the store`);
       for (const storeId of new Set(fullPass.mayBeUnderKek.map((u) => u.storeId))) {
         const n = fullPass.mayBeUnderKek.filter((u) => u.storeId === storeId).reduce((a, u) => a + u.items, 0);
@@ -133,11 +128,11 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
     }
     return { ...base, provider: provider.type, keyringFile, ok: blockers.length === 0, blockers, sample, ...(fullPass ? { fullPass } : {}) };
   } finally {
-    keyring?.close();
+    checker.close();
   }
 }
 
-async function checkSample(res: Resources, campaigns: Campaign[], checker: UnwrapChecker, size: number, signal?: AbortSignal) {
+async function checkSample(res: Resources, campaigns: Campaign[], checker: KekVerifier, kek: KekSelector, size: number, signal?: AbortSignal) {
   const byId = new Map(campaigns.map((c) => [c.id, c]));
   const items = await sampleMovedItems(res.ledger, [...byId.keys()], size);
   const failed: ItemProblem[] = [];
@@ -148,7 +143,7 @@ async function checkSample(res: Resources, campaigns: Campaign[], checker: Unwra
       failed.push({ storeId: it.storeId, itemKey: it.itemKey, problem: `cannot be read back: ${read.reason}` });
       continue;
     }
-    const v = await checker.check(read.envelope.dek, it.to.id, signal);
+    const v = await checker.verifyUnwrap(read.envelope.dek, kek, it.to.id, signal);
     if (!v.ok) failed.push({ storeId: it.storeId, itemKey: it.itemKey, problem: v.problem });
   }
   return { checked: items.length, failed };
@@ -159,8 +154,7 @@ async function verifyEveryItem(
   res: Resources,
   campaigns: Campaign[],
   kek: KekSelector,
-  checker: UnwrapChecker,
-  identifier: Pick<KekProvider, 'kind' | 'identify'>,
+  checker: KekVerifier,
   signal?: AbortSignal,
 ) {
   const seen = new Set<string>();
@@ -186,7 +180,7 @@ async function verifyEveryItem(
                 if (read.kind !== 'envelope') {
                   /* Invariant 7: "cannot tell" counts as "still needs it". */
                   if (UNDER_NO_KEK_REASONS.includes(read.reason)) return;
-                  const named = kekOfUnreadable(read.kekReference, identifier, kek);
+                  const named = kekOfUnreadable(read.kekReference, checker, kek);
                   if (named && !mayBeUnder(named, kek)) {
                     underOtherKek++;
                     return;
@@ -197,7 +191,7 @@ async function verifyEveryItem(
                   unreadable.set(id, u);
                   return;
                 }
-                const v = await checker.check(read.envelope.dek, undefined, signal);
+                const v = await checker.verifyUnwrap(read.envelope.dek, kek, undefined, signal);
                 if (v.ok) return;
                 if (v.underRetiring) underKek[g.storeId] = (underKek[g.storeId] ?? 0) + 1;
                 else failed.push({ storeId: g.storeId, itemKey: key, problem: v.problem });

@@ -1,4 +1,4 @@
-import type { PermanentReason, TransientReason } from './rewrap/reasons.ts';
+import type { PermanentReason, TransientReason } from './reasons.ts';
 
 /**
  * An item-level failure with a reason code. `transient` failures are retried with backoff;

@@ -1,5 +1,5 @@
 /** Rotation schedules as stored in the ledger. Names, paths and KEK ids only: nothing secret. */
-import type { CampaignOptions, ProviderSpec, SourceSpec } from '../campaign/spec.ts';
+import type { CampaignOptions, ProviderSpec, SourceSpec } from '../core/campaign-spec.ts';
 
 export const WEEKDAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
 export type Weekday = (typeof WEEKDAYS)[number];

@@ -1,0 +1,105 @@
+/**
+ * A campaign spec: what to rotate (sources), with which provider, from which KEK to which.
+ * Stored in the ledger as JSON, so it holds names and paths only, never secrets: endpoints'
+ * credentials come from each process's environment (src/config.ts). Validated at the edge by
+ * campaign/spec.ts (parseCampaignSpec).
+ */
+import type { KekSelector } from './kek-ref.ts';
+import { pgStoreId, s3StoreId, type StoreId } from './store-id.ts';
+
+export type SourceSpec =
+  | { type: 's3'; bucket: string; prefix?: string; placement?: 'auto' | 'metadata' | 'instruction'; requesterPays?: boolean }
+  | { type: 's3-manifest'; manifestFile: string; keysUrlEncoded?: boolean; placement?: 'auto' | 'metadata' | 'instruction' }
+  /**
+   * An S3 Inventory report (CSV): `manifest` is the s3:// address of its manifest.json; `bucket`
+   * is the inventory's source bucket, named in the spec so that overlap and policy checks see it
+   * before anything is read (the source refuses a manifest whose sourceBucket differs).
+   */
+  | { type: 's3-inventory'; manifest: string; bucket: string; placement?: 'auto' | 'metadata' | 'instruction' }
+  | {
+      type: 'pg';
+      table: string;
+      idColumn: string;
+      wrappedKeyColumn: string;
+      kekIdColumn: string;
+      kekVersionColumn: string;
+      contextColumns?: string[];
+      wrapAlg?: 'AES/GCM' | 'kms+context';
+    };
+
+export type ProviderSpec = { type: 'local'; keyringFile: string } | { type: 'kms'; region?: string; endpoint?: string };
+
+export interface CampaignOptions {
+  /** Items per batch (one ledger commit, one BullMQ job). */
+  batchSize: number;
+  /** Provider/store calls in flight per batch. */
+  concurrency: number;
+  /** Shared by all workers; 0 = unlimited. */
+  kmsRequestsPerSecond: number;
+  /** Auto-pause when this many items failed permanently (0 = never). */
+  maxFailures: number;
+  /** Auto-pause when failed / done exceeds this, after minItemsForRatio done (0 = never). */
+  maxFailureRatio: number;
+  minItemsForRatio: number;
+  /** Pause the campaign when one batch failed as a whole (not item by item) this many times. */
+  maxBatchFailures: number;
+  /** Write to stores that honour no compare-and-swap (invariant 3: off unless the user says so). */
+  allowUnconditionalWrites: boolean;
+  /** S3 objects above this size are rewritten by multipart copy. */
+  multipartThresholdBytes: number;
+  /**
+   * Canary stage: this fraction of the items (at least one) is rewrapped and decrypted end to end
+   * before the campaign fans out; 0 = no canary. 0.001 (0.1 %) is a good start.
+   */
+  canaryFraction: number;
+  /**
+   * The canary starts once the whole scope is planned or this many items are, whichever comes
+   * first; its fraction is of the items planned then. A scope of a billion objects need not be
+   * listed in full before the first item moves.
+   */
+  canaryAfterItems: number;
+}
+
+export interface CampaignSpec {
+  name: string;
+  kind: 'routine' | 'incident';
+  sources: SourceSpec[];
+  provider: ProviderSpec;
+  from: KekSelector;
+  to: KekSelector;
+  options: CampaignOptions;
+  /** ISO 8601 time by which the backlog must be drained (alerts compare it with the ETA). */
+  deadline?: string;
+}
+
+export const DEFAULT_OPTIONS: CampaignOptions = {
+  batchSize: 200,
+  concurrency: 16,
+  kmsRequestsPerSecond: 0,
+  maxFailures: 0,
+  maxFailureRatio: 0,
+  minItemsForRatio: 100,
+  maxBatchFailures: 5,
+  allowUnconditionalWrites: false,
+  multipartThresholdBytes: 5 * 1024 ** 3,
+  canaryFraction: 0,
+  canaryAfterItems: 100_000,
+};
+
+export function storeIdOf(s: SourceSpec): StoreId[] {
+  if (s.type === 's3' || s.type === 's3-inventory') return [s3StoreId(s.bucket)];
+  if (s.type === 'pg') return [pgStoreId(s.table)];
+  return []; // a manifest names its buckets line by line
+}
+
+export function scopesOf(spec: CampaignSpec): { storeId: string; prefix?: string }[] {
+  return spec.sources.flatMap((s) =>
+    s.type === 's3'
+      ? [{ storeId: s3StoreId(s.bucket), prefix: s.prefix || undefined }]
+      : s.type === 's3-inventory'
+        ? [{ storeId: s3StoreId(s.bucket) }] // an inventory may cover a prefix, unknown until read: the whole bucket
+        : s.type === 'pg'
+          ? [{ storeId: pgStoreId(s.table) }]
+          : [{ storeId: `manifest:${s.manifestFile}` }],
+  );
+}

@@ -1,0 +1,45 @@
+/**
+ * Retiring a KEK version once the gate (kek-retirement.ts) passes, through the KEK admin port
+ * (src/kek/kek-admin.ts). Local keyring: state "disabled" in the keyring file; with `delete`, the
+ * version and its material leave the file (after a full verification pass). KMS: DisableKey, only
+ * for a whole key (KMS cannot disable one key material). KMS key deletion is not offered: our
+ * local KMS server has no ScheduleKeyDeletion, and deleting a real KMS key is left to the
+ * operator's own procedure.
+ */
+import { ConfigError } from '../core/errors.ts';
+import type { KekSelector } from '../core/kek-ref.ts';
+import type { Resources } from '../runtime/resources.ts';
+import { campaignsFromKek } from '../ledger/index.ts';
+import { checkRetirement, type RetirementCheck, type RetirementOptions } from './kek-retirement.ts';
+
+export interface RetireResult {
+  check: RetirementCheck;
+  /** What was done, when the gate passed. */
+  action?: 'disabled' | 'deleted' | 'kms-disabled';
+}
+
+export async function retireKek(res: Resources, kek: KekSelector, o: RetirementOptions & { delete: boolean }, signal?: AbortSignal): Promise<RetireResult> {
+  // By id alone: which provider the KEK lives in does not depend on the version asked for.
+  const [newest] = await campaignsFromKek(res.ledger, { id: kek.id });
+  /* No campaign ever drained it: the gate refuses (nothing shows it unused), whatever the provider. */
+  if (newest) res.kekAdmin(newest.spec, { keyringFile: o.keyringFile }).assertRetirable(kek, { destroy: o.delete });
+  const check = await checkRetirement(res, kek, { ...o, fullPass: o.fullPass || o.delete }, signal);
+  if (!check.ok || !newest) return { check };
+  /* The keyring file the gate verified against (that of the newest campaign from this version, or --keyring). */
+  const admin = res.kekAdmin(newest.spec, { keyringFile: check.keyringFile ?? o.keyringFile });
+  if (o.delete) {
+    await admin.destroy(kek, signal);
+    return { check, action: 'deleted' };
+  }
+  await admin.disable(kek, signal);
+  return { check, action: admin.kind === 'kms' ? 'kms-disabled' : 'disabled' };
+}
+
+/** "24h", "30m", "90s", "2d", "0" -> milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new ConfigError(`${flag}: expected a duration such as 24h, 30m, 90s, 2d or 0; got ${JSON.stringify(text)}`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? (Number(m[1]) === 0 ? 'ms' : 'x')) as 'ms'];
+  if (unit === undefined) throw new ConfigError(`${flag}: give a unit (ms, s, m, h, d), e.g. 24h; got ${JSON.stringify(text)}`);
+  return Number(m[1]) * unit;
+}
