@@ -18,7 +18,7 @@ import { ListObjectVersionsCommand, PutBucketVersioningCommand, type S3Client } 
 import { createKmsClient } from '../src/kek/kms-client.ts';
 import { createS3Client } from '../src/stores/s3-client.ts';
 import { inventoryByKek } from '../src/ledger/index.ts';
-import { getDecrypted, putEncrypted } from '../src/reference/s3ec-client.ts';
+import { getDecrypted, putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { startFaultProxy, type FaultProxy, type NetFaults } from './support/fault-proxy.ts';

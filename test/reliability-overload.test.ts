@@ -9,11 +9,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { unwrapAll, type RowKek } from '../src/reference/row-client.ts';
+import { unwrapAll, type RowKek } from '../dev/reference/row-client.ts';
 import { inventoryByKek } from '../src/ledger/index.ts';
-import { startRewrapProcess } from '../src/demo/processes.ts';
+import { startRewrapProcess } from '../dev/services/processes.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
-import { startPrivateRedis, type PrivateRedis } from './support/private-redis.ts';
+import { startPrivateRedis, type PrivateRedis } from '../dev/services/private-redis.ts';
 import { rowSource, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
 import { jsonOf, rewrapCli, specFile } from './support/cli.ts';
 import { recordFigure, secondsSince } from './support/reliability-figures.ts';

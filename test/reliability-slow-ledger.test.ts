@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { inventoryByKek } from '../src/ledger/index.ts';
 import type { CampaignProgress } from '../src/ledger/types.ts';
-import { unwrapAll, type RowKek } from '../src/reference/row-client.ts';
+import { unwrapAll, type RowKek } from '../dev/reference/row-client.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
