@@ -18,6 +18,8 @@ import { startProcessRuntime } from '../src/runtime/process-runtime.ts';
 import { pgClientConfig } from '../src/runtime/resources.ts';
 import { LeaderLock } from './leadership.ts';
 import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
+import { hasNoncurrentScope, noncurrentSweepStep } from '../src/campaign/noncurrent-sweep.ts';
+import type { NoncurrentContext } from '../src/reports/noncurrent-versions.ts';
 
 export interface RunningScheduler {
   /** Resolves after the next full tick (tests and the demo wait on it instead of sleeping). */
@@ -130,6 +132,12 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     if (c.deltaPasses > 0 && pass?.pass === c.deltaPasses) {
       const changes = await deltaPassChanges(res.ledger, c.id, pass.firstBatchNo);
       if (changes.moved === 0 && changes.suspectBatches === 0) {
+        /* The noncurrent sweep (noncurrent-sweep.ts) runs only now, when every current item is
+           committed: a page per tick, the next tick at once, until it is done. */
+        if (!(await sweepNoncurrent(c, clog, AbortSignal.any([term, stop.signal])))) {
+          planning = true;
+          return;
+        }
         if (await setCampaignState(res.ledger, c.id, ['running'], 'completed')) {
           clog.info({ rewrapped: p.rewrapped, skipped: p.skipped, failed: p.failed }, 'campaign completed');
         }
@@ -140,6 +148,17 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     const begun = await beginDeltaPass(res.ledger, c.id);
     if (begun) passFirstBatch.set(c.id, begun);
     clog.info({ pass: begun?.pass }, 'delta pass: looking for items that appeared since the plan');
+  }
+
+  async function sweepNoncurrent(c: Campaign, clog: Logger, signal: AbortSignal): Promise<boolean> {
+    if (c.noncurrentSweptAt || !hasNoncurrentScope(c)) return true;
+    let provider: NoncurrentContext['provider'];
+    try {
+      provider = res.provider(c.id, c.spec);
+    } catch {
+      provider = undefined; // cannot tell a keyring KEK by its matdesc: every AES/GCM version may be under the source
+    }
+    return noncurrentSweepStep(res.ledger, { s3: res.s3Client(), provider }, c, clog, () => new Date(), signal);
   }
 
   /** A routine campaign stops feeding while an incident runs; its waiting jobs leave Redis, batches in hand finish. */

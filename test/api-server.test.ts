@@ -339,13 +339,13 @@ describe('GET /metrics', () => {
     });
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
-    expect(text).toMatch(new RegExp(`^rewrap_inventory_items\\{store="s3://api-kms",kek_id="kms-key",kek_version="${m0}"\\} 2$`, 'm'));
-    expect(text).toMatch(new RegExp(`^rewrap_inventory_items\\{store="s3://api-kms",kek_id="kms-key",kek_version="${m1}"\\} 1$`, 'm'));
-    expect(text).toMatch(/^rewrap_inventory_items\{store="s3:\/\/api-kms",kek_id="kms-key",kek_version=""\} 1$/m);
+    expect(text).toMatch(new RegExp(`^rewrap_inventory_items\\{store="s3://api-kms",kek_id="kms-key",kek_version="${m0}",version="current"\\} 2$`, 'm'));
+    expect(text).toMatch(new RegExp(`^rewrap_inventory_items\\{store="s3://api-kms",kek_id="kms-key",kek_version="${m1}",version="current"\\} 1$`, 'm'));
+    expect(text).toMatch(/^rewrap_inventory_items\{store="s3:\/\/api-kms",kek_id="kms-key",kek_version="",version="current"\} 1$/m);
     expect(text).toMatch(/^rewrap_up\{role="api"\} 1$/m);
     expect(text).toMatch(/^rewrap_campaign_items_remaining\{campaign="c[a-z2-7]{10}",name="ran",kind="routine"\} 4$/m);
     expect(text).toMatch(/^rewrap_campaign_kms_budget_requests_per_second\{campaign="c[a-z2-7]{10}",name="ran",kind="routine"\} 500$/m);
-    expect(text).toMatch(/^rewrap_inventory_items\{store="pg:public\.api_ran",kek_id="orders",kek_version="2"\} 5$/m);
+    expect(text).toMatch(/^rewrap_inventory_items\{store="pg:public\.api_ran",kek_id="orders",kek_version="2",version="current"\} 5$/m);
     expect(text).toMatch(/^rewrap_api_requests_total\{route="campaigns\.get",status="200"\} \d+$/m);
     const check = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(`${check.stdout}${check.stderr}`.trim()).toBe('');

@@ -1,9 +1,10 @@
 /**
  * Invariant 7 for versioned buckets: every rewrite of an object in a versioned bucket leaves a
- * noncurrent version whose DEK is still wrapped under the old KEK, and rewrap does not count
- * noncurrent versions yet. So `kek retire` (the real CLI) refuses while any bucket in scope is
- * versioned, naming the bucket, and goes ahead only when the operator accepts losing those
- * versions (--allow-noncurrent-versions). Real RGW, scheduler and worker processes.
+ * noncurrent version whose DEK is still wrapped under the old KEK. With the default
+ * `"noncurrentVersions": "report"`, `kek retire` (the real CLI) counts them from the bucket and
+ * refuses, naming the bucket and the count, and goes ahead only when the operator accepts losing
+ * those versions (--allow-noncurrent-versions, which still lists them). Real RGW, scheduler and
+ * worker processes. (test/noncurrent-versions.test.ts covers delete, keep and object lock.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
@@ -45,7 +46,7 @@ afterAll(async () => {
 async function retire(...args: string[]) {
   const r = await rewrapCli(pipe, ['kek', 'retire', 'k@1', '--json', '--grace', '0', ...args]);
   guard.text(r.stdout, r.stderr);
-  return { code: r.code, json: jsonOf<{ retired: boolean; action: string | null; blockers: string[] }>(r) };
+  return { code: r.code, stdout: r.stdout, json: jsonOf<{ retired: boolean; action: string | null; blockers: string[]; noncurrent: unknown[] }>(r) };
 }
 
 describe('kek retire and versioned buckets (invariant 7)', () => {
@@ -68,12 +69,13 @@ describe('kek retire and versioned buckets (invariant 7)', () => {
     const refused = await retire('--delete');
     expect(refused.code, JSON.stringify(refused.json)).toBe(3);
     expect(refused.json.action).toBeNull();
-    expect(refused.json.blockers).toContainEqual(expect.stringMatching(new RegExp(`^s3://${tb.bucket}: versioning is Enabled: every rewrite left a noncurrent version whose DEK is still under k@1`)));
+    expect(refused.json.blockers).toContainEqual(expect.stringMatching(new RegExp(`^s3://${tb.bucket}: 10 noncurrent version\\(s\\) still under k@1: the newest campaign over the bucket reports them`)));
     expect(loadKeyringFile(keyringFile).map((e) => `${e.id}@${e.version}:${e.state}`)).toContain('k@1:enabled');
 
     const accepted = await retire('--delete', '--allow-noncurrent-versions');
     expect(accepted.code, JSON.stringify(accepted.json)).toBe(0);
     expect(accepted.json.action).toBe('deleted');
+    expect(accepted.json.noncurrent).toEqual([{ storeId: `s3://${tb.bucket}`, mode: 'report', versions: 10, lockedByReason: {}, blocking: false }]);
     expect(loadKeyringFile(keyringFile).map((e) => `${e.id}@${e.version}`)).not.toContain('k@1');
   }, 240_000);
 

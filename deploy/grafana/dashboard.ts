@@ -133,7 +133,7 @@ const sections = [
     panels: [
       timeSeries({
         title: 'Failures and retries by reason',
-        description: 'Item attempts per second that failed (permanent, recorded in the ledger) or will be retried (transient), by reason code (src/rewrap/reasons.ts).',
+        description: 'Item attempts per second that failed (permanent, recorded in the ledger) or will be retried (transient), by reason code (src/core/reasons.ts).',
         queries: [{ expr: `sum by (result, reason) (rate(rewrap_items_total{result=~"failed|retry"}[${RATE}]))`, legend: '{{result}}: {{reason}}' }],
         unit: 'ops',
         stacked: true,

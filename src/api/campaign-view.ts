@@ -1,6 +1,7 @@
 /** The JSON shapes the API returns for campaigns: ledger records minus anything secret. */
 import type pg from 'pg';
-import { campaignProgress, failureCountsByReason, getCampaign, listCampaigns } from '../ledger/index.ts';
+import { campaignProgress, failureCountsByReason, getCampaign, listCampaigns, noncurrentCounts } from '../ledger/index.ts';
+import { noncurrentStatus } from '../campaign/noncurrent-sweep.ts';
 import type { Campaign, CampaignProgress, InventoryCount } from '../ledger/types.ts';
 import { describeReason, type ReasonCode } from '../core/reasons.ts';
 import { formatKek } from '../core/kek-ref.ts';
@@ -30,6 +31,8 @@ export interface CampaignDetail extends CampaignSummary {
   failuresByReason: { reason: string; items: number; description: string | null }[];
   /** Items per KEK version in the campaign's stores, as last observed (the ledger inventory). */
   kekVersions: InventoryCount[];
+  /** Noncurrent versions under the source KEK in versioned buckets: the option, the sweep, counts by store and state. */
+  noncurrentVersions: ReturnType<typeof noncurrentStatus>;
 }
 
 function summary(c: Campaign, progress: CampaignProgress): CampaignSummary {
@@ -84,7 +87,7 @@ export function campaignPages(pool: pg.Pool): (page: { limit: number; after?: st
 export async function campaignDetail(pool: pg.Pool, id: string, inventory: () => Promise<InventoryCount[]>): Promise<CampaignDetail | undefined> {
   const c = await getCampaign(pool, id);
   if (!c) return undefined;
-  const [progress, reasons, inv] = await Promise.all([campaignProgress(pool, id), failureCountsByReason(pool, id), inventory()]);
+  const [progress, reasons, inv, noncurrent] = await Promise.all([campaignProgress(pool, id), failureCountsByReason(pool, id), inventory(), noncurrentCounts(pool, id)]);
   const stores = new Set(c.scopes.map((s) => s.storeId));
   return {
     ...summary(c, progress),
@@ -96,5 +99,6 @@ export async function campaignDetail(pool: pg.Pool, id: string, inventory: () =>
     spec: publicSpec(c.spec),
     failuresByReason: reasons.map((r) => ({ ...r, description: describeReason(r.reason as ReasonCode) ?? null })),
     kekVersions: inv.filter((r) => stores.has(r.storeId)),
+    noncurrentVersions: noncurrentStatus(c, noncurrent),
   };
 }

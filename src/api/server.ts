@@ -26,6 +26,7 @@ import { matchRoute, type Route } from './router.ts';
 import { readRoutes } from './read-routes.ts';
 import { writeRoutes } from './write-routes.ts';
 import { staticRoutes } from './static-routes.ts';
+import { ledgerCheck, serveHealth } from '../metrics/health.ts';
 
 
 export interface ApiServerOptions {
@@ -101,7 +102,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     return m.route.name;
   }
 
+  const health = [ledgerCheck(opts.pool)];
   const server = createServer((req, res) => {
+    // Probes (kubelet, a container HEALTHCHECK) send the pod's address as Host: no Host check, no token, no request metrics.
+    if (serveHealth(req, res, 'api', health)) return;
     const t0 = performance.now();
     let route = 'unmatched';
     handle(req, res)

@@ -12,7 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../core/errors.ts';
-import { parseS3Url } from '../core/store-id.ts';
+import { parseS3Url, parseStoreId } from '../core/store-id.ts';
 import type { CampaignSpec } from '../core/campaign-spec.ts';
 import type { Scope } from '../ledger/types.ts';
 
@@ -116,6 +116,7 @@ export function checkSpecAgainstPolicy(spec: CampaignSpec, policy: SpecPolicy): 
 /** After an allowed manifest was read: every bucket it names must be allowed too. */
 export function checkScopesAgainstPolicy(scopes: Scope[], policy: SpecPolicy): void {
   for (const s of scopes) {
-    if (s.storeId.startsWith('s3://') && !allowed(policy.buckets, s.storeId.slice(5))) refuse('manifest bucket', s.storeId.slice(5), 'buckets');
+    const store = parseStoreId(s.storeId);
+    if (store?.kind === 's3' && !allowed(policy.buckets, store.bucket)) refuse('manifest bucket', store.bucket, 'buckets');
   }
 }

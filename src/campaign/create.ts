@@ -8,14 +8,15 @@ import { parseJsonText } from '../json-text.ts';
 import { parseCampaignSpec } from './spec.ts';
 import type { CampaignSpec } from '../core/campaign-spec.ts';
 import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
+import { pgStoreId, s3StoreId } from '../core/store-id.ts';
 
 /** The stores a campaign may write: whole buckets for a manifest (read once, here). */
 export async function campaignScopes(spec: CampaignSpec): Promise<Scope[]> {
   const scopes: Scope[] = [];
   for (const s of spec.sources) {
-    if (s.type === 's3') scopes.push(s.prefix ? { storeId: `s3://${s.bucket}`, prefix: s.prefix } : { storeId: `s3://${s.bucket}` });
-    else if (s.type === 's3-inventory') scopes.push({ storeId: `s3://${s.bucket}` });
-    else if (s.type === 'pg') scopes.push({ storeId: `pg:${s.table}` });
+    if (s.type === 's3') scopes.push(s.prefix ? { storeId: s3StoreId(s.bucket), prefix: s.prefix } : { storeId: s3StoreId(s.bucket) });
+    else if (s.type === 's3-inventory') scopes.push({ storeId: s3StoreId(s.bucket) });
+    else if (s.type === 'pg') scopes.push({ storeId: pgStoreId(s.table) });
     else {
       const src = new CsvManifestSource(s.manifestFile, s.keysUrlEncoded);
       const stores = new Set<string>();

@@ -1,7 +1,7 @@
 /** Validating a campaign spec (its shape: core/campaign-spec.ts) once, at the edge. */
 import { ConfigError } from '../core/errors.ts';
 import type { KekSelector } from '../core/kek-ref.ts';
-import { DEFAULT_OPTIONS, scopesOf, type CampaignOptions, type CampaignSpec, type ProviderSpec, type SourceSpec } from '../core/campaign-spec.ts';
+import { DEFAULT_OPTIONS, NONCURRENT_MODES, scopesOf, type NoncurrentVersionsMode, type CampaignOptions, type CampaignSpec, type ProviderSpec, type SourceSpec } from '../core/campaign-spec.ts';
 import { parseS3Url } from '../core/store-id.ts';
 import { formatScope, scopesOverlap } from '../ledger/scopes.ts';
 import { checkNumber, rejectUnknownFields, type NumberRule } from './spec-fields.ts';
@@ -43,7 +43,7 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
 const SPEC_FIELDS = ['name', 'kind', 'sources', 'provider', 'from', 'to', 'options', 'deadline'];
 const GiB = 1024 ** 3;
 const COUNT = Number.MAX_SAFE_INTEGER;
-const OPTION_RULES: Record<Exclude<keyof CampaignOptions, 'allowUnconditionalWrites'>, NumberRule> = {
+const OPTION_RULES: Record<Exclude<keyof CampaignOptions, 'allowUnconditionalWrites' | 'noncurrentVersions' | 'bypassGovernanceRetention'>, NumberRule> = {
   batchSize: { integer: true, min: 1, max: 10_000, what: 'items per batch' },
   concurrency: { integer: true, min: 1, max: 1024, what: 'provider/store calls in flight per batch' },
   kmsRequestsPerSecond: { min: 0, max: 100_000, what: 'KMS requests per second for all workers; 0 = unlimited' },
@@ -67,6 +67,21 @@ function parseOptions(v: unknown): CampaignOptions {
   if (o.allowUnconditionalWrites !== undefined) {
     if (typeof o.allowUnconditionalWrites !== 'boolean') throw new ConfigError('campaign spec.options.allowUnconditionalWrites: expected true or false');
     options.allowUnconditionalWrites = o.allowUnconditionalWrites;
+  }
+  if (o.noncurrentVersions !== undefined) {
+    if (!NONCURRENT_MODES.includes(o.noncurrentVersions as NoncurrentVersionsMode)) {
+      throw new ConfigError(
+        `campaign spec.options.noncurrentVersions: expected one of ${NONCURRENT_MODES.map((m) => `"${m}"`).join(', ')} (what happens to noncurrent versions under the source KEK in versioned buckets), got ${JSON.stringify(o.noncurrentVersions)}`,
+      );
+    }
+    options.noncurrentVersions = o.noncurrentVersions as NoncurrentVersionsMode;
+  }
+  if (o.bypassGovernanceRetention !== undefined) {
+    if (typeof o.bypassGovernanceRetention !== 'boolean') throw new ConfigError('campaign spec.options.bypassGovernanceRetention: expected true or false (true: delete noncurrent versions under GOVERNANCE retention too)');
+    options.bypassGovernanceRetention = o.bypassGovernanceRetention;
+  }
+  if (options.bypassGovernanceRetention && options.noncurrentVersions !== 'delete') {
+    throw new ConfigError('campaign spec.options.bypassGovernanceRetention: only with "noncurrentVersions": "delete" (it lets the noncurrent sweep delete versions under GOVERNANCE retention)');
   }
   return options;
 }

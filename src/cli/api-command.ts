@@ -18,7 +18,8 @@ export const apiCommand: Command = {
   --public-reads   serve the read endpoints without a token (a dashboard on a trusted network only:
                    they show item keys, failure details, scopes and specs)
 
-Endpoints: GET / (dashboard; open /#token=<read token> once, or type it when asked), GET /metrics;
+Endpoints: GET / (dashboard; open /#token=<read token> once, or type it when asked), GET /metrics,
+GET /healthz (alive), GET /readyz (ledger reachable and migrated; 503 otherwise; no token, any Host);
 with Authorization: Bearer <REWRAP_API_READ_TOKEN or REWRAP_API_TOKEN>: GET /api/campaigns?limit=&after=,
 GET /api/campaigns/<id>, GET /api/campaigns/<id>/failures?after=&limit=, GET /api/campaigns/<id>/history,
 GET /api/inventory; with Authorization: Bearer <REWRAP_API_TOKEN>: POST /api/campaigns (body: campaign

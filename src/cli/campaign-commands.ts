@@ -4,6 +4,7 @@ import {
   campaignProgress,
   failureCountsByReason,
   getCampaign,
+  noncurrentCounts,
   listCampaigns,
   setCampaignState,
 } from '../ledger/index.ts';
@@ -14,6 +15,7 @@ import { checkInventorySources } from '../sources/s3-inventory-source.ts';
 import { withLedger } from './with-ledger.ts';
 import { EXIT, UsageError, out, requireId, type Command } from './args.ts';
 import { renderStatus, watchStatus } from './status-view.ts';
+import { noncurrentStatus } from '../campaign/noncurrent-sweep.ts';
 import { parseReportOptions, writeCampaignReport, type ReportResult } from '../reports/campaign-report.ts';
 
 const create: Command = {
@@ -43,6 +45,13 @@ Exit codes: 0 created, 2 bad spec or flags, 3 refused (overlaps a campaign that 
         return EXIT.ok;
       }
       await checkInventorySources(res.s3Client(), spec);
+      if (spec.options.noncurrentVersions === 'keep') {
+        /* Said loudly: the consequence is irreversible once the KEK retires. */
+        process.stderr.write(
+          `warning: "noncurrentVersions": "keep": noncurrent versions under ${spec.from.version ? `${spec.from.id}@${spec.from.version}` : spec.from.id} in versioned buckets are counted but will NOT block kek retire; ` +
+            'once it is disabled or deleted those versions can no longer be decrypted (recorded on the campaign)\n',
+        );
+      }
       try {
         const c = await admitCampaign(res.ledger, spec);
         if (values.start) await setCampaignState(res.ledger, c.id, ['planning'], 'running');
@@ -115,7 +124,8 @@ const status: Command = {
       }
       const p = await campaignProgress(res.ledger, id);
       const reasons = await failureCountsByReason(res.ledger, id);
-      out(Boolean(values.json), { id, name: c.name, kind: c.kind, ...p, failuresByReason: reasons }, () => renderStatus(c, p, reasons));
+      const noncurrent = await noncurrentCounts(res.ledger, id);
+      out(Boolean(values.json), { id, name: c.name, kind: c.kind, ...p, failuresByReason: reasons, noncurrentVersions: noncurrentStatus(c, noncurrent) }, () => renderStatus(c, p, reasons, noncurrent));
       return EXIT.ok;
     });
   },

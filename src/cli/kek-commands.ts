@@ -20,10 +20,10 @@ const retire: Command = {
              not for KMS: our KMS server has no ScheduleKeyDeletion)
   --keyring  keyring file (default: REWRAP_KEYRING, else the newest campaign's)
   --allow-noncurrent-versions
-             retire although a bucket in scope is versioned (or its versioning cannot be read):
-             rewrap does not count noncurrent versions yet, and every object it rewrote left
-             one whose DEK is under this KEK; they become undecryptable. Without it such a
-             bucket blocks.
+             retire although noncurrent object versions in versioned buckets of the scope are
+             still under this KEK (or a bucket's versions cannot be read): they become
+             undecryptable. Without it they block, unless the newest campaign over the bucket
+             said "noncurrentVersions": "keep". Either way they are counted and listed.
 
 Exit codes: 0 retired, 2 bad usage, 3 refused (it says what still blocks).`,
   options: { grace: { type: 'string' }, sample: { type: 'string' }, full: { type: 'boolean' }, delete: { type: 'boolean' }, keyring: { type: 'string' }, 'allow-noncurrent-versions': { type: 'boolean' } },
@@ -49,9 +49,11 @@ Exit codes: 0 retired, 2 bad usage, 3 refused (it says what still blocks).`,
         allowNoncurrentVersions: Boolean(values['allow-noncurrent-versions']),
       });
       const c = r.check;
+      /* Versions that did not block (keep, or the override) are said anyway: they become undecryptable. */
+      const kept = c.noncurrent.filter((u) => !u.blocking).map((u) => `\n  noncurrent versions still under ${c.kek} in ${u.storeId}: ${u.versions} (${u.mode === 'keep' ? '"noncurrentVersions": "keep"' : '--allow-noncurrent-versions'}); they become undecryptable`);
       out(Boolean(values.json), { retired: Boolean(r.action), action: r.action ?? null, ...c }, () =>
         r.action
-          ? `${c.kek}: ${r.action === 'deleted' ? 'removed from the keyring file' : 'disabled'} (sampled ${c.sample.checked} moved item(s)${c.fullPass ? `, re-read ${c.fullPass.checked}` : ''})`
+          ? `${c.kek}: ${r.action === 'deleted' ? 'removed from the keyring file' : 'disabled'} (sampled ${c.sample.checked} moved item(s)${c.fullPass ? `, re-read ${c.fullPass.checked}` : ''})${kept.join('')}`
           : `refused: ${c.kek} cannot be retired yet:\n${c.blockers.map((b) => `  - ${b}`).join('\n')}`,
       );
       return r.action ? EXIT.ok : EXIT.refused;

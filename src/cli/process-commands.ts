@@ -26,7 +26,9 @@ function untilSignal(close: () => Promise<void>): Promise<number> {
 
 const ENV_HELP = `
 Environment: DATABASE_URL (ledger), REDIS_URL, REWRAP_QUEUE_PREFIX (default {rewrap}),
-S3_ENDPOINT / S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY, KMS_ENDPOINT, AWS_REGION, LOG_LEVEL.`;
+S3_ENDPOINT / S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY, KMS_ENDPOINT, AWS_REGION, LOG_LEVEL.
+REWRAP_METRICS_PORT serves /metrics, /healthz (alive) and /readyz (ledger migrated, Redis up) on
+REWRAP_METRICS_HOST (default 127.0.0.1; 0.0.0.0 in a container, for probes and Prometheus).`;
 
 export const processCommands: Command[] = [
   {

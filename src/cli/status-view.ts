@@ -1,7 +1,8 @@
 /** Human rendering of a campaign's progress, and the live `--watch` view. */
 import type pg from 'pg';
-import { campaignProgress, failureCountsByReason, getCampaign } from '../ledger/index.ts';
-import type { Campaign, CampaignProgress, ReasonCount } from '../ledger/types.ts';
+import { campaignProgress, failureCountsByReason, getCampaign, noncurrentCounts } from '../ledger/index.ts';
+import type { Campaign, CampaignProgress, NoncurrentCount, ReasonCount } from '../ledger/types.ts';
+import { noncurrentStatus } from '../campaign/noncurrent-sweep.ts';
 
 export function progressBar(done: number, total: number, width = 30): string {
   const f = total > 0 ? Math.min(1, done / total) : 0;
@@ -21,7 +22,7 @@ export function progressLine(p: CampaignProgress): string {
   return `${progressBar(done, p.planned)} ${done}/${p.planned}${p.planDone ? '' : '+'}  ${p.doneRatePerSec.toFixed(0)}/s  ETA ${formatDuration(p.etaSeconds)}  rewrapped ${p.rewrapped} skipped ${p.skipped} failed ${p.failed}`;
 }
 
-export function renderStatus(c: Campaign, p: CampaignProgress, reasons: ReasonCount[]): string {
+export function renderStatus(c: Campaign, p: CampaignProgress, reasons: ReasonCount[], noncurrent: NoncurrentCount[] = []): string {
   const lines = [
     `campaign ${c.id} "${c.name}" (${c.kind}) — ${stateWord(p)}${p.pauseReason ? ` (${p.pauseReason})` : ''}`,
     `  from ${fmtKek(c.spec.from)} to ${fmtKek(c.spec.to)}`,
@@ -33,6 +34,13 @@ export function renderStatus(c: Campaign, p: CampaignProgress, reasons: ReasonCo
     lines.push(`  DEGRADED: ${p.health.retryingBatches} batches retrying with backoff (${p.health.reason})${quiet}; resumes by itself`);
   }
   if (reasons.length) lines.push(`  failures: ${reasons.map((r) => `${r.reason} ${r.items}`).join(', ')}`);
+  const n = noncurrentStatus(c, noncurrent);
+  const stores = Object.entries(n.byStore);
+  if (n.mode !== 'report' || stores.length > 0 || n.sweptAt) {
+    const how = n.mode === 'keep' ? ' (kept: they do not block kek retire and become undecryptable once it retires)' : n.bypassGovernanceRetention ? ' (GOVERNANCE retention bypassed)' : '';
+    lines.push(`  noncurrent versions under ${fmtKek(c.spec.from)}: "${n.mode}"${how}; sweep ${n.sweptAt ? `done ${n.sweptAt.toISOString()}` : 'not done yet'}`);
+    for (const [store, states] of stores) lines.push(`    ${store}: ${Object.entries(states).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
   return lines.join('\n');
 }
 
@@ -55,5 +63,5 @@ export async function watchStatus(pool: pg.Pool, c: Campaign, intervalMs: number
   if (tty) process.stdout.write('\n');
   const final = await getCampaign(pool, c.id);
   const reasons = await failureCountsByReason(pool, c.id);
-  if (!json && final) process.stdout.write(renderStatus(final, await campaignProgress(pool, c.id), reasons) + '\n');
+  if (!json && final) process.stdout.write(renderStatus(final, await campaignProgress(pool, c.id), reasons, await noncurrentCounts(pool, c.id)) + '\n');
 }

@@ -58,7 +58,25 @@ export interface CampaignOptions {
    * listed in full before the first item moves.
    */
   canaryAfterItems: number;
+  /**
+   * What happens to noncurrent versions under the source KEK in versioned S3 buckets (the ones
+   * rewrap's own rewrites leave behind and the ones that were there before), once the current
+   * items are done (campaign/noncurrent-sweep.ts):
+   *   - 'report' (default): listed and counted per store; they block `kek retire`;
+   *   - 'delete': deleted by version id, each re-read first and only when still under the source
+   *     KEK and the key's current version is not; versions under object lock stay and block;
+   *   - 'keep': counted, and do not block `kek retire`: the user accepts losing them.
+   */
+  noncurrentVersions: NoncurrentVersionsMode;
+  /**
+   * With 'delete': also delete versions under GOVERNANCE retention (x-amz-bypass-governance-retention;
+   * needs s3:BypassGovernanceRetention). COMPLIANCE retention and legal holds are never bypassed.
+   */
+  bypassGovernanceRetention: boolean;
 }
+
+export const NONCURRENT_MODES = ['report', 'delete', 'keep'] as const;
+export type NoncurrentVersionsMode = (typeof NONCURRENT_MODES)[number];
 
 export interface CampaignSpec {
   name: string;
@@ -84,7 +102,12 @@ export const DEFAULT_OPTIONS: CampaignOptions = {
   multipartThresholdBytes: 5 * 1024 ** 3,
   canaryFraction: 0,
   canaryAfterItems: 100_000,
+  noncurrentVersions: 'report',
+  bypassGovernanceRetention: false,
 };
+
+/** A spec stored before these options existed reads as the defaults. */
+export const noncurrentModeOf = (spec: CampaignSpec): NoncurrentVersionsMode => spec.options.noncurrentVersions ?? 'report';
 
 export function storeIdOf(s: SourceSpec): StoreId[] {
   if (s.type === 's3' || s.type === 's3-inventory') return [s3StoreId(s.bucket)];

@@ -7,7 +7,9 @@ export type StoreId = `s3://${string}` | `pg:${string}`;
 export type StoreRef = { kind: 's3'; bucket: string } | { kind: 'pg'; table: string };
 export type StoreKind = StoreRef['kind'];
 
-const S3 = 's3://';
+/** How S3 store ids and object addresses start. */
+export const S3_URL_PREFIX = 's3://';
+const S3 = S3_URL_PREFIX;
 const PG = 'pg:';
 
 export function formatStoreId(ref: StoreRef): StoreId {

@@ -3,7 +3,7 @@
  * paused (running -> paused) with a reason naming the threshold and the top failure reasons.
  * "Cross" means: over the threshold after this commit, not over it before. So a campaign an
  * operator resumed after an auto-pause is not paused again by the very next failure.
- * Thresholds (spec.options, see src/campaign/spec.ts): maxFailures (0 = never): pause when failed
+ * Thresholds (spec.options, see src/core/campaign-spec.ts): maxFailures (0 = never): pause when failed
  * reaches it; maxFailureRatio (0 = never): pause when failed / done exceeds it, once at least
  * minItemsForRatio items are done.
  */

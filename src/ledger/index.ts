@@ -46,3 +46,5 @@ export { itemsMovedPerMinute } from './sql/itemsMovedPerMinute.ts';
 export { recordCanary } from './sql/recordCanary.ts';
 export { recordCanaryMoves, type CanaryMove } from './sql/recordCanaryMoves.ts';
 export { canaryItems } from './sql/canaryItems.ts';
+export { recordNoncurrentSweep } from './sql/recordNoncurrentSweep.ts';
+export { noncurrentCounts, noncurrentInventory, type NoncurrentInventoryCount } from './sql/noncurrentCounts.ts';

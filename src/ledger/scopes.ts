@@ -1,6 +1,7 @@
 /** Campaign scopes: validation and the overlap rule that keeps two campaigns off the same items. */
 import { ConfigError } from '../core/errors.ts';
 import type { Scope } from './types.ts';
+import { parseStoreId, pgStoreId } from '../core/store-id.ts';
 
 export function validateScopes(scopes: unknown): Scope[] {
   if (!Array.isArray(scopes) || scopes.length === 0) throw new ConfigError('campaign scopes: expected a non-empty array of { storeId, prefix? }');
@@ -21,7 +22,8 @@ export function validateScopes(scopes: unknown): Scope[] {
  * names are quoted as given (pg-table-config.ts), so case is kept.
  */
 export function canonicalStoreId(storeId: string): string {
-  if (storeId.startsWith('pg:') && !storeId.includes('.')) return `pg:public.${storeId.slice(3)}`;
+  const store = parseStoreId(storeId);
+  if (store?.kind === 'pg' && !store.table.includes('.')) return pgStoreId(`public.${store.table}`);
   return storeId;
 }
 

@@ -39,6 +39,31 @@ export interface Campaign {
   updatedAt: Date;
   /** The canary stage: null until it ran (or when the campaign has none). */
   canaryState: 'passed' | 'failed' | null;
+  /** The noncurrent sweep's cursor (noncurrent-sweep.ts), saved with each page; null before it began. */
+  noncurrentCursor: unknown;
+  /** When the noncurrent sweep finished; the campaign completes only after it. */
+  noncurrentSweptAt: Date | null;
+}
+
+/** What a campaign's noncurrent sweep saw or did to one noncurrent object version (schema 6). */
+export type NoncurrentState = 'exposed' | 'deleted' | 'locked' | 'kept';
+
+export interface NoncurrentVersionRecord {
+  storeId: string;
+  itemKey: string;
+  versionId: string;
+  kekId: string | null;
+  kekVersion: string | null;
+  state: NoncurrentState;
+  reason: string | null;
+}
+
+/** Noncurrent versions by store and state (and reason), for status, the API and metrics. */
+export interface NoncurrentCount {
+  storeId: string;
+  state: NoncurrentState;
+  reason: string | null;
+  versions: number;
 }
 
 export interface NewCampaign {
@@ -112,7 +137,7 @@ export interface ItemOutcomeRecord {
   storeId: string;
   itemKey: string;
   outcome: 'rewrapped' | 'skipped' | 'failed';
-  /** Reason code (src/rewrap/reasons.ts); required for skipped and failed. */
+  /** Reason code (src/core/reasons.ts); required for skipped and failed. */
   reason?: string;
   /** Produced by our code; never holds key bytes. */
   detail?: string;

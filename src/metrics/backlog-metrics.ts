@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { Gauge, type Registry } from 'prom-client';
-import { campaignProgress, inventoryByKek, listCampaigns } from '../ledger/index.ts';
+import { campaignProgress, inventoryByKek, listCampaigns, noncurrentInventory } from '../ledger/index.ts';
 import type { CampaignState } from '../ledger/types.ts';
 
 const STATES: CampaignState[] = ['planning', 'running', 'paused', 'cancelled', 'completed'];
@@ -34,8 +34,10 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
   const state = new Gauge({ name: 'rewrap_campaign_state', help: '1 for the state the campaign is in.', labelNames: [...labels, 'state'], registers: [registry] });
   const inventory = new Gauge({
     name: 'rewrap_inventory_items',
-    help: 'Items known to the ledger by store and the KEK id and version that wraps them (for a KMS key, the key material id; empty when unknown).',
-    labelNames: ['store', 'kek_id', 'kek_version'],
+    help:
+      'Items known to the ledger by store and the KEK id and version that wraps them (for a KMS key, the key material id; empty when unknown). ' +
+      'version="current": current items; version="noncurrent": noncurrent object versions in versioned buckets still there (exposed, locked or kept) as the last noncurrent sweep saw them.',
+    labelNames: ['store', 'kek_id', 'kek_version', 'version'],
     registers: [registry],
   });
 
@@ -45,12 +47,13 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
     const progress = new Map<string, Awaited<ReturnType<typeof campaignProgress>>>();
     for (const c of campaigns) if (c.state !== 'completed' && c.state !== 'cancelled') progress.set(c.id, await campaignProgress(pool, c.id));
     /* Summed: groups that differ only in what the label does not show (a version and a material both recorded) share a series. */
-    const inventoryItems = new Map<string, { labels: { store: string; kek_id: string; kek_version: string }; items: number }>();
-    for (const r of await inventoryByKek(pool)) {
-      const labels = { store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? r.materialId ?? '' };
+    const inventoryItems = new Map<string, { labels: { store: string; kek_id: string; kek_version: string; version: 'current' | 'noncurrent' }; items: number }>();
+    const add = (labels: { store: string; kek_id: string; kek_version: string; version: 'current' | 'noncurrent' }, n: number) => {
       const k = JSON.stringify(labels);
-      inventoryItems.set(k, { labels, items: (inventoryItems.get(k)?.items ?? 0) + r.items });
-    }
+      inventoryItems.set(k, { labels, items: (inventoryItems.get(k)?.items ?? 0) + n });
+    };
+    for (const r of await inventoryByKek(pool)) add({ store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? r.materialId ?? '', version: 'current' }, r.items);
+    for (const r of await noncurrentInventory(pool)) add({ store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? '', version: 'noncurrent' }, r.versions);
 
     for (const g of [remaining, items, rate, eta, deadline, budget, retrying, state, inventory]) g.reset();
     for (const c of campaigns) {

@@ -7,6 +7,7 @@ import { NotUnderSourceError } from '../kek/kek-provider.ts';
 import { isBatchStore, LandedWriteError, type BatchEnvelopeStore, type EnvelopeStore } from '../stores/envelope-store.ts';
 import type { ProcessMetrics } from './process-metrics.ts';
 import { ForwardingKekProvider } from '../kek/forwarding-kek-provider.ts';
+import { storeKind as storeIdKind } from '../core/store-id.ts';
 
 export class InstrumentedKekProvider extends ForwardingKekProvider {
   constructor(
@@ -34,7 +35,7 @@ export class InstrumentedKekProvider extends ForwardingKekProvider {
 }
 
 export function storeKind(store: EnvelopeStore): string {
-  return store.id.startsWith('s3://') ? 's3' : store.id.startsWith('pg:') ? 'pg' : 'other';
+  return storeIdKind(store.id) ?? 'other';
 }
 
 export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): EnvelopeStore {

@@ -18,6 +18,7 @@ import { INSTRUCTION_SUFFIX, parseStringMap, parseV2 } from '../envelope/s3ec-v2
 import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
 import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
 import { isNotFound } from '../stores/s3-errors.ts';
+import { parseStoreId, s3StoreId, s3Url } from '../core/store-id.ts';
 
 /** HEADs in flight: well under the client's sockets, whose queue time counts against its connect timeout. */
 const HEADS_AT_ONCE = 16;
@@ -42,8 +43,9 @@ export interface NoncurrentContext {
 export function versionScopes(spec: CampaignSpec): Map<string, string[]> {
   const byBucket = new Map<string, string[]>();
   for (const s of scopesOf(spec)) {
-    if (!s.storeId.startsWith('s3://')) continue; // a manifest names its buckets line by line: not listed here
-    const bucket = s.storeId.slice('s3://'.length);
+    const store = parseStoreId(s.storeId);
+    if (store?.kind !== 's3') continue; // a manifest names its buckets line by line: not listed here
+    const bucket = store.bucket;
     byBucket.set(bucket, [...(byBucket.get(bucket) ?? []), s.prefix ?? '']);
   }
   for (const [bucket, prefixes] of byBucket) {
@@ -69,65 +71,136 @@ export function noncurrentKek(meta: Record<string, string>, where: string, provi
   return { kek, under: kek === undefined || mayBeUnder(kek, from) };
 }
 
+/** Object lock on one version, as its HEAD (or GET) reports it. */
+export interface VersionLock {
+  mode: 'GOVERNANCE' | 'COMPLIANCE' | undefined;
+  retainUntil: Date | undefined;
+  legalHold: boolean;
+}
+
+/** Where a walk over the noncurrent versions of a campaign's scope is: persisted, so names in full. */
+export interface NoncurrentCursor {
+  /** Index into versionScopes(spec) (a fixed order for a fixed spec). */
+  bucketIndex: number;
+  prefixIndex: number;
+  keyMarker?: string;
+  versionIdMarker?: string;
+}
+
+export interface NoncurrentPage {
+  /** Noncurrent versions (delete markers aside) that are or may be under `from`, with their lock. */
+  versions: (NoncurrentVersion & { lock: VersionLock })[];
+  /** Buckets that could not be checked (a message each): never an all-clear for them. */
+  unchecked: string[];
+  cursor: NoncurrentCursor;
+  done: boolean;
+}
+
+/**
+ * One step of a walk over the noncurrent versions in the versioned buckets of the campaign's
+ * scope: one ListObjectVersions page (or one bucket found unversioned or unreadable), each
+ * noncurrent version's envelope read (HEAD, or GET of an `.instruction` version). Resumable from
+ * the returned cursor.
+ */
+export async function noncurrentPage(ctx: NoncurrentContext, spec: CampaignSpec, from: KekSelector, cursor: NoncurrentCursor | null, signal?: AbortSignal): Promise<NoncurrentPage> {
+  const scopes = [...versionScopes(spec)];
+  const at: NoncurrentCursor = cursor ?? { bucketIndex: 0, prefixIndex: 0 };
+  const nextBucket = (): NoncurrentCursor => ({ bucketIndex: at.bucketIndex + 1, prefixIndex: 0 });
+  const page = (versions: NoncurrentPage['versions'], unchecked: string[], next: NoncurrentCursor): NoncurrentPage => ({ versions, unchecked, cursor: next, done: next.bucketIndex >= scopes.length });
+  if (at.bucketIndex >= scopes.length) return page([], [], at);
+  const [bucket, prefixes] = scopes[at.bucketIndex]!;
+  const storeId = s3StoreId(bucket);
+  if (at.keyMarker === undefined && at.prefixIndex === 0) {
+    let status: string | undefined;
+    try {
+      status = (await ctx.s3.send(new GetBucketVersioningCommand({ Bucket: bucket }), { abortSignal: signal })).Status;
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      return page([], [`${storeId}: cannot tell whether the bucket keeps noncurrent versions (GetBucketVersioning: ${(err as { name?: string }).name ?? 'error'}); grant s3:GetBucketVersioning`], nextBucket());
+    }
+    if (status !== 'Enabled' && status !== 'Suspended') return page([], [], nextBucket());
+  }
+  const prefix = prefixes[at.prefixIndex] ?? '';
+  const listed = await ctx.s3.send(
+    new ListObjectVersionsCommand({ Bucket: bucket, Prefix: prefix || undefined, KeyMarker: at.keyMarker, VersionIdMarker: at.versionIdMarker }),
+    { abortSignal: signal },
+  );
+  const limit = pLimit(HEADS_AT_ONCE);
+  const noncurrent = (listed.Versions ?? []).filter((v) => v.IsLatest === false && v.Key !== undefined && v.VersionId !== undefined);
+  const read = await Promise.all(noncurrent.map((v) => limit(() => readNoncurrentVersion(ctx, from, bucket, v.Key!, v.VersionId!, signal))));
+  const versions: NoncurrentPage['versions'] = [];
+  for (let i = 0; i < noncurrent.length; i++) {
+    const r = read[i];
+    if (r && r.under) versions.push({ storeId, key: noncurrent[i]!.Key!, versionId: noncurrent[i]!.VersionId!, kek: r.kek, lock: r.lock });
+  }
+  let next: NoncurrentCursor;
+  if (listed.IsTruncated) next = { bucketIndex: at.bucketIndex, prefixIndex: at.prefixIndex, keyMarker: listed.NextKeyMarker, versionIdMarker: listed.NextVersionIdMarker };
+  else if (at.prefixIndex + 1 < prefixes.length) next = { bucketIndex: at.bucketIndex, prefixIndex: at.prefixIndex + 1 };
+  else next = nextBucket();
+  return page(versions, [], next);
+}
+
 /**
  * Calls `emit` for every noncurrent version (delete markers aside) under `from` in the versioned
  * buckets of the campaign's scope, in listing order. Returns the buckets that could not be
  * checked (a message each): a report must not read as an all-clear for them.
  */
-export async function forEachNoncurrentExposed(ctx: NoncurrentContext, spec: CampaignSpec, emit: (v: NoncurrentVersion) => Promise<void>): Promise<string[]> {
+export async function forEachNoncurrentExposed(
+  ctx: NoncurrentContext,
+  spec: CampaignSpec,
+  emit: (v: NoncurrentVersion & { lock: VersionLock }) => Promise<void>,
+  from: KekSelector = spec.from,
+  signal?: AbortSignal,
+): Promise<string[]> {
   const unchecked: string[] = [];
-  const limit = pLimit(HEADS_AT_ONCE);
-  for (const [bucket, prefixes] of versionScopes(spec)) {
-    const storeId = `s3://${bucket}`;
-    let status: string | undefined;
-    try {
-      status = (await ctx.s3.send(new GetBucketVersioningCommand({ Bucket: bucket }))).Status;
-    } catch (err) {
-      unchecked.push(`${storeId}: cannot tell whether the bucket keeps noncurrent versions (GetBucketVersioning: ${(err as { name?: string }).name ?? 'error'}); grant s3:GetBucketVersioning`);
-      continue;
-    }
-    if (status !== 'Enabled' && status !== 'Suspended') continue;
-    for (const prefix of prefixes) {
-      let keyMarker: string | undefined;
-      let versionIdMarker: string | undefined;
-      for (;;) {
-        const page = await ctx.s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: prefix || undefined, KeyMarker: keyMarker, VersionIdMarker: versionIdMarker }));
-        const noncurrent = (page.Versions ?? []).filter((v) => v.IsLatest === false && v.Key !== undefined && v.VersionId !== undefined);
-        const read = await Promise.all(noncurrent.map((v) => limit(() => readVersion(ctx, spec.from, bucket, v.Key!, v.VersionId!))));
-        for (let i = 0; i < noncurrent.length; i++) {
-          const r = read[i];
-          if (r && r.under) await emit({ storeId, key: noncurrent[i]!.Key!, versionId: noncurrent[i]!.VersionId!, kek: r.kek });
-        }
-        if (!page.IsTruncated) break;
-        keyMarker = page.NextKeyMarker;
-        versionIdMarker = page.NextVersionIdMarker;
-      }
-    }
+  for (let cursor: NoncurrentCursor | null = null, done = false; !done; ) {
+    const p = await noncurrentPage(ctx, spec, from, cursor, signal);
+    unchecked.push(...p.unchecked);
+    for (const v of p.versions) await emit(v);
+    cursor = p.cursor;
+    done = p.done;
   }
   return unchecked;
 }
 
-/** A version deleted since it was listed is no longer exposed. */
-async function readVersion(ctx: NoncurrentContext, from: KekSelector, bucket: string, key: string, versionId: string) {
+/**
+ * A noncurrent (or, without `versionId`, the current) version's KEK and lock; null when it is
+ * gone (deleted since it was listed: no longer exposed) or holds no envelope.
+ */
+export async function readNoncurrentVersion(ctx: NoncurrentContext, from: KekSelector, bucket: string, key: string, versionId: string | undefined, signal?: AbortSignal) {
   try {
-    return await readEnvelopeOf(ctx, from, bucket, key, versionId);
+    return await readEnvelopeOf(ctx, from, bucket, key, versionId, signal);
   } catch (err) {
     if (isNotFound(err)) return null;
     throw err;
   }
 }
 
-async function readEnvelopeOf(ctx: NoncurrentContext, from: KekSelector, bucket: string, key: string, versionId: string) {
-  const where = `s3://${bucket}/${key} version ${versionId}`;
+interface LockFields {
+  ObjectLockMode?: string;
+  ObjectLockRetainUntilDate?: Date;
+  ObjectLockLegalHoldStatus?: string;
+}
+
+export function lockOf(out: LockFields): VersionLock {
+  const mode = out.ObjectLockMode === 'GOVERNANCE' || out.ObjectLockMode === 'COMPLIANCE' ? out.ObjectLockMode : undefined;
+  return { mode, retainUntil: out.ObjectLockRetainUntilDate, legalHold: out.ObjectLockLegalHoldStatus === 'ON' };
+}
+
+async function readEnvelopeOf(ctx: NoncurrentContext, from: KekSelector, bucket: string, key: string, versionId: string | undefined, signal?: AbortSignal) {
+  const where = `${s3Url(bucket, key)} version ${versionId ?? 'current'}`;
   if (key.endsWith(INSTRUCTION_SUFFIX)) {
-    const out = await ctx.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
+    const out = await ctx.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }), { abortSignal: signal });
+    const lock = lockOf(out);
     if ((out.ContentLength ?? 0) > INSTRUCTION_MAX_BYTES) {
       out.Body?.transformToWebStream().cancel().catch(() => {});
-      return { kek: undefined, under: true };
+      return { kek: undefined, under: true, lock };
     }
     const json = parseStringMap((await out.Body?.transformToString()) ?? '');
-    return json ? noncurrentKek(json, where, ctx.provider, from) : { kek: undefined, under: true };
+    const r = json ? noncurrentKek(json, where, ctx.provider, from) : { kek: undefined, under: true };
+    return r && { ...r, lock };
   }
-  const head = await ctx.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
-  return noncurrentKek(head.Metadata ?? {}, where, ctx.provider, from);
+  const head = await ctx.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }), { abortSignal: signal });
+  const r = noncurrentKek(head.Metadata ?? {}, where, ctx.provider, from);
+  return r && { ...r, lock: lockOf(head) };
 }

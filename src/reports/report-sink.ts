@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ConfigError } from '../core/errors.ts';
+import { parseS3Url as parseS3ObjectUrl, S3_URL_PREFIX, s3Url } from '../core/store-id.ts';
 
 export interface ReportSink {
   write(line: string): Promise<void>;
@@ -27,9 +28,9 @@ export interface ReportSink {
 }
 
 export function parseS3Url(url: string): { bucket: string; key: string } {
-  const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
-  if (!m) throw new ConfigError(`--out ${url}: expected s3://<bucket>/<key>`);
-  return { bucket: m[1]!, key: m[2]! };
+  const at = parseS3ObjectUrl(url);
+  if (!at) throw new ConfigError(`--out ${url}: expected s3://<bucket>/<key>`);
+  return at;
 }
 
 async function writeLine(stream: NodeJS.WritableStream, line: string): Promise<void> {
@@ -44,7 +45,7 @@ export async function openReportSink(out: string | undefined, s3: () => S3Client
   if (out === undefined || out === '-') {
     return { write: (l) => writeLine(process.stdout, l), close: async () => 'stdout', abort: async () => {} };
   }
-  if (!out.startsWith('s3://')) return openFileSink(out, force);
+  if (!out.startsWith(S3_URL_PREFIX)) return openFileSink(out, force);
   const { bucket, key } = parseS3Url(out);
   // Checked before the report is computed (fail fast); If-None-Match below closes the race.
   if (!force && (await s3ObjectExists(s3(), bucket, key))) throw exists(out);
@@ -86,7 +87,7 @@ async function s3ObjectExists(s3: S3Client, bucket: string, key: string): Promis
     return true;
   } catch (err) {
     if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
-    throw new Error(`--out s3://${bucket}/${key}: cannot check whether it exists`, { cause: err });
+    throw new Error(`--out ${s3Url(bucket, key)}: cannot check whether it exists`, { cause: err });
   }
 }
 

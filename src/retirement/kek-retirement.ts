@@ -22,7 +22,7 @@ import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
 import { mayBeUnder } from '../core/kms-material.ts';
 import type { KekVerifier } from '../kek/kek-admin.ts';
 import { storeIdOf } from '../core/campaign-spec.ts';
-import { bucketsOf, versionedBucketBlockers } from './versioned-buckets.ts';
+import { noncurrentVersionUse, type NoncurrentUse } from './versioned-buckets.ts';
 
 export interface RetirementOptions {
   /** The injectable clock. */
@@ -33,7 +33,10 @@ export interface RetirementOptions {
   fullPass: boolean;
   /** Local keyring file; default: the one of the newest campaign that drained the KEK. */
   keyringFile?: string;
-  /** The operator accepts that noncurrent object versions under the KEK become undecryptable. */
+  /**
+   * The operator accepts that noncurrent object versions under the KEK become undecryptable:
+   * they are still counted and listed (`noncurrent`), and do not block.
+   */
   allowNoncurrentVersions?: boolean;
 }
 
@@ -64,6 +67,8 @@ export interface RetirementCheck {
   lastMovedAt: Date | null;
   graceLeftMs: number;
   sample: { checked: number; failed: ItemProblem[] };
+  /** Noncurrent versions under the KEK per versioned bucket in scope, counted from the buckets (versioned-buckets.ts). */
+  noncurrent: NoncurrentUse[];
   /**
    * `mayBeUnderKek`: items the stores hold that rewrap cannot read and that name this KEK or none
    * that can be decided (they block); `underOtherKek`: unreadable items naming another KEK.
@@ -95,23 +100,21 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
   const graceLeftMs = usage.lastMovedAt ? Math.max(0, usage.lastMovedAt.getTime() + o.graceMs - o.now.getTime()) : 0;
   if (graceLeftMs > 0) blockers.push(`grace period: the last item moved at ${usage.lastMovedAt!.toISOString()}; ${minutes(graceLeftMs)} left (--grace)`);
 
-  if (!o.allowNoncurrentVersions) {
-    const storeIds = [...usage.stores.map((s) => s.storeId), ...campaigns.flatMap((c) => c.spec.sources.flatMap(storeIdOf))];
-    const buckets = bucketsOf(storeIds);
-    if (buckets.length > 0) blockers.push(...(await versionedBucketBlockers(res.s3Client(), buckets, name, signal)));
-  }
-
   const base = { kek: name, stores: usage.stores, failedByReason: usage.failed, activeCampaigns: active, lastMovedAt: usage.lastMovedAt, graceLeftMs };
   const newest = campaigns[0];
   if (!newest) {
     blockers.push(`no campaign ever drained ${name}: nothing shows it unused (run a campaign from it first)`);
-    return { ...base, provider: null, ok: false, blockers, sample: { checked: 0, failed: [] } };
+    return { ...base, provider: null, ok: false, blockers, sample: { checked: 0, failed: [] }, noncurrent: [] };
   }
   const provider = newest.spec.provider;
   const admin = res.kekAdmin(newest.spec, { keyringFile: o.keyringFile });
   const keyringFile = admin.keyringFile;
   const checker = admin.verifier();
   try {
+    /* Invariant 7: noncurrent versions under the KEK, counted from the versioned buckets in scope. */
+    const storeIds = [...usage.stores.map((s) => s.storeId), ...campaigns.flatMap((c) => c.spec.sources.flatMap(storeIdOf))];
+    const noncurrent = await noncurrentVersionUse({ s3: res.s3Client(), provider: checker }, campaigns, storeIds, kek, name, { now: o.now, allowNoncurrentVersions: o.allowNoncurrentVersions === true }, signal);
+    blockers.push(...noncurrent.blockers);
     const sample = await checkSample(res, campaigns, checker, kek, o.sampleSize, signal);
     if (sample.checked === 0) blockers.push(`no item moved away from ${name} to sample`);
     for (const f of sample.failed) blockers.push(`sample ${f.storeId} ${f.itemKey}: ${f.problem}`);
@@ -126,7 +129,7 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
       for (const f of fullPass.failed.slice(0, 20)) blockers.push(`${f.storeId} ${f.itemKey}: ${f.problem}`);
       if (fullPass.failed.length > 20) blockers.push(`... and ${fullPass.failed.length - 20} more item(s) that do not decrypt`);
     }
-    return { ...base, provider: provider.type, keyringFile, ok: blockers.length === 0, blockers, sample, ...(fullPass ? { fullPass } : {}) };
+    return { ...base, provider: provider.type, keyringFile, ok: blockers.length === 0, blockers, sample, noncurrent: noncurrent.uses, ...(fullPass ? { fullPass } : {}) };
   } finally {
     checker.close();
   }

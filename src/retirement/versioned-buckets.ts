@@ -1,39 +1,109 @@
 /**
- * Invariant 7 for versioned buckets, until rewrap counts noncurrent versions itself: a rewrite
- * of an object in a versioned (or versioning-suspended) bucket leaves the previous version behind,
- * and its DEK stays wrapped under the old KEK. rewrap does not list or count those versions yet,
- * so it cannot tell whether a KEK is still needed there; "cannot tell" counts as "still needs it".
- * A bucket whose versioning state cannot be read blocks for the same reason.
+ * Invariant 7 for versioned buckets: every rewrite of an object in a versioned (or
+ * versioning-suspended) bucket leaves the previous version behind, its DEK still wrapped under
+ * the old KEK, and so do the application's own overwrites. The retirement gate counts them live
+ * from the buckets (the same reader as the exposure report and the noncurrent sweep: one
+ * ListObjectVersions page at a time, one HEAD, or GET of an `.instruction` version, per
+ * noncurrent version) and decides by the `noncurrentVersions` option of the newest campaign from
+ * the KEK over each bucket:
+ *   - report: every noncurrent version under the KEK blocks;
+ *   - delete: the sweep deleted what it could; what is left (locked by object lock, refused, or
+ *     written since) blocks;
+ *   - keep: listed, does not block (the user accepted losing them when creating the campaign).
+ * A bucket whose versioning or versions cannot be read blocks ("cannot tell" = "still needs it").
+ * `--allow-noncurrent-versions` stays as the operator's explicit override at retirement time: the
+ * versions are listed, and do not block.
  */
-import { GetBucketVersioningCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { Campaign } from '../ledger/types.ts';
+import { parseStoreId } from '../core/store-id.ts';
+import type { CampaignSpec, NoncurrentVersionsMode, SourceSpec } from '../core/campaign-spec.ts';
+import { noncurrentModeOf } from '../core/campaign-spec.ts';
+import type { KekSelector } from '../core/kek-ref.ts';
+import { forEachNoncurrentExposed, versionScopes, type NoncurrentContext } from '../reports/noncurrent-versions.ts';
+import { lockReason } from '../campaign/noncurrent-sweep.ts';
 
 export const ALLOW_NONCURRENT_FLAG = '--allow-noncurrent-versions';
 
 /** The buckets among store ids (`s3://<bucket>`), each once. */
 export function bucketsOf(storeIds: Iterable<string>): string[] {
   const buckets = new Set<string>();
-  for (const id of storeIds) if (id.startsWith('s3://')) buckets.add(id.slice('s3://'.length));
+  for (const id of storeIds) {
+    const store = parseStoreId(id);
+    if (store?.kind === 's3') buckets.add(store.bucket);
+  }
   return [...buckets].sort();
 }
 
-/** One blocker per bucket that keeps (or may keep) old versions of the objects rewrap rewrote. */
-export async function versionedBucketBlockers(s3: S3Client, buckets: string[], kekName: string, signal?: AbortSignal): Promise<string[]> {
-  const blockers: string[] = [];
-  for (const bucket of buckets) {
-    let status: string | undefined;
-    try {
-      status = (await s3.send(new GetBucketVersioningCommand({ Bucket: bucket }), { abortSignal: signal })).Status;
-    } catch (err) {
-      const name = (err as { name?: string }).name ?? 'error';
-      blockers.push(`s3://${bucket}: cannot tell whether the bucket keeps old object versions (GetBucketVersioning: ${name}); grant s3:GetBucketVersioning, or ${ALLOW_NONCURRENT_FLAG} if you know it does not`);
-      continue;
-    }
-    if (status === 'Enabled' || status === 'Suspended') {
-      blockers.push(
-        `s3://${bucket}: versioning is ${status}: every rewrite left a noncurrent version whose DEK is still under ${kekName}, ` +
-          `and rewrap does not count noncurrent versions yet; delete those versions (or accept losing them) and retire with ${ALLOW_NONCURRENT_FLAG}`,
-      );
+/** Noncurrent versions under the KEK found in one bucket, and whether they block retirement. */
+export interface NoncurrentUse {
+  storeId: string;
+  /** The option of the newest campaign over the bucket ('report' for a bucket no campaign lists, e.g. a manifest's). */
+  mode: NoncurrentVersionsMode;
+  versions: number;
+  /** Of those, versions object lock keeps (legal hold, COMPLIANCE or GOVERNANCE retention), by reason. */
+  lockedByReason: Record<string, number>;
+  blocking: boolean;
+}
+
+/**
+ * Every bucket in scope of the campaigns that drained the KEK, plus `storeIds` the ledger saw
+ * (a manifest's buckets), with the mode of the newest campaign over it. Campaigns newest first.
+ */
+function bucketsInScope(campaigns: Campaign[], storeIds: string[]): { spec: CampaignSpec; modes: Map<string, NoncurrentVersionsMode> } {
+  const modes = new Map<string, NoncurrentVersionsMode>();
+  const sources: SourceSpec[] = [];
+  for (const c of campaigns) {
+    for (const bucket of versionScopes(c.spec).keys()) if (!modes.has(bucket)) modes.set(bucket, noncurrentModeOf(c.spec));
+    for (const s of c.spec.sources) if (s.type === 's3' || s.type === 's3-inventory') sources.push(s);
+  }
+  for (const bucket of bucketsOf(storeIds)) {
+    if (!modes.has(bucket)) {
+      modes.set(bucket, 'report');
+      sources.push({ type: 's3', bucket });
     }
   }
-  return blockers;
+  return { spec: { sources } as CampaignSpec, modes };
 }
+
+export async function noncurrentVersionUse(
+  ctx: NoncurrentContext,
+  campaigns: Campaign[],
+  storeIds: string[],
+  kek: KekSelector,
+  kekName: string,
+  o: { now: Date; allowNoncurrentVersions: boolean },
+  signal?: AbortSignal,
+): Promise<{ uses: NoncurrentUse[]; blockers: string[] }> {
+  const { spec, modes } = bucketsInScope(campaigns, storeIds);
+  if (modes.size === 0) return { uses: [], blockers: [] };
+  const found = new Map<string, NoncurrentUse>();
+  const unchecked = await forEachNoncurrentExposed(
+    ctx,
+    spec,
+    async (v) => {
+      const mode = modes.get((parseStoreId(v.storeId) as { bucket: string }).bucket) ?? 'report';
+      const u = found.get(v.storeId) ?? { storeId: v.storeId, mode, versions: 0, lockedByReason: {}, blocking: mode !== 'keep' && !o.allowNoncurrentVersions };
+      u.versions++;
+      const locked = lockReason(v.lock, o.now, false);
+      if (locked) u.lockedByReason[locked] = (u.lockedByReason[locked] ?? 0) + 1;
+      found.set(v.storeId, u);
+    },
+    kek,
+    signal,
+  );
+  const blockers = unchecked.map((u) => `${u}; or ${ALLOW_NONCURRENT_FLAG} if you know it keeps none under ${kekName}`);
+  const uses = [...found.values()].sort((a, b) => (a.storeId < b.storeId ? -1 : 1));
+  for (const u of uses) {
+    if (!u.blocking) continue;
+    const locked = Object.entries(u.lockedByReason).sort(([a], [b]) => (a < b ? -1 : 1));
+    const lockedText = locked.length ? ` (${locked.reduce((n, [, k]) => n + k, 0)} under object lock: ${locked.map(([r, n]) => `${n} ${r}`).join(', ')})` : '';
+    const what =
+      u.mode === 'delete'
+        ? 'left after the noncurrent sweep of a campaign with "noncurrentVersions": "delete"; versions under object lock stay until their retention ends or the legal hold is lifted, then run a campaign from it again'
+        : 'the newest campaign over the bucket reports them ("noncurrentVersions": "report"); run a campaign from it with "noncurrentVersions": "delete", delete those versions yourself,';
+    blockers.push(`${u.storeId}: ${u.versions} noncurrent version(s) still under ${kekName}${lockedText}: ${what} or accept losing them with ${ALLOW_NONCURRENT_FLAG}`);
+  }
+  return { uses, blockers };
+}
+
+

@@ -1,7 +1,8 @@
 /**
  * What a long-running rewrap process (scheduler, worker) sets up first: one Redis connection,
- * refused if Redis may evict keys; the shared clients; its metrics (served when
- * REWRAP_METRICS_PORT is set); the ledger schema, migrated.
+ * refused if Redis may evict keys; the shared clients; its metrics with /healthz and /readyz
+ * (served when REWRAP_METRICS_PORT is set; ready once the ledger is migrated and Redis answers);
+ * the ledger schema, migrated.
  */
 import type { Redis } from 'ioredis';
 import type { ProcessConfig } from '../config.ts';
@@ -11,6 +12,7 @@ import { assertNoEviction, createRedis } from '../queue/batch-queue.ts';
 import { ProcessMetrics } from '../metrics/process-metrics.ts';
 import { serveMetrics } from '../metrics/metrics-server.ts';
 import { Resources } from './resources.ts';
+import { ledgerCheck, redisCheck } from '../metrics/health.ts';
 
 export interface ProcessRuntime {
   redis: Redis;
@@ -31,7 +33,7 @@ export async function startProcessRuntime(config: ProcessConfig, log: Logger, ro
   }
   const metrics = new ProcessMetrics(role);
   const res = new Resources(config, redis, metrics);
-  const metricsServer = config.metricsPort !== undefined ? await serveMetrics(metrics.registry, config.metricsPort, config.metricsHost) : undefined;
+  const metricsServer = config.metricsPort !== undefined ? await serveMetrics(metrics.registry, config.metricsPort, config.metricsHost, { role, checks: [ledgerCheck(res.ledger), redisCheck(redis)] }) : undefined;
   if (metricsServer) log.info({ url: metricsServer.url }, 'metrics served');
   await migrate(res.ledger);
   return {

@@ -33,6 +33,7 @@ import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
 import { drainsKmsMaterial } from '../core/kms-material.ts';
 import { PgTableSource } from '../sources/pg-table-source.ts';
 import { InventoryCache, S3InventorySource } from '../sources/s3-inventory-source.ts';
+import { parseStoreId } from '../core/store-id.ts';
 
 /**
  * Connection settings shared by every pool and dedicated client (the scheduler's lock
@@ -124,12 +125,13 @@ export class Resources {
 
   /** The store holding `storeId` items, configured by the campaign source that names it. */
   store(spec: CampaignSpec, storeId: string): EnvelopeStore {
-    const payer = spec.sources.some((s) => s.type === 's3' && `s3://${s.bucket}` === storeId && s.requesterPays === true);
+    const ref = parseStoreId(storeId);
+    const payer = spec.sources.some((s) => s.type === 's3' && ref?.kind === 's3' && s.bucket === ref.bucket && s.requesterPays === true);
     const key = `${storeId}|${JSON.stringify(spec.options.allowUnconditionalWrites)}|${spec.options.multipartThresholdBytes}|${payer}`;
     let store = this.stores.get(key);
     if (store) return store;
-    if (storeId.startsWith('s3://')) {
-      const bucket = storeId.slice('s3://'.length);
+    if (ref?.kind === 's3') {
+      const bucket = ref.bucket;
       const src = spec.sources.find((s) => s.type !== 'pg' && (s.type === 's3-manifest' || s.bucket === bucket)) as Exclude<SourceSpec, { type: 'pg' }> | undefined;
       store = new S3EnvelopeStore({
         client: this.s3Client(),
@@ -139,8 +141,8 @@ export class Resources {
         allowUnconditionalWrites: spec.options.allowUnconditionalWrites,
         requesterPays: payer,
       });
-    } else if (storeId.startsWith('pg:')) {
-      const src = spec.sources.find((s) => s.type === 'pg' && `pg:${s.table}` === storeId) as Extract<SourceSpec, { type: 'pg' }> | undefined;
+    } else if (ref?.kind === 'pg') {
+      const src = spec.sources.find((s) => s.type === 'pg' && s.table === ref.table) as Extract<SourceSpec, { type: 'pg' }> | undefined;
       if (!src) throw new ConfigError(`campaign ${spec.name}: no pg source names store ${storeId}`);
       store = new PgTableStore({
         pool: this.data(),

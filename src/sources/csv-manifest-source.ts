@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../core/errors.ts';
 import type { Source, SourcePage } from './source.ts';
+import { s3StoreId } from '../core/store-id.ts';
 
 export class CsvManifestSource implements Source {
   private lines?: string[];
@@ -28,7 +29,7 @@ export class CsvManifestSource implements Source {
         throw new ConfigError(`manifest ${this.path} line ${i + 1}: expected "bucket,key"`);
       }
       const key = this.keysUrlEncoded ? decodeURIComponent(rawKey.replace(/\+/g, ' ')) : rawKey;
-      const storeId = `s3://${bucket}`;
+      const storeId = s3StoreId(bucket);
       let keys = byStore.get(storeId);
       if (!keys) byStore.set(storeId, (keys = []));
       keys.push(key);

@@ -9,6 +9,7 @@ import type { Source, SourcePage } from './source.ts';
 import { KMS_MATERIAL_ID_LENGTH, KMS_MATERIAL_ID_PATTERN } from '../core/kms-material.ts';
 import { holdsMaterialId, readColumnTypes } from '../stores/pg-table-columns.ts';
 import { ConfigError } from '../core/errors.ts';
+import { pgStoreId, type StoreId } from '../core/store-id.ts';
 
 export interface PgTableSourceOptions {
   table: string;
@@ -24,14 +25,14 @@ export interface PgTableSourceOptions {
 
 export class PgTableSource implements Source {
   private sql?: string;
-  private readonly storeId: string;
+  private readonly storeId: StoreId;
 
   constructor(
     private readonly pool: pg.Pool,
     private readonly o: PgTableSourceOptions,
     private readonly from: KekSelector,
   ) {
-    this.storeId = `pg:${o.table}`;
+    this.storeId = pgStoreId(o.table);
   }
 
   /** The id is compared in its own type, so the primary key index serves every page. */

@@ -20,6 +20,7 @@ import { itemKeysOf } from './instruction-files.ts';
 import { readInventoryManifest, type InventoryManifest } from './s3-inventory-manifest.ts';
 import { InventoryFileReader } from './s3-inventory-file.ts';
 import type { Source, SourcePage } from './source.ts';
+import { s3StoreId } from '../core/store-id.ts';
 
 export interface InventoryCursor {
   fileIndex: number;
@@ -65,7 +66,7 @@ export class S3InventorySource implements Source {
     const keys = await itemKeysOf(this.client, m.sourceBucket, listed, signal);
     const done = at.fileIndex >= m.files.length;
     const next: InventoryCursor | null = done ? null : { fileIndex: at.fileIndex, fileKey: m.files[at.fileIndex]!.key, rowsRead: at.rowsRead };
-    const page = { groups: [{ storeId: `s3://${m.sourceBucket}`, keys }], cursor: next, done };
+    const page = { groups: [{ storeId: s3StoreId(m.sourceBucket), keys }], cursor: next, done };
     this.cache.rememberPage(this.spec.manifest, cursor, limit, page);
     return page;
   }

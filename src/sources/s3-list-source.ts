@@ -5,6 +5,7 @@
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { itemKeysOf } from './instruction-files.ts';
 import type { Source, SourcePage } from './source.ts';
+import { s3StoreId } from '../core/store-id.ts';
 /** Listings and object times come from the server; allow for clock skew with it. */
 const DELTA_SKEW_MS = 5 * 60_000;
 
@@ -33,6 +34,6 @@ export class S3ListSource implements Source {
     const listed = (out.Contents ?? []).filter((o) => o.Key && keep(o.LastModified)).map((o) => o.Key!);
     const keys = await itemKeysOf(this.client, this.bucket, listed, signal);
     const done = !out.IsTruncated;
-    return { groups: [{ storeId: `s3://${this.bucket}`, keys }], cursor: done ? null : out.NextContinuationToken, done };
+    return { groups: [{ storeId: s3StoreId(this.bucket), keys }], cursor: done ? null : out.NextContinuationToken, done };
   }
 }

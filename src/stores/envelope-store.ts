@@ -1,5 +1,6 @@
 /** The store port: where envelopes live. The pipeline knows stores only through this interface. */
 import type { Envelope, InvalidEnvelope } from '../core/envelope.ts';
+import type { StoreId } from '../core/store-id.ts';
 
 /** One item of a store: an S3 object key, or a row id rendered as text. */
 export interface ItemRef {
@@ -52,7 +53,7 @@ export type CasLevel =
 
 export interface EnvelopeStore {
   /** Stable id used in the ledger, e.g. `s3://bucket` or `pg:public.secrets`. */
-  readonly id: string;
+  readonly id: StoreId;
   read(item: ItemRef, signal?: AbortSignal): Promise<ReadResult>;
   /**
    * Writes `next` only if the item still is as it was when `token` was read.

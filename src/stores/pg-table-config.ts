@@ -7,6 +7,7 @@ import type pg from 'pg';
 import type { WrapAlgorithm } from '../core/kek-ref.ts';
 import { ConfigError } from '../core/errors.ts';
 import { GCM_CEK_ALG } from '../envelope/s3ec-v2.ts';
+import { pgStoreId, type StoreId } from '../core/store-id.ts';
 
 export interface PgTableStoreConfig {
   /** The process's one pool; the store never creates clients of its own. */
@@ -36,7 +37,7 @@ export interface PgTableStoreConfig {
 /** The config after validation: names split and quoted, defaults applied. */
 export interface PgTableShape {
   /** `pg:<table as given>`, the store id used in the ledger. */
-  storeId: string;
+  storeId: StoreId;
   /** The table name as given, for messages. */
   tableName: string;
   /** Quoted, possibly schema-qualified: `"public"."secrets"`. */
@@ -133,7 +134,7 @@ export function validatePgTableConfig(config: PgTableStoreConfig): PgTableShape 
   }
 
   return {
-    storeId: `pg:${tableName}`,
+    storeId: pgStoreId(tableName),
     tableName,
     tableSql,
     id,

@@ -18,6 +18,7 @@ import { selectSql, updateSql } from './pg-table-sql.ts';
 import { rowToReadResult, writeParams, itemName, type SelectedRow } from './pg-table-row.ts';
 import { storeFailure } from './pg-table-errors.ts';
 import { ConfigError } from '../core/errors.ts';
+import type { StoreId } from '../core/store-id.ts';
 
 /** How long a table's column types are trusted before they are read from the catalog again. */
 export const DESCRIBE_TTL_MS = 60_000;
@@ -32,7 +33,7 @@ export interface PgTableStatements {
 }
 
 export class PgTableStore implements BatchEnvelopeStore {
-  readonly id: string;
+  readonly id: StoreId;
   readonly shape: PgTableShape;
   private readonly pool: pg.Pool;
   private prepared?: Promise<PgTableStatements>;

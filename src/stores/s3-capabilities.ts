@@ -24,6 +24,7 @@ import { randomBytes } from 'node:crypto';
 import type { CasLevel } from './envelope-store.ts';
 import { copySource, normalizeEtag, quoteEtag, withHeaders } from './s3-client.ts';
 import { isPreconditionFailed, isTransientS3Error, isAccessDenied, toItemFailure, isAbort } from './s3-errors.ts';
+import { s3StoreId, s3Url } from '../core/store-id.ts';
 
 /** How the ETag must be written for a check to match: honoured in that form, or not at all. */
 export type EtagCheck = 'quoted' | 'unquoted' | false;
@@ -74,7 +75,7 @@ export function describeCapabilities(c: S3Capabilities): string[] {
   const how = (check: EtagCheck, what: string) => (check ? `${what} (ETag ${check})` : undefined);
   const copy = [how(c.copyDestinationIfMatch, 'destination If-Match'), how(c.copySourceIfMatch, 'x-amz-copy-source-if-match'), how(c.copyLegacyIfMatch, 'legacy x-amz-copy-if-match')].filter(Boolean);
   const part = [how(c.completeIfMatch, 'CompleteMultipartUpload If-Match'), how(c.partCopySourceIfMatch, 'UploadPartCopy x-amz-copy-source-if-match'), how(c.partCopyLegacyIfMatch, 'UploadPartCopy legacy x-amz-copy-if-match')].filter(Boolean);
-  const lines = [`s3://${c.bucket} at ${c.endpoint}:`];
+  const lines = [`${s3StoreId(c.bucket)} at ${c.endpoint}:`];
   lines.push(
     copy.length
       ? `metadata envelopes: compare-and-swap on the object's content ETag via ${copy.join(', ')}; a concurrent content write is refused, a concurrent metadata-only change is not detected` +
@@ -104,7 +105,7 @@ export async function probeS3Capabilities(client: S3Client, bucket: string, sign
   const scratchKey = `${key}.mpu`;
   const body = Buffer.from('rewrap capability probe\n');
   const opts = { abortSignal: signal };
-  const what = `capability probe s3://${bucket}/${key}`;
+  const what = `capability probe ${s3Url(bucket, key)}`;
   let n = 0;
   const head = async () => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), opts);
   /** Runs `attempt` with a wrong ETag, then the right one; `attempt` writes metadata probe=<marker>. */

@@ -31,6 +31,7 @@ import { contentDecrypts } from './s3-content-check.ts';
 import { readInstructionFile, writeInstructionFile } from './s3-instruction-placement.ts';
 import { writeMetadataEnvelope } from './s3-metadata-placement.ts';
 import { isS3ItemToken, makeToken, objectState, type S3ItemToken } from './s3-object-token.ts';
+import { s3StoreId, s3Url, type StoreId } from '../core/store-id.ts';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -68,7 +69,7 @@ export interface S3EnvelopeStoreOptions {
 }
 
 export class S3EnvelopeStore implements EnvelopeStore {
-  readonly id: string;
+  readonly id: StoreId;
   readonly bucket: string;
   private readonly client: S3Client;
   private readonly placement: S3Placement;
@@ -88,7 +89,7 @@ export class S3EnvelopeStore implements EnvelopeStore {
     this.requesterPays = options.requesterPays ?? false;
     this.client = this.requesterPays ? payingClient(options.client) : options.client;
     this.bucket = options.bucket;
-    this.id = `s3://${options.bucket}`;
+    this.id = s3StoreId(options.bucket);
     this.placement = placement;
     this.multipartThresholdBytes = positiveInt('multipartThresholdBytes', options.multipartThresholdBytes ?? MAX_SINGLE_COPY_BYTES);
     if (this.multipartThresholdBytes > MAX_SINGLE_COPY_BYTES) {
@@ -205,7 +206,7 @@ export class S3EnvelopeStore implements EnvelopeStore {
   }
 
   private where(item: ItemRef): string {
-    return `s3://${this.bucket}/${item.key}`;
+    return s3Url(this.bucket, item.key);
   }
 }
 

@@ -12,6 +12,7 @@ import { fencedWrite, normalizeEtag } from './s3-client.ts';
 import { etagAs, type EtagCheck } from './s3-capabilities.ts';
 import { isNotFound, isPreconditionFailed, toItemFailure } from './s3-errors.ts';
 import type { InstructionFileState } from './s3-object-token.ts';
+import { s3Url } from '../core/store-id.ts';
 
 /** Instruction files are a few hundred bytes; anything far larger is not one. */
 const MAX_INSTRUCTION_BYTES = 64 * 1024;
@@ -28,7 +29,7 @@ export type InstructionRead =
 
 export async function readInstructionFile(client: S3Client, bucket: string, key: string, signal?: AbortSignal): Promise<InstructionRead> {
   const ikey = instructionKey(key);
-  const where = `s3://${bucket}/${ikey}`;
+  const where = s3Url(bucket, ikey);
   let text: string;
   let out;
   try {
@@ -93,6 +94,6 @@ export async function writeInstructionFile(
   } catch (err) {
     // RGW answers 412 for If-Match on a missing key, AWS 404: both mean "changed, re-read".
     if (isPreconditionFailed(err) || isNotFound(err)) return 'conflict';
-    throw toItemFailure(err, `PutObject s3://${bucket}/${ikey}`);
+    throw toItemFailure(err, `PutObject ${s3Url(bucket, ikey)}`);
   }
 }

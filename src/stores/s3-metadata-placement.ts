@@ -16,6 +16,8 @@ import { isNotFound, isPreconditionFailed, toItemFailure } from './s3-errors.ts'
 import { rewriteInPlaceMultipart } from './s3-multipart-copy.ts';
 import type { S3ItemToken } from './s3-object-token.ts';
 import { readTags, restoreTagsIfLost, tagsAsQuery } from './s3-tags.ts';
+import { s3Url } from '../core/store-id.ts';
+import { restoreLockIfLost } from './s3-object-lock.ts';
 
 export interface MetadataWriteOptions {
   multipartThresholdBytes: number;
@@ -44,7 +46,7 @@ export async function writeMetadataEnvelope(
   signal?: AbortSignal,
   fence?: WriteFence,
 ): Promise<'written' | 'conflict'> {
-  const where = `s3://${bucket}/${key}`;
+  const where = s3Url(bucket, key);
   let tags: Tag[] = [];
   try {
     if (token.tagCount > 0) tags = await readTags(client, bucket, key, signal);
@@ -61,6 +63,13 @@ export async function writeMetadataEnvelope(
          audit event), not a batch error. */
       const why = err instanceof WriteFencedError ? 'the batch lease ran out before they could be put back' : 'putting them back failed';
       throw new LandedWriteError(`${where}: the envelope was rewritten, but the self-copy dropped the object's tags and ${why}; the tags were ${tagsAsQuery(tags)}`, { cause: err });
+    }
+    try {
+      await restoreLockIfLost(client, bucket, key, token.headers, fence);
+    } catch (err) {
+      const why = err instanceof WriteFencedError ? 'the batch lease ran out before it could be put back' : 'putting it back failed';
+      const lock = [token.headers.ObjectLockMode && `${token.headers.ObjectLockMode} retention until ${token.headers.ObjectLockRetainUntilDate?.toISOString()}`, token.headers.ObjectLockLegalHoldStatus === 'ON' && 'legal hold'].filter(Boolean).join(', ');
+      throw new LandedWriteError(`${where}: the envelope was rewritten, but the self-copy dropped the object's lock and ${why}; the lock was ${lock}`, { cause: err });
     }
   }
   return result;
@@ -79,7 +88,7 @@ async function rewrite(
   fence?: WriteFence,
 ): Promise<'written' | 'conflict'> {
   const metadata = nextMetadata(token.metadata, next);
-  const where = `s3://${bucket}/${key}`;
+  const where = s3Url(bucket, key);
   if (token.size > options.multipartThresholdBytes) {
     try {
       return await rewriteInPlaceMultipart(

@@ -17,6 +17,7 @@ import { GetObjectCommand, HeadObjectCommand, type HeadObjectCommandOutput, type
 import { matdescReference } from '../envelope/s3ec-v2.ts';
 import type { ReadResult } from './envelope-store.ts';
 import { httpStatus } from './s3-errors.ts';
+import { s3Url } from '../core/store-id.ts';
 
 type Invalid = Extract<ReadResult, { kind: 'invalid' }>;
 
@@ -53,7 +54,7 @@ export async function uncopyableFromHeadError(
   requesterPays: boolean,
   signal?: AbortSignal,
 ): Promise<Invalid | undefined> {
-  const where = `s3://${bucket}/${key}`;
+  const where = s3Url(bucket, key);
   const status = httpStatus(err);
   if (status === 400 && (await needsCustomerKey(client, bucket, key, signal))) {
     return { kind: 'invalid', reason: 'sse-c-object', detail: `${where}: encrypted with a customer-provided key (SSE-C): S3 refuses to show it without that key, which rewrap does not hold; nothing was modified` };
