@@ -82,6 +82,15 @@ export interface ProcessConfig {
      * client, and its caller, forever. 0 turns it off. Far above any statement rewrap sends.
      */
     queryTimeoutMs: number;
+    /**
+     * The server's statement_timeout for rewrap's sessions: a statement still running after this
+     * (typically waiting for a lock another session holds) is cancelled BY THE SERVER, its
+     * transaction rolls back and its locks go at once; the caller sees a transient error (57014)
+     * and retries. The query timeout above only stops the client waiting: the server's statement
+     * keeps running, and holding its locks, until it notices the connection is gone. Below
+     * queryTimeoutMs, so the server ends a blocked statement first. 0 turns it off.
+     */
+    statementTimeoutMs: number;
     /** First backoff after a lost connection (the scheduler's lock); doubles up to reconnectMaxMs, with jitter. */
     reconnectMinMs: number;
     reconnectMaxMs: number;
@@ -223,6 +232,7 @@ function postgresSettings(env: Env): ProcessConfig['postgres'] {
   return {
     connectTimeoutMs: int(env, 'REWRAP_PG_CONNECT_TIMEOUT_MS', 10_000, 1),
     queryTimeoutMs: int(env, 'REWRAP_PG_QUERY_TIMEOUT_MS', 300_000, 0),
+    statementTimeoutMs: int(env, 'REWRAP_PG_STATEMENT_TIMEOUT_MS', 120_000, 0),
     reconnectMinMs,
     reconnectMaxMs,
   };

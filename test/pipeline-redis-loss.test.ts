@@ -14,6 +14,7 @@ import { startPrivateRedis, type PrivateRedis } from '../dev/services/private-re
 import { rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
 import { batchQueue, jobsInRedis } from './support/queue-jobs.ts';
 import { LeakGuard } from './support/leak-guard.ts';
+import { recordFigure, secondsSince } from './support/reliability-figures.ts';
 
 const ROWS = 6_000;
 const v1: RowKek = { id: 'k', version: '1', material: randomBytes(32) };
@@ -47,6 +48,8 @@ describe('Redis loss in the middle of a campaign (invariant 4)', () => {
       options: { batchSize: 50, concurrency: 8, kmsRequestsPerSecond: 400 },
     });
     const q = batchQueue(redis.client, pipe.prefix);
+    const t0 = Date.now();
+    const recover: number[] = [];
     try {
       for (const atLeast of [ROWS / 6, ROWS / 2]) {
         await pipe.waitFor(c.id, `past ${atLeast} items`, (p) => p.rewrapped >= atLeast, 120_000);
@@ -55,8 +58,10 @@ describe('Redis loss in the middle of a campaign (invariant 4)', () => {
         expect(before.state).toBe('running');
         expect(before.remaining).toBeGreaterThan(0);
         await redis.client.flushall();
+        const flushedAt = Date.now();
         // Progress resumes once the scheduler re-enqueues what Redis lost.
         await pipe.waitFor(c.id, 'moving again after FLUSHALL', (p) => p.rewrapped > before.rewrapped + 100 || p.state === 'completed', 120_000);
+        recover.push(secondsSince(flushedAt));
       }
       const p = await pipe.waitFor(c.id, 'completed', (x) => x.state === 'completed', 180_000);
 
@@ -78,6 +83,16 @@ describe('Redis loss in the middle of a campaign (invariant 4)', () => {
       // Effects exactly once: a re-delivered batch read its rows at the target and wrote nothing.
       expect(await rowsWrittenTwice(pipe.db.pool, 'secrets')).toEqual([]);
       expect(pipe.scheduler.lines.some((l) => l.includes('batches missing from Redis re-enqueued'))).toBe(true);
+      recordFigure({
+        scenario: 'Redis FLUSHALL x2',
+        items: ROWS,
+        faults: 'FLUSHALL of the (private) Redis twice mid-campaign: jobs, locks and budget gone',
+        lost: ROWS - (await rowsAt(pipe.db.pool, 'secrets', 'k', '2')),
+        duplicatedWrites: (await rowsWrittenTwice(pipe.db.pool, 'secrets')).length,
+        detectSeconds: null,
+        recoverSeconds: Math.max(...recover),
+        wallSeconds: secondsSince(t0),
+      });
     } finally {
       await q.close();
     }

@@ -72,12 +72,15 @@ export class BatchLease {
     );
   }
 
-  /** Stops renewing and gives the batch back (a failed release expires by itself). */
-  async release(): Promise<void> {
+  /**
+   * Stops renewing and gives the batch back (a failed release expires by itself); `retryError`
+   * says why the batch goes back to be retried (campaign health).
+   */
+  async release(retryError?: string): Promise<void> {
     const { pool, campaignId, batchNo, owner, log } = this.#o;
     clearInterval(this.#renewer);
     this.#o.jobSignal.removeEventListener('abort', this.#onAbort);
-    await releaseLease(pool, { campaignId, batchNo, owner }).catch((err: unknown) => log.warn({ err }, 'lease release failed; it expires by itself'));
+    await releaseLease(pool, { campaignId, batchNo, owner, retryError }).catch((err: unknown) => log.warn({ err }, 'lease release failed; it expires by itself'));
   }
 }
 

@@ -13,9 +13,10 @@ import { claimBatch } from '../src/ledger/index.ts';
 import { BatchInterruptedError, rewrapBatch } from '../src/rewrap/rewrap-batch.ts';
 import type { ItemOutcome } from '../src/rewrap/outcome.ts';
 import { WriteFencedError } from '../src/stores/envelope-store.ts';
-import { noteBatchFailure } from './batch-failure.ts';
+import { describeError, noteBatchFailure } from './batch-failure.ts';
 import { BatchLease, LeaseLostError } from './batch-lease.ts';
 import { commitOutcomes } from './batch-commit.ts';
+import { isTransientPgError } from '../src/stores/pg-table-errors.ts';
 
 /** Thrown when some items failed transiently: BullMQ retries the job (only those items remain). */
 export class RetryLaterError extends Error {
@@ -50,6 +51,8 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
 
   let outcomes: ItemOutcome[];
   let interrupted: unknown;
+  /* Why the batch goes back to be retried, recorded with the lease's release (campaign health). */
+  let retryError: string | undefined;
   try {
     const spec = campaign.spec;
     const target = {
@@ -77,14 +80,19 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
     }
     if (counts.retry > 0) {
       const reasons = [...new Set(outcomes.flatMap((o) => (o.status === 'retry' ? [o.reason] : [])))];
-      throw new RetryLaterError(`${counts.retry} of ${outcomes.length} items failed transiently (${reasons.join(', ')}); retrying`);
+      const first = outcomes.find((o) => o.status === 'retry') as Extract<ItemOutcome, { status: 'retry' }>;
+      const message = `${counts.retry} of ${outcomes.length} items failed transiently (${reasons.join(', ')}); retrying`;
+      retryError = `${message}; first: ${first.detail}`; // the ledger may name items; logs only the counts
+      throw new RetryLaterError(message);
     }
     return 'done';
   } catch (err) {
     // Issue 13, point 6: a batch failing as a whole is counted; too many pause the campaign.
     if (!(err instanceof RetryLaterError) && !(err instanceof WriteFencedError) && !lease.signal.aborted) await noteBatchFailure(pool, log, { campaignId, batchNo, owner }, err);
+    if (err instanceof RetryLaterError) retryError ??= err.message;
+    else if (isTransientPgError(err)) retryError = `ledger unavailable or too slow; retrying: ${describeError(err)}`;
     throw err;
   } finally {
-    await lease.release();
+    await lease.release(retryError);
   }
 }

@@ -24,11 +24,15 @@ export function progressLine(p: CampaignProgress): string {
 
 export function renderStatus(c: Campaign, p: CampaignProgress, reasons: ReasonCount[], noncurrent: NoncurrentCount[] = []): string {
   const lines = [
-    `campaign ${c.id} "${c.name}" (${c.kind}) — ${p.state}${p.pauseReason ? ` (${p.pauseReason})` : ''}`,
+    `campaign ${c.id} "${c.name}" (${c.kind}) — ${stateWord(p)}${p.pauseReason ? ` (${p.pauseReason})` : ''}`,
     `  from ${fmtKek(c.spec.from)} to ${fmtKek(c.spec.to)}`,
     `  ${progressLine(p)}`,
     `  remaining ${p.remaining}; batches pending ${p.batches.pending}, in Redis ${p.batches.enqueued}, done ${p.batches.done}`,
   ];
+  if (p.health.status === 'degraded') {
+    const quiet = p.health.lastDoneAt ? `; last item done ${formatDuration((Date.now() - Date.parse(p.health.lastDoneAt)) / 1000)} ago` : '';
+    lines.push(`  DEGRADED: ${p.health.retryingBatches} batches retrying with backoff (${p.health.reason})${quiet}; resumes by itself`);
+  }
   if (reasons.length) lines.push(`  failures: ${reasons.map((r) => `${r.reason} ${r.items}`).join(', ')}`);
   const n = noncurrentStatus(c, noncurrent);
   const stores = Object.entries(n.byStore);
@@ -40,6 +44,9 @@ export function renderStatus(c: Campaign, p: CampaignProgress, reasons: ReasonCo
   return lines.join('\n');
 }
 
+/** "running", or "degraded" while a running campaign's batches are being retried (CampaignHealth). */
+const stateWord = (p: CampaignProgress) => (p.health.status === 'degraded' ? 'degraded' : p.state);
+
 const fmtKek = (k: { id: string; version?: string }) => (k.version ? `${k.id}@${k.version}` : k.id);
 
 /** Redraws until the campaign is completed or cancelled. */
@@ -48,8 +55,8 @@ export async function watchStatus(pool: pg.Pool, c: Campaign, intervalMs: number
   for (;;) {
     const p = await campaignProgress(pool, c.id);
     if (json) process.stdout.write(JSON.stringify({ id: c.id, at: new Date().toISOString(), ...p }) + '\n');
-    else if (tty) process.stdout.write(`\r\x1b[2K${p.state.padEnd(9)} ${progressLine(p)}`);
-    else process.stdout.write(`${p.state} ${progressLine(p)}\n`);
+    else if (tty) process.stdout.write(`\r\x1b[2K${stateWord(p).padEnd(9)} ${progressLine(p)}`);
+    else process.stdout.write(`${stateWord(p)} ${progressLine(p)}\n`);
     if (p.state === 'completed' || p.state === 'cancelled') break;
     await new Promise((r) => setTimeout(r, Math.max(100, intervalMs)));
   }

@@ -188,6 +188,24 @@ export interface CampaignProgress extends Counters {
   planDone: boolean;
   pauseReason: string | null;
   batches: Record<BatchState, number>;
+  health: CampaignHealth;
+}
+
+/**
+ * Derived from the ledger, not stored. A running campaign is 'degraded' while any of its batches
+ * in Redis went back unfinished on its last attempt and waits to be retried: items failed
+ * transiently (KMS or a store unavailable, timing out, throttling), the ledger was unavailable or
+ * too slow for the commit, or the batch failed as a whole. Nothing is failed for good; the
+ * campaign resumes by itself when the cause goes away, and is 'ok' once those batches are done.
+ */
+export interface CampaignHealth {
+  status: 'ok' | 'degraded';
+  /** Batches whose last attempt ended in a retry (see above). */
+  retryingBatches: number;
+  /** The most common last error of those batches, e.g. "200 of 200 items failed transiently (provider-unavailable); ...". */
+  reason: string | null;
+  /** When an item of the campaign last reached an outcome (ISO 8601; null if none in the last hour). */
+  lastDoneAt: string | null;
 }
 
 export interface FailedItem {

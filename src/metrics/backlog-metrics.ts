@@ -25,6 +25,12 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
     labelNames: labels,
     registers: [registry],
   });
+  const retrying = new Gauge({
+    name: 'rewrap_campaign_batches_retrying',
+    help: 'Batches of a running campaign whose last attempt went back to be retried (KMS, store or ledger unavailable, throttled): above 0 the campaign is degraded.',
+    labelNames: labels,
+    registers: [registry],
+  });
   const state = new Gauge({ name: 'rewrap_campaign_state', help: '1 for the state the campaign is in.', labelNames: [...labels, 'state'], registers: [registry] });
   const inventory = new Gauge({
     name: 'rewrap_inventory_items',
@@ -49,7 +55,7 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
     for (const r of await inventoryByKek(pool)) add({ store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? r.materialId ?? '', version: 'current' }, r.items);
     for (const r of await noncurrentInventory(pool)) add({ store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? '', version: 'noncurrent' }, r.versions);
 
-    for (const g of [remaining, items, rate, eta, deadline, budget, state, inventory]) g.reset();
+    for (const g of [remaining, items, rate, eta, deadline, budget, retrying, state, inventory]) g.reset();
     for (const c of campaigns) {
       const l = { campaign: c.id, name: c.name, kind: c.kind };
       for (const s of STATES) state.set({ ...l, state: s }, c.state === s ? 1 : 0);
@@ -58,6 +64,7 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
       remaining.set(l, p.remaining);
       for (const status of ['planned', 'rewrapped', 'skipped', 'failed'] as const) items.set({ ...l, status }, p[status]);
       rate.set(l, p.doneRatePerSec);
+      retrying.set(l, p.health.retryingBatches);
       if (p.etaSeconds !== null) eta.set(l, p.etaSeconds);
       const d = c.spec.deadline ? Date.parse(c.spec.deadline) : NaN;
       if (Number.isFinite(d)) deadline.set(l, d / 1000);
@@ -89,5 +96,5 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
     r.catch(() => undefined);
     return inflight;
   };
-  for (const g of [remaining, items, rate, eta, deadline, budget, state, inventory]) (g as unknown as { collect: () => Promise<void> }).collect = collect;
+  for (const g of [remaining, items, rate, eta, deadline, budget, retrying, state, inventory]) (g as unknown as { collect: () => Promise<void> }).collect = collect;
 }

@@ -42,13 +42,15 @@ import { parseStoreId } from '../core/store-id.ts';
 /**
  * Connection settings shared by every pool and dedicated client (the scheduler's lock
  * connection): bounded connects, bounded waits for an answer (a black-holed connection is
- * discarded instead of holding its client and caller forever), TCP keepalive.
+ * discarded instead of holding its client and caller forever), statements the server itself
+ * cancels when they run (or wait for a lock) too long, TCP keepalive.
  */
 export function pgClientConfig(url: string, c: ProcessConfig['postgres']): pg.ClientConfig {
   return {
     connectionString: url,
     connectionTimeoutMillis: c.connectTimeoutMs,
     query_timeout: c.queryTimeoutMs > 0 ? c.queryTimeoutMs : undefined,
+    statement_timeout: c.statementTimeoutMs > 0 ? c.statementTimeoutMs : undefined,
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
   };

@@ -21,6 +21,10 @@ export interface PrivatePostgres {
   dir: string;
   /** `pg_ctl restart -m fast`: every session is terminated (57P01), the server is back when this resolves. */
   restart(): Promise<void>;
+  /** `pg_ctl stop -m fast`: every session is terminated; connections are refused until `startServer()`. */
+  stopServer(): Promise<void>;
+  /** Starts the stopped server again (same data, same port). */
+  startServer(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -50,6 +54,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     return run(file, argv, { timeout: 60_000 });
   };
   const port = await freePort();
+  const opts = `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
   let started = false;
   const stopNow = () => {
     if (!started) return;
@@ -68,7 +73,6 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   try {
     const [file, argv] = cmd('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8']);
     await run(file, argv, { timeout: 120_000 });
-    const opts = `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
     process.once('exit', onExit);
     started = true;
     await pgCtl(['-o', opts, '-w', '-t', '60', 'start']);
@@ -83,6 +87,12 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     dir,
     async restart() {
       await pgCtl(['-m', 'fast', '-w', '-t', '60', 'restart']);
+    },
+    async stopServer() {
+      await pgCtl(['-m', 'fast', '-w', '-t', '60', 'stop']);
+    },
+    async startServer() {
+      await pgCtl(['-o', opts, '-w', '-t', '60', 'start']);
     },
     async stop() {
       process.removeListener('exit', onExit);

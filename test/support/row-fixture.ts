@@ -16,12 +16,17 @@ export function rowSource(table: string) {
 export async function rowTable(pool: pg.Pool, table: string, n: number, kek: RowKek): Promise<Map<string, Buffer>> {
   await createEnvelopeTable(pool, table);
   const deks = await insertRows(pool, table, n, kek);
+  await logRowWrites(pool, table);
+  return deks;
+}
+
+/** Adds the write log `<table>_writes` (one row per UPDATE of a row, by anyone) to an envelope table. */
+export async function logRowWrites(pool: pg.Pool, table: string): Promise<void> {
   await pool.query(`
     CREATE TABLE ${table}_writes (id bigint, kek_version text, at timestamptz DEFAULT clock_timestamp());
     CREATE FUNCTION ${table}_log_write() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN INSERT INTO ${table}_writes (id, kek_version) VALUES (NEW.id, NEW.kek_version); RETURN NEW; END $$;
     CREATE TRIGGER ${table}_writes AFTER UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${table}_log_write();`);
-  return deks;
 }
 
 /** Rows of `table` whose KEK columns say `kekId@version`: counted in the store. */

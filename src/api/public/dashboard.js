@@ -85,7 +85,7 @@
         const li = el(
           'li',
           { class: c.id === selected ? 'selected' : '', 'data-campaign': c.id },
-          el('div', { class: 'row' }, el('span', { class: 'name', title: c.name }, c.name), el('span', { class: `badge ${p.state}` }, p.state)),
+          el('div', { class: 'row' }, el('span', { class: 'name', title: c.name }, c.name), el('span', { class: `badge ${shownState(p)}` }, shownState(p))),
           progressBar(p),
           el('div', { class: 'counts', 'data-remaining': String(p.remaining) }, `${done}% · ${fmt(p.remaining)} of ${fmt(p.planned)} remaining`),
         );
@@ -97,6 +97,11 @@
         return li;
       }),
     );
+  }
+
+  /** A running campaign whose batches are being retried shows as degraded (CampaignHealth). */
+  function shownState(p) {
+    return p.health?.status === 'degraded' ? 'degraded' : p.state;
   }
 
   function stat(name, text, value) {
@@ -114,10 +119,15 @@
     $('d-from').textContent = d.from;
     $('d-to').textContent = d.to;
     const state = $('d-state');
-    state.textContent = p.state;
-    state.className = `badge ${p.state}`;
-    $('d-pause').hidden = !p.pauseReason;
-    $('d-pause').textContent = p.pauseReason ? `paused: ${p.pauseReason}` : '';
+    state.textContent = shownState(p);
+    state.className = `badge ${shownState(p)}`;
+    const degraded = p.health?.status === 'degraded';
+    $('d-pause').hidden = !p.pauseReason && !degraded;
+    $('d-pause').textContent = p.pauseReason
+      ? `paused: ${p.pauseReason}`
+      : degraded
+        ? `degraded: ${p.health.retryingBatches} batches retrying (${p.health.reason}); resumes by itself`
+        : '';
     setBar($('d-bar'), p);
     stat('remaining', fmt(p.remaining), p.remaining);
     stat('rewrapped', fmt(p.rewrapped), p.rewrapped);

@@ -13,7 +13,13 @@ export async function campaignProgress(db: Queryable, campaignId: string): Promi
             -- The window: 60 s, or the time since the campaign started (at least 1 s).
             greatest(1, least($2::float8, extract(epoch FROM now() - coalesce(c.started_at, c.created_at)))) AS window_s,
             (SELECT coalesce(jsonb_object_agg(state, n), '{}') FROM
-               (SELECT state, count(*) AS n FROM rewrap_batches b WHERE b.campaign_id = c.id GROUP BY state) s) AS batches
+               (SELECT state, count(*) AS n FROM rewrap_batches b WHERE b.campaign_id = c.id GROUP BY state) s) AS batches,
+            -- Health: batches in Redis whose last attempt went back to be retried (at most the window).
+            (SELECT count(*) FROM rewrap_batches b
+              WHERE b.campaign_id = c.id AND b.state = 'enqueued' AND b.last_error IS NOT NULL) AS retrying,
+            (SELECT mode() WITHIN GROUP (ORDER BY b.last_error) FROM rewrap_batches b
+              WHERE b.campaign_id = c.id AND b.state = 'enqueued' AND b.last_error IS NOT NULL) AS retry_reason,
+            (SELECT max(p.at_second) FROM rewrap_progress p WHERE p.campaign_id = c.id) AS last_done_at
        FROM rewrap_campaigns c JOIN rewrap_campaign_counters k ON k.campaign_id = c.id
       WHERE c.id = $1`,
     [campaignId, RATE_WINDOW_SECONDS],
@@ -39,5 +45,11 @@ export async function campaignProgress(db: Queryable, campaignId: string): Promi
     planDone: r.plan_done,
     pauseReason: r.pause_reason,
     batches,
+    health: {
+      status: r.state === 'running' && Number(r.retrying) > 0 ? 'degraded' : 'ok',
+      retryingBatches: Number(r.retrying),
+      reason: r.retry_reason ?? null,
+      lastDoneAt: r.last_done_at ? new Date(r.last_done_at).toISOString() : null,
+    },
   };
 }
