@@ -226,7 +226,7 @@ describe('noncurrent versions: report, delete, keep (issue 14, invariant 7)', ()
     const text = await registry.metrics();
     expect(text).toContain(`rewrap_inventory_items{store="${store(reportBucket.bucket)}",kek_id="k",kek_version="1",version="noncurrent"} 8`);
     expect(text).toMatch(new RegExp(`rewrap_inventory_items\\{store="${store(reportBucket.bucket)}",kek_id="k",kek_version="2",version="current"\\} 4`));
-  }, 60_000);
+  }, 120_000);
 
   it('delete: no version under k@1 is left but the locked ones (legal hold, COMPLIANCE, GOVERNANCE), each with its reason; each deletion in the ledger and the audit log; delete markers and other KEKs stay; a locked current object is rewritten and keeps its lock', async () => {
     const versions = await versionsOf(lockBucket);
@@ -254,7 +254,7 @@ describe('noncurrent versions: report, delete, keep (issue 14, invariant 7)', ()
     expect(l0.VersionId).not.toBe(locked.l);
     const evidence = pipe.logs().split('\n').filter((l) => l.includes('l/0')).join('\n');
     expect({ hold: l0.ObjectLockLegalHoldStatus, mode: l0.ObjectLockMode }, evidence).toEqual({ hold: 'ON', mode: 'GOVERNANCE' });
-  }, 60_000);
+  }, 120_000);
 
   it('kek retire k@1 (and --delete) is refused naming each bucket and its count; the locked leftovers with their reasons; k@1 stays', async () => {
     const runs = await Promise.all([[], ['--delete']].map((extra) => cli(['kek', 'retire', 'k@1', '--grace', '0', '--json', ...extra])));
@@ -267,7 +267,7 @@ describe('noncurrent versions: report, delete, keep (issue 14, invariant 7)', ()
       );
     }
     expect(loadKeyringFile(keyringFile).map((e) => `${e.id}@${e.version}:${e.state}`)).toContain('k@1:enabled');
-  }, 60_000);
+  }, 120_000);
 
   it('GOVERNANCE retention goes only with bypassGovernanceRetention; legal holds and COMPLIANCE never', async () => {
     const id = await campaign(lockBucket, { noncurrentVersions: 'delete', bypassGovernanceRetention: true });
@@ -289,7 +289,7 @@ describe('noncurrent versions: report, delete, keep (issue 14, invariant 7)', ()
     expect(r.code, JSON.stringify(out.blockers)).toBe(0);
     expect(out.action).toBe('disabled');
     expect(out.noncurrent).toEqual([{ storeId: store(keepBucket.bucket), mode: 'keep', versions: 4, lockedByReason: {}, blocking: false }]);
-  }, 60_000);
+  }, 120_000);
 
   it('no key bytes in any process log or CLI output (invariant 5)', () => {
     guard.text(pipe.logs());

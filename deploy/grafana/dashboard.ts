@@ -73,7 +73,7 @@ const sections = [
       timeSeries({
         title: 'Inventory per KEK version',
         description: 'Items known to the ledger by store and the KEK (id @ version) that wraps them: the old version drains, the new one fills. Not filtered by campaign (the inventory is per store).',
-        queries: [{ expr: 'sum by (store, kek_id, kek_version) (rewrap_inventory_items)', legend: '{{store}} {{kek_id}} @ {{kek_version}}' }],
+        queries: [{ expr: 'sum by (store, kek_id, kek_version) (rewrap_inventory_items{version="current"})', legend: '{{store}} {{kek_id}} @ {{kek_version}}' }],
         stacked: true,
         min: 0,
       }),
