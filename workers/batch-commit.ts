@@ -12,6 +12,7 @@ import type { ItemOutcomeRecord } from '../src/ledger/types.ts';
 import type { ItemOutcome, OutcomeCounts } from '../src/rewrap/outcome.ts';
 import { countOutcomes } from '../src/rewrap/outcome.ts';
 import type { ProcessMetrics } from '../src/metrics/process-metrics.ts';
+import { storeKind } from '../src/core/store-id.ts';
 
 export interface CommittedBatch {
   campaignId: string;
@@ -49,7 +50,7 @@ export async function commitOutcomes(
   m?.batchCommits.inc({ outcome: commit.status });
   m?.batchCommitLatency.observe({ outcome: commit.status }, (performance.now() - commitStarted) / 1000);
   if (m) {
-    const labels = { store_kind: b.storeId.startsWith('s3://') ? 's3' : 'pg', provider: b.provider, campaign_kind: b.campaignKind };
+    const labels = { store_kind: storeKind(b.storeId) ?? 'pg', provider: b.provider, campaign_kind: b.campaignKind };
     for (const o of outcomes) m.items.inc({ ...labels, result: o.status, reason: o.status === 'rewrapped' ? '' : o.reason });
   }
   if (commit.status === 'fenced') {

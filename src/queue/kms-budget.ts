@@ -82,7 +82,7 @@ export class KmsBudget {
   /** Resolves when one request may be sent (its token is due); rejects when `signal` aborts. */
   take(signal?: AbortSignal): Promise<void> {
     if (this.unlimited) return Promise.resolve();
-    signal?.throwIfAborted();
+    if (signal?.aborted) return Promise.reject(signal.reason); // a rejection, like every other way take fails
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = { resolve, reject };
       if (signal) {
