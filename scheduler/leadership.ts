@@ -10,6 +10,7 @@ import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../src/log.ts';
 import { LOCK_NAMESPACE } from '../src/ledger/lock-keys.ts';
+import { backoffMs } from '../src/core/backoff.ts';
 
 const TRY_LOCK_SQL = `SELECT pg_try_advisory_lock(${LOCK_NAMESPACE}, hashtext(current_schema() || ':scheduler')) AS ok`;
 
@@ -117,10 +118,4 @@ export class LeaderLock {
     this.client = undefined;
     client?.end().catch(() => undefined);
   }
-}
-
-/** Full jitter: a random wait up to min * 2^(n-1), capped at max, so standbys do not reconnect in step. */
-export function backoffMs(failures: number, minMs: number, maxMs: number): number {
-  const cap = Math.min(maxMs, minMs * 2 ** Math.min(failures - 1, 20));
-  return Math.max(minMs, Math.round(Math.random() * cap));
 }

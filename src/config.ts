@@ -94,6 +94,13 @@ export interface ProcessConfig {
     /** First backoff after a lost connection (the scheduler's lock); doubles up to reconnectMaxMs, with jitter. */
     reconnectMinMs: number;
     reconnectMaxMs: number;
+    /**
+     * How long a scheduler or worker starting while the ledger is unreachable (Postgres still
+     * starting, a failover) keeps trying, with the reconnect backoff, before it gives up and
+     * exits; 0 = give up at once. Errors that waiting cannot fix (a wrong password, a missing
+     * database) end the process at once either way.
+     */
+    startupWaitMs: number;
   };
   logLevel: string;
   metricsPort?: number;
@@ -235,6 +242,7 @@ function postgresSettings(env: Env): ProcessConfig['postgres'] {
     statementTimeoutMs: int(env, 'REWRAP_PG_STATEMENT_TIMEOUT_MS', 120_000, 0),
     reconnectMinMs,
     reconnectMaxMs,
+    startupWaitMs: int(env, 'REWRAP_PG_STARTUP_WAIT_MS', 300_000, 0),
   };
 }
 
