@@ -7,11 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { unwrapAll, type RowKek } from '../dev/reference/row-client.ts';
-import { inventoryByKek } from '../src/ledger/index.ts';
+import type { RowKek } from '../dev/reference/row-client.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { startPrivateRedis, type PrivateRedis } from '../dev/services/private-redis.ts';
-import { rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
+import { expectEveryRowMovedOnce, rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
 import { batchQueue, jobsInRedis } from './support/queue-jobs.ts';
 import { LeakGuard } from './support/leak-guard.ts';
 import { recordFigure, secondsSince } from './support/reliability-figures.ts';
@@ -65,23 +64,9 @@ describe('Redis loss in the middle of a campaign (invariant 4)', () => {
       }
       const p = await pipe.waitFor(c.id, 'completed', (x) => x.state === 'completed', 180_000);
 
-      // Independent scan of the store: every row is under k@2 and unwraps (with k@2 only) to its DEK.
-      const rows = await unwrapAll(pipe.db.pool, 'secrets', [v2]);
-      expect(rows.size).toBe(ROWS);
-      for (const [id, r] of rows) expect(r.dek.equals(deks.get(id)!), `row ${id}`).toBe(true);
-      expect(await rowsAt(pipe.db.pool, 'secrets', 'k', '2')).toBe(ROWS);
-
-      // The ledger agrees exactly.
-      expect(p.planned).toBe(ROWS);
-      expect(p.failed).toBe(0);
-      expect(p.rewrapped + p.skipped).toBe(ROWS);
-      expect(p.remaining).toBe(0);
-      const inv = await inventoryByKek(pipe.db.pool);
-      expect(inv.filter((r) => r.kekId === 'k' && r.kekVersion === '2').reduce((a, r) => a + r.items, 0)).toBe(ROWS);
-      expect(inv.filter((r) => r.kekId === 'k' && r.kekVersion === '1')).toEqual([]);
-
-      // Effects exactly once: a re-delivered batch read its rows at the target and wrote nothing.
-      expect(await rowsWrittenTwice(pipe.db.pool, 'secrets')).toEqual([]);
+      // Independent scan of the store and the ledger agree exactly; effects exactly once (a
+      // re-delivered batch read its rows at the target and wrote nothing).
+      await expectEveryRowMovedOnce(pipe.db.pool, 'secrets', deks, v2, v1.version, p);
       expect(pipe.scheduler.lines.some((l) => l.includes('batches missing from Redis re-enqueued'))).toBe(true);
       recordFigure({
         scenario: 'Redis FLUSHALL x2',

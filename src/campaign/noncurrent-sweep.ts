@@ -30,7 +30,7 @@
 import type pg from 'pg';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
-import { parseStoreId } from '../core/store-id.ts';
+import { bucketOf } from '../core/store-id.ts';
 import type { Logger } from '../log.ts';
 import type { Campaign, NoncurrentCount, NoncurrentState, NoncurrentVersionRecord } from '../ledger/types.ts';
 import { recordNoncurrentSweep } from '../ledger/index.ts';
@@ -97,7 +97,7 @@ function record(v: NoncurrentVersion, state: NoncurrentState, reason: string | n
 }
 
 async function deleteVersion(ctx: NoncurrentContext, c: Campaign, v: NoncurrentVersion, log: Logger, now: Date, signal?: AbortSignal): Promise<NoncurrentVersionRecord | undefined> {
-  const bucket = (parseStoreId(v.storeId) as { bucket: string }).bucket;
+  const bucket = bucketOf(v.storeId);
   const audit = { store: v.storeId, item: v.key, versionId: v.versionId, kekRef: v.kek, campaignId: c.id };
   /* Precondition: the key's current version has left the source KEK (or is gone: a delete marker
      or no object). A current version that may still be under it keeps its history. */

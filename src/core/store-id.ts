@@ -30,6 +30,18 @@ export function storeKind(id: string): StoreKind | undefined {
   return parseStoreId(id)?.kind;
 }
 
+/**
+ * The bucket of an S3 store id (`s3://<bucket>`), for code that only ever sees S3 stores (the
+ * noncurrent-version sweep and gate). Anything else is a bug upstream, so it throws, naming the id.
+ */
+export function bucketOf(id: string): string {
+  const store = parseStoreId(id);
+  if (store?.kind !== 's3' || store.bucket === '') {
+    throw new Error(`store id ${JSON.stringify(id)}: expected an S3 store id, s3://<bucket>`);
+  }
+  return store.bucket;
+}
+
 /** `s3://bucket/key`: how an S3 object is addressed (inventory manifests, report targets) and named in messages. */
 export function s3Url(bucket: string, key: string): string {
   return `${S3}${bucket}/${key}`;

@@ -15,7 +15,7 @@
  * versions are listed, and do not block.
  */
 import type { Campaign } from '../ledger/types.ts';
-import { parseStoreId } from '../core/store-id.ts';
+import { bucketOf, parseStoreId } from '../core/store-id.ts';
 import type { CampaignSpec, NoncurrentVersionsMode, SourceSpec } from '../core/campaign-spec.ts';
 import { noncurrentModeOf } from '../core/campaign-spec.ts';
 import type { KekSelector } from '../core/kek-ref.ts';
@@ -81,7 +81,7 @@ export async function noncurrentVersionUse(
     ctx,
     spec,
     async (v) => {
-      const mode = modes.get((parseStoreId(v.storeId) as { bucket: string }).bucket) ?? 'report';
+      const mode = modes.get(bucketOf(v.storeId)) ?? 'report';
       const u = found.get(v.storeId) ?? { storeId: v.storeId, mode, versions: 0, lockedByReason: {}, blocking: mode !== 'keep' && !o.allowNoncurrentVersions };
       u.versions++;
       const locked = lockReason(v.lock, o.now, false);

@@ -4,8 +4,10 @@
  * counts read from the STORE (the table itself), never from the ledger.
  */
 import type pg from 'pg';
+import { expect } from 'vitest';
 import { createEnvelopeTable } from '../../src/stores/pg-table-schema.ts';
-import { insertRows, type RowKek } from '../../dev/reference/row-client.ts';
+import { inventoryByKek } from '../../src/ledger/index.ts';
+import { insertRows, unwrapAll, type RowKek } from '../../dev/reference/row-client.ts';
 
 /** The campaign-spec source for a table made by `rowTable`. */
 export function rowSource(table: string) {
@@ -45,4 +47,34 @@ export async function rowsWrittenTwice(pool: pg.Pool, table: string): Promise<st
 export async function rowWriteStats(pool: pg.Pool, table: string): Promise<{ writes: number; lastAt: Date | null }> {
   const { rows } = await pool.query<{ n: number; last: Date | null }>(`SELECT count(*)::int AS n, max(at) AS last FROM ${table}_writes`);
   return { writes: rows[0]!.n, lastAt: rows[0]!.last };
+}
+
+/** What a finished campaign's progress says (the ledger's side of the check below). */
+export interface LedgerTotals {
+  planned: number;
+  failed: number;
+  rewrapped: number;
+  skipped: number;
+  remaining: number;
+}
+
+/**
+ * Nothing lost, effects once (invariants 1, 2, 4), after a campaign moved every row of `table`
+ * (made by `rowTable`) from `<to.id>@<from>` to `to`: the store, read with independent code, has
+ * every row under `to`, each unwrapping (with `to` only) to its original DEK; the ledger's counts
+ * and inventory agree exactly; and no row was written twice.
+ */
+export async function expectEveryRowMovedOnce(pool: pg.Pool, table: string, deks: Map<string, Buffer>, to: RowKek, from: string, p: LedgerTotals): Promise<void> {
+  const rows = await unwrapAll(pool, table, [to]);
+  expect(rows.size).toBe(deks.size);
+  for (const [id, r] of rows) expect(r.dek.equals(deks.get(id)!), `row ${id}`).toBe(true);
+  expect(await rowsAt(pool, table, to.id, to.version)).toBe(deks.size);
+  expect(p.planned).toBe(deks.size);
+  expect(p.failed).toBe(0);
+  expect(p.rewrapped + p.skipped).toBe(deks.size);
+  expect(p.remaining).toBe(0);
+  const inv = await inventoryByKek(pool);
+  expect(inv.filter((r) => r.kekId === to.id && r.kekVersion === to.version).reduce((a, r) => a + r.items, 0)).toBe(deks.size);
+  expect(inv.filter((r) => r.kekId === to.id && r.kekVersion === from)).toEqual([]);
+  expect(await rowsWrittenTwice(pool, table)).toEqual([]);
 }
