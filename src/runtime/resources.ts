@@ -65,6 +65,13 @@ export function pgClientConfig(url: string, c: ProcessConfig['postgres']): pg.Cl
 function createPool(url: string, c: ProcessConfig['postgres']): pg.Pool {
   const pool = new pg.Pool({ ...pgClientConfig(url, c), max: 10 });
   pool.on('error', () => {});
+  /* And a listener of its own on every client, for the moments a checked-out client has none: a
+     restart's 57P01 often arrives in the same socket read as the ReadyForQuery of the last query,
+     so pg emits it before the caller's `await` has resumed and released the client (seen in
+     test/pipeline-pg-restart.test.ts: a worker exited on a data-pool client). The error has
+     already failed the client's queries, the client is no longer queryable, and the pool
+     discards it on release. */
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 
