@@ -9,6 +9,8 @@ import type { Logger } from '../src/log.ts';
 import { BATCH_QUEUE, batchBackoffMs, type BatchJobData } from '../src/queue/batch-queue.ts';
 import { processBatch, RetryLaterError } from './batch-processor.ts';
 import { startProcessRuntime } from '../src/runtime/process-runtime.ts';
+import { budgetTakenMs, handBack, handBackDelayMs } from './budget-hand-back.ts';
+import { getCampaign } from '../src/ledger/index.ts';
 
 export interface RunningWorker {
   close(): Promise<void>;
@@ -18,19 +20,41 @@ export async function startWorker(config: ProcessConfig, log: Logger): Promise<R
   const rt = await startProcessRuntime(config, log, 'worker');
   const { redis, res, metrics } = rt;
   const aborts = new Set<AbortController>();
+  /** Batch jobs in hand per campaign (for the budget hand-back). */
+  const inHand = new Map<string, number>();
   const deps = { res, log, workerId: config.worker.id, leaseMs: config.worker.leaseMs };
 
   const worker = new Worker<BatchJobData>(
     BATCH_QUEUE,
-    async (job: Job<BatchJobData>) => {
+    async (job: Job<BatchJobData>, token?: string) => {
+      const { campaignId, batchNo } = job.data;
+      /* Counted at once, before any await: of two batches of a campaign started together, the second sees the first. */
+      const ahead = inHand.get(campaignId) ?? 0;
+      inHand.set(campaignId, ahead + 1);
       const ac = new AbortController();
-      aborts.add(ac);
-      metrics.jobsInFlight.inc();
       try {
-        return await processBatch(deps, job.data.campaignId, job.data.batchNo, job.id ?? 'unknown', ac.signal);
+        /* A slot does not sit waiting on one campaign's spoken-for budget while other jobs wait (budget-hand-back.ts). */
+        if (ahead > 0 && token !== undefined) {
+          const spec = (await getCampaign(res.ledger, campaignId))?.spec;
+          const takenMs = spec ? budgetTakenMs({ ratePerSec: spec.options.kmsRequestsPerSecond, callsPerBatch: spec.options.concurrency, batchesInHand: ahead, backlogMs: res.budgetBacklogMs(campaignId) }) : 0;
+          const delayMs = handBackDelayMs(takenMs);
+          if (delayMs !== undefined) {
+            log.debug({ jobId: job.id, campaignId, batchNo, delayMs, takenMs: Math.round(takenMs) }, 'batch handed back: its KMS budget is taken by the batches in hand');
+            await handBack(job, token, delayMs);
+          }
+        }
+        aborts.add(ac);
+        metrics.jobsInFlight.inc();
+        try {
+          return await processBatch(deps, campaignId, batchNo, job.id ?? 'unknown', ac.signal);
+        } finally {
+          metrics.jobsInFlight.dec();
+          aborts.delete(ac);
+        }
       } finally {
-        metrics.jobsInFlight.dec();
-        aborts.delete(ac);
+        const n = (inHand.get(campaignId) ?? 1) - 1;
+        if (n > 0) inHand.set(campaignId, n);
+        else inHand.delete(campaignId);
       }
     },
     {

@@ -10,12 +10,14 @@ export interface RequestBudget {
   take(signal?: AbortSignal): Promise<void>;
   /** The provider throttled a request: slow every process down. */
   throttled(): Promise<void>;
+  /** How long the calls already waiting for a token here need at the budget's rate (0: none wait). */
+  backlogMs(): number;
 }
 
 export class BudgetedKekProvider extends ForwardingKekProvider {
   constructor(
     inner: KekProvider,
-    private readonly budget: RequestBudget,
+    readonly budget: RequestBudget,
   ) {
     super(inner);
   }

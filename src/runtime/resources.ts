@@ -89,6 +89,8 @@ export class Resources {
   private readonly kmsClients = new Map<string, KMSClient>();
   private readonly stores = new Map<string, EnvelopeStore>();
   private readonly providers = new Map<string, KekProvider>();
+  /** The budget each campaign's provider takes its tokens from, for budgetBacklogMs. */
+  private readonly budgets = new Map<string, KmsBudget>();
   private readonly keyrings = new Map<string, WatchedKeyring>();
   /** One per (module, slot or token label): its sessions are pooled for every campaign of the process. */
   private readonly tokens = new Map<string, Pkcs11Token>();
@@ -214,12 +216,19 @@ export class Resources {
           : spec.provider.type === 'pkcs11'
             ? `pkcs11-${spec.provider.tokenLabel ?? `slot${spec.provider.slot}`}-${spec.kind}`
             : `local-${campaignId}`;
-      p = new BudgetedKekProvider(p, new KmsBudget(this.redis, `${this.config.queuePrefix}:budget:${scope}`, spec.options.kmsRequestsPerSecond));
+      const budget = new KmsBudget(this.redis, `${this.config.queuePrefix}:budget:${scope}`, spec.options.kmsRequestsPerSecond);
+      this.budgets.set(campaignId, budget);
+      p = new BudgetedKekProvider(p, budget);
     }
     // Outermost: a DEK shared by many items costs one provider call (and one budget token).
     p = new DedupingKekProvider(p);
     this.providers.set(campaignId, p);
     return p;
+  }
+
+  /** How long the KMS calls this process already has waiting on the campaign's budget need (0: no budget, none wait). */
+  budgetBacklogMs(campaignId: string): number {
+    return this.budgets.get(campaignId)?.backlogMs() ?? 0;
   }
 
   /**
