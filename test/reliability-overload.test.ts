@@ -133,7 +133,7 @@ describe('overload (issue 20, scenario 5)', () => {
       expect(r.code, r.stderr).toBe(0);
       const incident = jsonOf<{ id: string }>(r);
       const done = await pipe.waitFor(incident.id, 'completed', (p) => p.state === 'completed', 180_000);
-      expect(done).toMatchObject({ planned: INCIDENT_ROWS, failed: 0 });
+      expect(done).toMatchObject({ planned: INCIDENT_ROWS, rewrapped: INCIDENT_ROWS, failed: 0 });
       const { rows: timing } = await pipe.db.pool.query<{ first_ms: number; routine_after_first: number; routine_remaining: number }>(
         `WITH x AS (SELECT finished_at, (SELECT min(done_at) FROM rewrap_campaign_items WHERE campaign_id = $1) AS first_at FROM rewrap_campaigns WHERE id = $1)
          SELECT (extract(epoch FROM x.first_at - (SELECT created_at FROM rewrap_campaigns WHERE id = $1)) * 1000)::int AS first_ms,
@@ -196,6 +196,7 @@ describe('overload (issue 20, scenario 5)', () => {
     for (const id of routine) expect(await pipe.progress(id)).toMatchObject({ planned: ROWS_EACH, rewrapped: ROWS_EACH, failed: 0 });
     const inv = await inventoryByKek(pipe.db.pool);
     expect(inv.filter((r) => r.kekId === 'k' && r.kekVersion === '2').reduce((a, r) => a + r.items, 0)).toBe(CAMPAIGNS * ROWS_EACH);
+    expect(inv.filter((r) => r.kekId === 'x' && r.kekVersion === '2').reduce((a, r) => a + r.items, 0)).toBe(INCIDENT_ROWS);
 
     const apiP99 = p99(latencies);
     /* A job hash and its lock per job of each window, queue structures, a budget per campaign: tens of keys for 21,000 items. */
