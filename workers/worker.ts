@@ -9,7 +9,7 @@ import type { Logger } from '../src/log.ts';
 import { BATCH_QUEUE, batchBackoffMs, type BatchJobData } from '../src/queue/batch-queue.ts';
 import { processBatch, RetryLaterError } from './batch-processor.ts';
 import { startProcessRuntime } from '../src/runtime/process-runtime.ts';
-import { budgetTakenMs, handBack, handBackDelayMs } from './budget-hand-back.ts';
+import { handBack, handBackDecision } from './budget-hand-back.ts';
 import { getCampaign } from '../src/ledger/index.ts';
 
 export interface RunningWorker {
@@ -36,10 +36,9 @@ export async function startWorker(config: ProcessConfig, log: Logger): Promise<R
         /* A slot does not sit waiting on one campaign's spoken-for budget while other jobs wait (budget-hand-back.ts). */
         if (ahead > 0 && token !== undefined) {
           const spec = (await getCampaign(res.ledger, campaignId))?.spec;
-          const takenMs = spec ? budgetTakenMs({ ratePerSec: spec.options.kmsRequestsPerSecond, callsPerBatch: spec.options.concurrency, batchesInHand: ahead, backlogMs: res.budgetBacklogMs(campaignId) }) : 0;
-          const delayMs = handBackDelayMs(takenMs);
+          const delayMs = spec ? await handBackDecision(res, campaignId, spec, ahead) : undefined;
           if (delayMs !== undefined) {
-            log.debug({ jobId: job.id, campaignId, batchNo, delayMs, takenMs: Math.round(takenMs) }, 'batch handed back: its KMS budget is taken by the batches in hand');
+            log.debug({ jobId: job.id, campaignId, batchNo, delayMs, batchesInHand: ahead }, 'batch handed back: its KMS budget holds back the batches in hand');
             await handBack(job, token, delayMs);
           }
         }

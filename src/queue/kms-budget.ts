@@ -130,6 +130,11 @@ export class KmsBudget {
     return (this.#waiters.length * 1000) / Math.max(this.#budgetRate, 1e-3);
   }
 
+  /** Calls waiting in this process for a token now. */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
   async state(): Promise<BudgetState> {
     const rate = await this.redis.hget(this.key, 'rate');
     return { ratePerSec: rate === null ? this.maxRatePerSec : Number(rate) };

@@ -89,7 +89,7 @@ export class Resources {
   private readonly kmsClients = new Map<string, KMSClient>();
   private readonly stores = new Map<string, EnvelopeStore>();
   private readonly providers = new Map<string, KekProvider>();
-  /** The budget each campaign's provider takes its tokens from, for budgetBacklogMs. */
+  /** The budget each campaign's provider takes its tokens from, for budgetUse. */
   private readonly budgets = new Map<string, KmsBudget>();
   private readonly keyrings = new Map<string, WatchedKeyring>();
   /** One per (module, slot or token label): its sessions are pooled for every campaign of the process. */
@@ -226,9 +226,10 @@ export class Resources {
     return p;
   }
 
-  /** How long the KMS calls this process already has waiting on the campaign's budget need (0: no budget, none wait). */
-  budgetBacklogMs(campaignId: string): number {
-    return this.budgets.get(campaignId)?.backlogMs() ?? 0;
+  /** How this process uses the campaign's KMS budget (undefined: no budget, or no batch of it ran here yet). */
+  budgetUse(campaignId: string): { waiting: number; used: number; backlogMs: number } | undefined {
+    const b = this.budgets.get(campaignId);
+    return b && { waiting: b.waiting, used: b.counters.used, backlogMs: b.backlogMs() };
   }
 
   /**
