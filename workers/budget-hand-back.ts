@@ -56,9 +56,18 @@ export interface BudgetUseSource {
 /**
  * Undefined: run the batch now. Otherwise the delay to hand it back for. `batchesInHand` other
  * batches of the campaign are in hand here; when they were taken together with this one and have
- * not yet drawn a batch's worth of tokens, waits up to SETTLE_MS for them to show it.
+ * not yet drawn a batch's worth of tokens, waits up to SETTLE_MS for them to show it. Handed back
+ * only while another job waits for a slot (`othersWaiting`): with nothing else to do, the batch
+ * runs, and takes up the budget when the ones in hand are between their calls (reading, writing,
+ * committing).
  */
-export async function handBackDecision(res: BudgetUseSource, campaignId: string, spec: CampaignSpec, batchesInHand: number): Promise<number | undefined> {
+export async function handBackDecision(
+  res: BudgetUseSource,
+  campaignId: string,
+  spec: CampaignSpec,
+  batchesInHand: number,
+  othersWaiting: () => Promise<boolean>,
+): Promise<number | undefined> {
   const ratePerSec = spec.options.kmsRequestsPerSecond;
   const callsPerBatch = spec.options.concurrency;
   if (ratePerSec <= 0 || batchesInHand <= 0) return undefined;
@@ -66,6 +75,7 @@ export async function handBackDecision(res: BudgetUseSource, campaignId: string,
   while ((res.budgetUse(campaignId)?.used ?? 0) < callsPerBatch && performance.now() < settleUntil) await sleep(50);
   const use = res.budgetUse(campaignId) ?? { waiting: 0, used: 0, backlogMs: 0 };
   if (!budgetHoldsBack({ ratePerSec, callsPerBatch, batchesInHand, waiting: use.waiting })) return undefined;
+  if (!(await othersWaiting())) return undefined;
   return handBackDelayMs(use.backlogMs);
 }
 

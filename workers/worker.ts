@@ -6,7 +6,7 @@
 import { Worker, type Job } from 'bullmq';
 import type { ProcessConfig } from '../src/config.ts';
 import type { Logger } from '../src/log.ts';
-import { BATCH_QUEUE, batchBackoffMs, type BatchJobData } from '../src/queue/batch-queue.ts';
+import { BATCH_QUEUE, batchBackoffMs, createBatchQueue, type BatchJobData } from '../src/queue/batch-queue.ts';
 import { processBatch, RetryLaterError } from './batch-processor.ts';
 import { startProcessRuntime } from '../src/runtime/process-runtime.ts';
 import { handBack, handBackDecision } from './budget-hand-back.ts';
@@ -20,8 +20,11 @@ export async function startWorker(config: ProcessConfig, log: Logger): Promise<R
   const rt = await startProcessRuntime(config, log, 'worker');
   const { redis, res, metrics } = rt;
   const aborts = new Set<AbortController>();
-  /** Batch jobs in hand per campaign (for the budget hand-back). */
+  /** Batch jobs in hand per campaign, and the queue's waiting jobs, for the budget hand-back. */
   const inHand = new Map<string, number>();
+  const queue = createBatchQueue(redis, config.queuePrefix);
+  queue.on('error', (err) => log.warn({ err }, 'queue error'));
+  const othersWaiting = async () => (await queue.getJobCountByTypes('waiting', 'prioritized')) > 0;
   const deps = { res, log, workerId: config.worker.id, leaseMs: config.worker.leaseMs };
 
   const worker = new Worker<BatchJobData>(
@@ -36,7 +39,7 @@ export async function startWorker(config: ProcessConfig, log: Logger): Promise<R
         /* A slot does not sit waiting on one campaign's spoken-for budget while other jobs wait (budget-hand-back.ts). */
         if (ahead > 0 && token !== undefined) {
           const spec = (await getCampaign(res.ledger, campaignId))?.spec;
-          const delayMs = spec ? await handBackDecision(res, campaignId, spec, ahead) : undefined;
+          const delayMs = spec ? await handBackDecision(res, campaignId, spec, ahead, othersWaiting) : undefined;
           if (delayMs !== undefined) {
             log.debug({ jobId: job.id, campaignId, batchNo, delayMs, batchesInHand: ahead }, 'batch handed back: its KMS budget holds back the batches in hand');
             await handBack(job, token, delayMs);
@@ -86,6 +89,7 @@ export async function startWorker(config: ProcessConfig, log: Logger): Promise<R
         }, config.worker.shutdownTimeoutMs);
         try {
           await worker.close();
+          await queue.close();
         } finally {
           clearTimeout(timer);
           await rt.close();

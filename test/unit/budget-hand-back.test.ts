@@ -28,15 +28,18 @@ describe('budget hand-back', () => {
     expect(handBackDelayMs(600_000, () => 1)).toBe(5_000);
   });
 
-  it('decides from what the process sees of the budget; batches taken together get a moment to show it', async () => {
+  it('decides from what the process sees of the budget, only while another job waits; batches taken together get a moment to show it', async () => {
     const use = { waiting: 8, used: 100, backlogMs: 400 };
     const res = { budgetUse: () => use };
-    expect(await handBackDecision(res, 'c', spec(200), 1)).toBeGreaterThanOrEqual(250);
-    expect(await handBackDecision(res, 'c', spec(200), 0)).toBeUndefined();
-    expect(await handBackDecision(res, 'c', spec(0), 1)).toBeUndefined();
+    const others = async () => true;
+    expect(await handBackDecision(res, 'c', spec(200), 1, others)).toBeGreaterThanOrEqual(250);
+    expect(await handBackDecision(res, 'c', spec(200), 0, others)).toBeUndefined();
+    expect(await handBackDecision(res, 'c', spec(0), 1, others)).toBeUndefined();
+    // No other job waits for a slot: the batch runs, it takes up the budget between the others' calls.
+    expect(await handBackDecision(res, 'c', spec(200), 1, async () => false)).toBeUndefined();
     // Nothing drawn yet: waits (bounded), then runs the batch if nothing waits.
     const t0 = performance.now();
-    expect(await handBackDecision({ budgetUse: () => undefined }, 'c', spec(200), 1)).toBeUndefined();
+    expect(await handBackDecision({ budgetUse: () => undefined }, 'c', spec(200), 1, others)).toBeUndefined();
     expect(performance.now() - t0).toBeLessThan(2_000);
   });
 });
