@@ -10,14 +10,12 @@ export interface RequestBudget {
   take(signal?: AbortSignal): Promise<void>;
   /** The provider throttled a request: slow every process down. */
   throttled(): Promise<void>;
-  /** How long the calls already waiting for a token here need at the budget's rate (0: none wait). */
-  backlogMs(): number;
 }
 
 export class BudgetedKekProvider extends ForwardingKekProvider {
   constructor(
     inner: KekProvider,
-    readonly budget: RequestBudget,
+    private readonly budget: RequestBudget,
   ) {
     super(inner);
   }
