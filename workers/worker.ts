@@ -38,8 +38,11 @@ export async function startWorker(config: ProcessConfig, log: Logger): Promise<R
       try {
         /* A slot does not sit waiting on one campaign's spoken-for budget while other jobs wait (budget-hand-back.ts). */
         if (ahead > 0 && token !== undefined) {
-          const spec = (await getCampaign(res.ledger, campaignId))?.spec;
-          const delayMs = spec ? await handBackDecision(res, campaignId, spec, ahead, othersWaiting) : undefined;
+          /* Cannot tell (the ledger or Redis unreachable): the batch runs, and meets the failure as usual. */
+          const delayMs = await getCampaign(res.ledger, campaignId).then(
+            (c) => (c ? handBackDecision(res, campaignId, c.spec, ahead, othersWaiting) : undefined),
+            () => undefined,
+          ).catch(() => undefined);
           if (delayMs !== undefined) {
             log.debug({ jobId: job.id, campaignId, batchNo, delayMs, batchesInHand: ahead }, 'batch handed back: its KMS budget holds back the batches in hand');
             await handBack(job, token, delayMs);
