@@ -19,8 +19,10 @@ import { batchJobId, type BatchJobData } from '../src/queue/batch-queue.ts';
  * jobs Redis held when it was added (active ones included). Workers take every campaign's rank-0
  * job, then every rank-1 job, and so on: the campaigns' jobs interleave whatever order they were
  * fed in, a campaign that holds many slots gets its next jobs ranked behind those of campaigns
- * that hold few, and a new campaign's first batch is served after at most one job of each other
- * campaign. Ranks stay below the window, so they never reach into the next priority level.
+ * that hold few, and a new campaign's first batch is served after at most the first job of each
+ * other campaign (a campaign has one rank-0 job at most: it is added only when Redis holds none of
+ * its jobs). A rank is below the window and clamped below RANK_SPAN: it never reaches into the
+ * next priority level. Handed-back jobs (workers/budget-hand-back.ts) keep theirs.
  */
 const RANK_SPAN = 4096;
 /** BullMQ refuses priorities above 2^21: 500 levels of RANK_SPAN stay below it. */
