@@ -12,9 +12,9 @@
  * - The campaign completes; every row decrypts under the new key (independent check through
  *   KMS Decrypt with KeyId set), the ledger's counts and inventory equal the table, no row was
  *   written twice.
- * Durations are scaled down from the issue's 60 s storm to STORM_SECONDS (the CI budget); the
- * assertions keep their meaning: the storm outlasts the 30 s adaptation deadline.
- * Prints one line `FIGURES kms-throttling-storm {json}` for the README's reliability table.
+ * The storm lasts the issue's 60 s (the test waits most of its 2 minutes: it runs beside others).
+ * Prints one line `FIGURES kms-throttling-storm {json}` (with a per-second trace) and its row of
+ * the README's reliability table (`reliability: {...}`, test/support/reliability-figures.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
@@ -25,16 +25,17 @@ import { createEnvelopeTable } from '../src/stores/pg-table-schema.ts';
 import { inventoryByKek } from '../src/ledger/index.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { KMS_CONTEXT, kmsRowSource } from './support/kms-row-fixture.ts';
+import { recordFigure } from './support/reliability-figures.ts';
 
 const R = 100;
 const STORM_CAPACITY = R / 10;
 const WARMUP_SECONDS = 3;
 const FIDELITY_SECONDS = 10;
-const STORM_SECONDS = 40;
+const STORM_SECONDS = 60;
 const ADAPT_DEADLINE_SECONDS = 30;
 const RECOVER_DEADLINE_SECONDS = 30;
 /** Enough rows for every phase at full pace plus a tail, so the campaign never runs dry mid-measure. */
-const ROWS = 4_500;
+const ROWS = 5_000;
 const TABLE = 'storm_rows';
 
 let pipe: Pipeline;
@@ -128,6 +129,7 @@ describe('KMS throttling storm (issue 20, scenario 1)', () => {
       options: { batchSize: 50, concurrency: 8, kmsRequestsPerSecond: R },
     });
     await pipe.waitFor(c.id, 'started', (p) => p.rewrapped > 0, 120_000);
+    const wallStart = Date.now();
     const tl = new Timeline(pipe.kms);
     tl.sample();
 
@@ -216,6 +218,22 @@ describe('KMS throttling storm (issue 20, scenario 1)', () => {
         }),
       ),
     );
+
+    recordFigure({
+      scenario: 'KMS throttling storm',
+      items: ROWS,
+      faults: `KMS capacity cut to R/10 (${STORM_CAPACITY} req/s) for ${figures.stormSeconds} s under a shared budget R = ${R} req/s, 3 workers (together ${figures.sharedRateBeforeStorm} req/s before the storm, ${figures.sharedRateDeviationPercent} % of R): ${figures.throttledCalls} of ${figures.stormCalls} calls throttled in the storm, ${figures.throttledPercentAfterAdapting} % after adapting`,
+      lost: ROWS - rows.filter((r) => r.kek_id === newKey).length,
+      duplicatedWrites: twice.rows.length,
+      detectSeconds: figures.timeToAdaptSeconds,
+      recoverSeconds: figures.timeToRecoverSeconds,
+      wallSeconds: Math.round((Date.now() - wallStart) / 100) / 10,
+      throttledCalls: figures.throttledCalls,
+      stormCalls: figures.stormCalls,
+      timeToAdaptSeconds: figures.timeToAdaptSeconds,
+      timeToRecoverSeconds: figures.timeToRecoverSeconds,
+      sharedRateDeviationPercent: figures.sharedRateDeviationPercent,
+    });
   }, 600_000);
 });
 

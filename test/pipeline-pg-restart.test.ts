@@ -62,7 +62,12 @@ afterAll(async () => {
 });
 
 function deadProcesses(): string[] {
-  const why = (lines: string[]) => lines.filter((l) => /Unhandled|^\w*[Ee]rror:|terminating connection/.test(l)).slice(0, 5).join('\n');
+  /* The error lines, and the stack after an unhandled one: the evidence of which client had no listener. */
+  const why = (lines: string[]) => {
+    const at = lines.findIndex((l) => /Unhandled/.test(l));
+    const stack = at >= 0 ? lines.slice(at, at + 20) : [];
+    return [...lines.filter((l) => /^\w*[Ee]rror:|terminating connection/.test(l)).slice(0, 5), ...stack].join('\n');
+  };
   return pipe.all.filter((x) => x.child.exitCode !== null || x.child.signalCode !== null).map((x) => `${x.name} exited (${x.child.exitCode ?? x.child.signalCode}):\n${why(x.lines)}`);
 }
 

@@ -1,8 +1,7 @@
 /**
  * Issue 20, scenario 2: a KMS outage mid-campaign. Every KMS call fails, first with connection
- * refused (the endpoint does not listen), then with 503 ServiceUnavailable answers, for 30 s in
- * all (the issue says 2 minutes: the workers' behaviour is the same after the first minute, since
- * a batch's retry backoff is capped at 30 s, and CI time is short). Items are not failed
+ * refused (the endpoint does not listen) for a minute, then with 503 ServiceUnavailable answers
+ * for another: the issue's 2 minutes (the test mostly waits, beside the other files). Items are not failed
  * permanently, the campaign stays running and shows as degraded (campaign status, the API's
  * progress.health, the rewrap_campaign_batches_retrying gauge) with the reason, and it resumes
  * by itself once KMS is back. Then the usual proof: every row decrypts under the new key
@@ -23,8 +22,8 @@ import { eventually } from './support/eventually.ts';
 import { recordFigure, secondsSince } from './support/reliability-figures.ts';
 
 const ROWS = 1_000;
-const REFUSED_MS = 15_000;
-const UNAVAILABLE_MS = 15_000;
+const REFUSED_MS = 60_000;
+const UNAVAILABLE_MS = 60_000;
 
 let pipe: Pipeline;
 let kms: KMSClient;
@@ -50,7 +49,7 @@ afterAll(async () => {
 });
 
 describe('KMS outage (issue 20, scenario 2)', () => {
-  it('refused, then 503 for 30 s: nothing fails for good, the campaign shows degraded and resumes by itself', async () => {
+  it('refused for 60 s, then 503 for 60 s: nothing fails for good, the campaign shows degraded and resumes by itself', async () => {
     const c = await pipe.create({
       name: 'kms outage',
       sources: [kmsRowSource('secrets')],
@@ -92,6 +91,7 @@ describe('KMS outage (issue 20, scenario 2)', () => {
     const endedAt = Date.now();
     const during = await pipe.progress(c.id);
     expect(during.state).toBe('running');
+    expect(during.health.status, 'still shown degraded at the end of the outage').toBe('degraded');
     expect(during.failed).toBe(0);
     expect(during.rewrapped).toBeLessThan(ROWS); // the outage held the campaign back
 
@@ -117,7 +117,7 @@ describe('KMS outage (issue 20, scenario 2)', () => {
     recordFigure({
       scenario: 'KMS outage',
       items: ROWS,
-      faults: `KMS refused connections ${REFUSED_MS / 1000} s, then answered 503 ${UNAVAILABLE_MS / 1000} s (${stats.outageFailures} calls)`,
+      faults: `KMS refused connections ${REFUSED_MS / 1000} s, then answered 503 ${UNAVAILABLE_MS / 1000} s (${stats.outageFailures} calls); nothing failed for good, running + degraded throughout`,
       lost: ROWS - p.rewrapped - p.skipped,
       duplicatedWrites: twice.length,
       detectSeconds,

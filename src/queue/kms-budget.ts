@@ -120,6 +120,21 @@ export class KmsBudget {
     }
   }
 
+  /**
+   * How long the calls already waiting in this process need at the budget's whole current rate:
+   * a lower bound of the wait of one more call (other processes draw on the bucket too). The
+   * worker hands a new batch back while this is long (workers/budget-hand-back.ts).
+   */
+  backlogMs(): number {
+    if (this.unlimited || this.#waiters.length === 0) return 0;
+    return (this.#waiters.length * 1000) / Math.max(this.#budgetRate, 1e-3);
+  }
+
+  /** Calls waiting in this process for a token now. */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
   async state(): Promise<BudgetState> {
     const rate = await this.redis.hget(this.key, 'rate');
     return { ratePerSec: rate === null ? this.maxRatePerSec : Number(rate) };

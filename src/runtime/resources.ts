@@ -65,6 +65,13 @@ export function pgClientConfig(url: string, c: ProcessConfig['postgres']): pg.Cl
 function createPool(url: string, c: ProcessConfig['postgres']): pg.Pool {
   const pool = new pg.Pool({ ...pgClientConfig(url, c), max: 10 });
   pool.on('error', () => {});
+  /* And a listener of its own on every client, for the moments a checked-out client has none: a
+     restart's 57P01 often arrives in the same socket read as the ReadyForQuery of the last query,
+     so pg emits it before the caller's `await` has resumed and released the client (seen in
+     test/pipeline-pg-restart.test.ts: a worker exited on a data-pool client). The error has
+     already failed the client's queries, the client is no longer queryable, and the pool
+     discards it on release. */
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 
@@ -82,6 +89,8 @@ export class Resources {
   private readonly kmsClients = new Map<string, KMSClient>();
   private readonly stores = new Map<string, EnvelopeStore>();
   private readonly providers = new Map<string, KekProvider>();
+  /** The budget each campaign's provider takes its tokens from, for budgetUse. */
+  private readonly budgets = new Map<string, KmsBudget>();
   private readonly keyrings = new Map<string, WatchedKeyring>();
   /** One per (module, slot or token label): its sessions are pooled for every campaign of the process. */
   private readonly tokens = new Map<string, Pkcs11Token>();
@@ -207,12 +216,20 @@ export class Resources {
           : spec.provider.type === 'pkcs11'
             ? `pkcs11-${spec.provider.tokenLabel ?? `slot${spec.provider.slot}`}-${spec.kind}`
             : `local-${campaignId}`;
-      p = new BudgetedKekProvider(p, new KmsBudget(this.redis, `${this.config.queuePrefix}:budget:${scope}`, spec.options.kmsRequestsPerSecond));
+      const budget = new KmsBudget(this.redis, `${this.config.queuePrefix}:budget:${scope}`, spec.options.kmsRequestsPerSecond);
+      this.budgets.set(campaignId, budget);
+      p = new BudgetedKekProvider(p, budget);
     }
     // Outermost: a DEK shared by many items costs one provider call (and one budget token).
     p = new DedupingKekProvider(p);
     this.providers.set(campaignId, p);
     return p;
+  }
+
+  /** How this process uses the campaign's KMS budget (undefined: no budget, or no batch of it ran here yet). */
+  budgetUse(campaignId: string): { waiting: number; used: number; backlogMs: number } | undefined {
+    const b = this.budgets.get(campaignId);
+    return b && { waiting: b.waiting, used: b.counters.used, backlogMs: b.backlogMs() };
   }
 
   /**
