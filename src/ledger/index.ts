@@ -48,3 +48,6 @@ export { recordCanaryMoves, type CanaryMove } from './sql/recordCanaryMoves.ts';
 export { canaryItems } from './sql/canaryItems.ts';
 export { recordNoncurrentSweep } from './sql/recordNoncurrentSweep.ts';
 export { noncurrentCounts, noncurrentInventory, type NoncurrentInventoryCount } from './sql/noncurrentCounts.ts';
+export { claimDekRewrap, type DekRewrapClaim } from './sql/claimDekRewrap.ts';
+export { storeDekRewrap } from './sql/storeDekRewrap.ts';
+export { releaseDekRewrap } from './sql/releaseDekRewrap.ts';

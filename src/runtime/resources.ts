@@ -28,6 +28,8 @@ import { Pkcs11KekNames } from '../kek/pkcs11-kek-names.ts';
 import { WatchedKeyring } from '../kek/keyring-file-watch.ts';
 import { BudgetedKekProvider } from '../kek/budgeted-kek-provider.ts';
 import { DedupingKekProvider } from '../kek/deduping-kek-provider.ts';
+import { SharedDedupingKekProvider, type SharedRewrapStore } from '../kek/shared-deduping-kek-provider.ts';
+import { claimDekRewrap, releaseDekRewrap, storeDekRewrap } from '../ledger/index.ts';
 import { KmsBudget } from '../queue/kms-budget.ts';
 import type { Source } from '../sources/source.ts';
 import type { ProcessMetrics } from '../metrics/process-metrics.ts';
@@ -209,10 +211,22 @@ export class Resources {
             : `local-${campaignId}`;
       p = new BudgetedKekProvider(p, new KmsBudget(this.redis, `${this.config.queuePrefix}:budget:${scope}`, spec.options.kmsRequestsPerSecond));
     }
+    // A DEK shared by items in other processes' batches costs one provider call per campaign.
+    p = new SharedDedupingKekProvider(p, this.sharedRewraps(campaignId), { workerId: this.config.worker.id, claimMs: this.config.worker.leaseMs });
     // Outermost: a DEK shared by many items costs one provider call (and one budget token).
     p = new DedupingKekProvider(p);
     this.providers.set(campaignId, p);
     return p;
+  }
+
+  /** The campaign's rewrapped DEKs in the ledger, shared by every worker (rewrap_dek_rewraps). */
+  private sharedRewraps(campaignId: string): SharedRewrapStore {
+    const db = this.ledger;
+    return {
+      claim: (digest, owner, claimMs) => claimDekRewrap(db, campaignId, digest, owner, claimMs),
+      store: (digest, result) => storeDekRewrap(db, campaignId, digest, result),
+      release: (digest, owner) => releaseDekRewrap(db, campaignId, digest, owner),
+    };
   }
 
   /**
