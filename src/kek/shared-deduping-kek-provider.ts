@@ -89,7 +89,10 @@ export class SharedDedupingKekProvider extends ForwardingKekProvider {
       const c = await this.shared.claim(digest, this.owner, this.claimMs);
       if (c.kind === 'result') return decode(c.result, to);
       if (c.kind === 'claimed') return this.computeAndStore(digest, dek, from, to, signal);
-      await sleep(pause, undefined, { signal });
+      await sleep(pause, undefined, { signal }).catch((err: unknown) => {
+        signal?.throwIfAborted(); // the batch's own reason, not a bare AbortError
+        throw err;
+      });
     }
   }
 
