@@ -51,3 +51,9 @@ export { noncurrentCounts, noncurrentInventory, type NoncurrentInventoryCount } 
 export { claimDekRewrap, type DekRewrapClaim } from './sql/claimDekRewrap.ts';
 export { storeDekRewrap } from './sql/storeDekRewrap.ts';
 export { releaseDekRewrap } from './sql/releaseDekRewrap.ts';
+export { prunableCampaigns } from './sql/prunableCampaigns.ts';
+export { keptMovedItems, type ItemKey } from './sql/keptMovedItems.ts';
+export { deleteCampaignItemsStep, deleteCampaignDetailStep, deleteTerminalDekRewrapsStep, type DetailTable } from './sql/deleteCampaignDetail.ts';
+export { campaignDetailCounts, countTerminalDekRewraps, type CampaignDetailCounts } from './sql/campaignDetailCounts.ts';
+export { saveCampaignSummary, addPrunedRows } from './sql/saveCampaignSummary.ts';
+export { campaignSummary } from './sql/campaignSummary.ts';
