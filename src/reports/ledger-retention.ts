@@ -24,7 +24,7 @@
  * Also deleted: the shared-dedupe rows (rewrap_dek_rewraps) of every terminal campaign, whatever
  * its age: nothing rewraps for it again.
  */
-import { stat } from 'node:fs/promises';
+import { lstat, stat } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
@@ -193,6 +193,11 @@ function shownLocation(a: ReturnType<typeof parseArchiveUrl>, campaignId: string
 /** Writes the completion report to the archive and reads its size back (and its ETag from S3). */
 async function archiveCampaign(res: Resources, c: Campaign, a: ReturnType<typeof parseArchiveUrl>): Promise<NonNullable<CampaignSummary['archive']>> {
   const location = archiveLocation(a, c.id);
+  if (await archiveExists(res, a, location)) {
+    throw new ConfigError(
+      `campaign ${c.id}: cannot archive to ${shownLocation(a, c.id)}: it already exists (an earlier prune that stopped before saving the summary, or another ledger's campaign); nothing of the campaign was deleted. Fix: check that object, move or delete it, and run prune again`,
+    );
+  }
   const sink = await openReportSink(location, () => res.s3Client(), 'application/x-ndjson').catch((err: unknown) => {
     throw new ConfigError(`campaign ${c.id}: cannot archive to ${location}: ${(err as Error).message}`, { cause: err });
   });
@@ -221,6 +226,17 @@ async function archiveCampaign(res: Resources, c: Campaign, a: ReturnType<typeof
   const head = await res.s3Client().send(new HeadObjectCommand({ Bucket: a.bucket, Key: key }));
   if (head.ContentLength !== bytes) throw new Error(`campaign ${c.id}: archive ${location} holds ${head.ContentLength} bytes, ${bytes} were written; nothing was pruned`);
   return { location, bytes, ...(head.ETag ? { etag: head.ETag } : {}) };
+}
+
+async function archiveExists(res: Resources, a: ReturnType<typeof parseArchiveUrl>, location: string): Promise<boolean> {
+  if (a.kind === 'file') return (await lstat(location).catch(() => undefined)) !== undefined;
+  try {
+    await res.s3Client().send(new HeadObjectCommand({ Bucket: a.bucket, Key: location.slice(`s3://${a.bucket}/`.length) }));
+    return true;
+  } catch (err) {
+    if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
+    throw new Error(`cannot check whether the archive ${location} exists`, { cause: err });
+  }
 }
 
 function discardingSink(): ReportSink {
