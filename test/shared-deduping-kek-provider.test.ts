@@ -19,6 +19,7 @@ import type { RewrapResult } from '../src/kek/kek-provider.ts';
 import type { KekSelector, WrappedDek } from '../src/core/kek-ref.ts';
 import { aesUnwrap, aesWrap, CEK } from '../dev/reference/s3ec-client.ts';
 import { LeakGuard } from './support/leak-guard.ts';
+import { ItemError } from '../src/core/errors.ts';
 
 const m1 = randomBytes(32);
 const m2 = randomBytes(32);
@@ -184,6 +185,18 @@ describe('SharedDedupingKekProvider (ledger-backed, across processes)', () => {
     const p = list[0]!.rewrap(w, from, to, ac.signal);
     setTimeout(() => ac.abort(new Error('batch aborted')), 100);
     await expect(p).rejects.toThrow(/batch aborted/);
+    expect(counted.calls).toBe(0);
+  });
+
+  it('a ledger that does not answer makes the rewrap transient (provider-unavailable, retried), never the item\'s own failure', async () => {
+    const id = await campaign();
+    const closed = new pg.Pool({ connectionString: db.url, max: 1 });
+    await closed.end();
+    const counted = new CallCount(ring());
+    const p = new SharedDedupingKekProvider(counted, ledgerStore(closed, id), { workerId: 'w-down' });
+    const err = await p.rewrap(wrapUnder1(randomBytes(32)), from, to).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ItemError);
+    expect((err as ItemError).reason).toBe('provider-unavailable');
     expect(counted.calls).toBe(0);
   });
 

@@ -35,6 +35,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { KekProvider, RewrapResult } from './kek-provider.ts';
 import { formatKek, type KekSelector, type KekVersionRef, type WrapAlgorithm, type WrappedDek } from '../core/kek-ref.ts';
 import { ForwardingKekProvider } from './forwarding-kek-provider.ts';
+import { transient } from '../core/errors.ts';
 
 export type SharedRewrapClaim = { kind: 'result'; result: unknown } | { kind: 'claimed' } | { kind: 'busy' };
 
@@ -86,7 +87,7 @@ export class SharedDedupingKekProvider extends ForwardingKekProvider {
     const digest = sharedRewrapDigest(dek, from, to);
     for (let pause = 5; ; pause = Math.min(this.maxPollMs, pause * 2)) {
       signal?.throwIfAborted();
-      const c = await this.shared.claim(digest, this.owner, this.claimMs);
+      const c = await ledgerCall(() => this.shared.claim(digest, this.owner, this.claimMs));
       if (c.kind === 'result') return decode(c.result, to);
       if (c.kind === 'claimed') return this.computeAndStore(digest, dek, from, to, signal);
       await sleep(pause, undefined, { signal }).catch((err: unknown) => {
@@ -106,7 +107,19 @@ export class SharedDedupingKekProvider extends ForwardingKekProvider {
       throw err;
     }
     /* Postcondition: the result every item uses is committed before it is returned (written before use). */
-    return decode(await this.shared.store(digest, encode(r, to)), to);
+    return decode(await ledgerCall(() => this.shared.store(digest, encode(r, to))), to);
+  }
+}
+
+/**
+ * A ledger that does not answer (a restart, a failover, a statement timeout) is no fault of the
+ * item: it is retried like a provider outage, never recorded as the item's failure.
+ */
+async function ledgerCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw transient('provider-unavailable', `the shared rewrap results (ledger) did not answer: ${(err as Error).message ?? String(err)}`, err);
   }
 }
 
