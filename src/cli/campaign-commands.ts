@@ -2,6 +2,7 @@
 import {
   CampaignConflictError,
   campaignProgress,
+  campaignSummary,
   failureCountsByReason,
   getCampaign,
   noncurrentCounts,
@@ -125,7 +126,8 @@ const status: Command = {
       const p = await campaignProgress(res.ledger, id);
       const reasons = await failureCountsByReason(res.ledger, id);
       const noncurrent = await noncurrentCounts(res.ledger, id);
-      out(Boolean(values.json), { id, name: c.name, kind: c.kind, ...p, failuresByReason: reasons, noncurrentVersions: noncurrentStatus(c, noncurrent) }, () => renderStatus(c, p, reasons, noncurrent));
+      const pruned = (await campaignSummary(res.ledger, id)) ?? null;
+      out(Boolean(values.json), { id, name: c.name, kind: c.kind, ...p, failuresByReason: reasons, noncurrentVersions: noncurrentStatus(c, noncurrent), pruned }, () => renderStatus(c, p, reasons, noncurrent, pruned));
       return EXIT.ok;
     });
   },
@@ -159,6 +161,9 @@ Exit codes: 0 ok, 2 bad flags, 4 no such campaign.`,
         process.stderr.write(`no campaign ${id}\n`);
         return EXIT.notFound;
       }
+      const pruned = await campaignSummary(res.ledger, id);
+      // After `rewrap ledger prune` only failed, unfinished and sampled items are left in the ledger.
+      if (pruned) process.stderr.write(`campaign ${id}: per-item detail pruned at ${pruned.prunedAt.toISOString()}; the full completion report is ${pruned.archive ? `in ${pruned.archive.location}` : 'gone (pruned with --no-archive)'}\n`);
       const r = await writeCampaignReport(res, c, { ...o, out: outTo, force: values.force === true });
       if (r.kind === 'failures' && !values.json) return EXIT.ok;
       // The report itself may be on stdout: the summary then goes to stderr.

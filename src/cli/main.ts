@@ -8,8 +8,9 @@ import { kekCommands } from './kek-commands.ts';
 import { processCommands } from './process-commands.ts';
 import { incidentCommand } from './incident-command.ts';
 import { apiCommand } from './api-command.ts';
+import { ledgerCommands } from './ledger-commands.ts';
 
-const COMMANDS: Command[] = [...processCommands, apiCommand, ...campaignCommands, ...scheduleCommands, ...kekCommands, incidentCommand];
+const COMMANDS: Command[] = [...processCommands, apiCommand, ...campaignCommands, ...scheduleCommands, ...kekCommands, incidentCommand, ...ledgerCommands];
 
 const USAGE = `rewrap — move every wrapped data key from an old KEK to a new one, safely and as fast as your KMS quota allows.
 
@@ -31,6 +32,8 @@ async function main(argv: string[]): Promise<number> {
   if (!cmd) {
     if (argv[0] === 'campaign') {
       process.stderr.write(`rewrap campaign: expected one of ${campaignCommands.map((c) => c.name.split(' ')[1]).join(', ')}\n`);
+    } else if (argv[0] === 'ledger') {
+      process.stderr.write(`rewrap ledger: expected one of ${ledgerCommands.map((c) => c.name.split(' ')[1]).join(', ')}\n`);
     } else process.stderr.write(`rewrap: unknown command "${argv[0]}"\n\n${USAGE}\n`);
     return EXIT.usage;
   }

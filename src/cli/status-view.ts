@@ -1,7 +1,7 @@
 /** Human rendering of a campaign's progress, and the live `--watch` view. */
 import type pg from 'pg';
 import { campaignProgress, failureCountsByReason, getCampaign, noncurrentCounts } from '../ledger/index.ts';
-import type { Campaign, CampaignProgress, NoncurrentCount, ReasonCount } from '../ledger/types.ts';
+import type { Campaign, CampaignProgress, CampaignSummary, NoncurrentCount, ReasonCount } from '../ledger/types.ts';
 import { noncurrentStatus } from '../campaign/noncurrent-sweep.ts';
 
 export function progressBar(done: number, total: number, width = 30): string {
@@ -22,7 +22,7 @@ export function progressLine(p: CampaignProgress): string {
   return `${progressBar(done, p.planned)} ${done}/${p.planned}${p.planDone ? '' : '+'}  ${p.doneRatePerSec.toFixed(0)}/s  ETA ${formatDuration(p.etaSeconds)}  rewrapped ${p.rewrapped} skipped ${p.skipped} failed ${p.failed}`;
 }
 
-export function renderStatus(c: Campaign, p: CampaignProgress, reasons: ReasonCount[], noncurrent: NoncurrentCount[] = []): string {
+export function renderStatus(c: Campaign, p: CampaignProgress, reasons: ReasonCount[], noncurrent: NoncurrentCount[] = [], pruned: CampaignSummary | null = null): string {
   const lines = [
     `campaign ${c.id} "${c.name}" (${c.kind}) — ${stateWord(p)}${p.pauseReason ? ` (${p.pauseReason})` : ''}`,
     `  from ${fmtKek(c.spec.from)} to ${fmtKek(c.spec.to)}`,
@@ -40,6 +40,11 @@ export function renderStatus(c: Campaign, p: CampaignProgress, reasons: ReasonCo
     const how = n.mode === 'keep' ? ' (kept: they do not block kek retire and become undecryptable once it retires)' : n.bypassGovernanceRetention ? ' (GOVERNANCE retention bypassed)' : '';
     lines.push(`  noncurrent versions under ${fmtKek(c.spec.from)}: "${n.mode}"${how}; sweep ${n.sweptAt ? `done ${n.sweptAt.toISOString()}` : 'not done yet'}`);
     for (const [store, states] of stores) lines.push(`    ${store}: ${Object.entries(states).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
+  if (pruned) {
+    const t = (pruned.exposure as { totals?: Record<string, number> }).totals ?? {};
+    lines.push(`  pruned ${pruned.prunedAt.toISOString()}: ${pruned.rowsDeleted} per-item row(s) deleted; archive ${pruned.archive ? `${pruned.archive.location} (${pruned.archive.bytes} bytes)` : 'none'}`);
+    lines.push(`  exposure totals: under source ${t.underKek ?? 0}, moved ${t.moved ?? 0}, moved-unconfirmed ${t.movedUnconfirmed ?? 0}, exposed ${t.exposed ?? 0}`);
   }
   return lines.join('\n');
 }

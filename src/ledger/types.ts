@@ -229,3 +229,17 @@ export interface InventoryCount {
   materialId: string | null;
   items: number;
 }
+
+/** What `rewrap ledger prune` keeps of a campaign whose per-item detail it deleted (rewrap_campaign_summaries). */
+export interface CampaignSummary {
+  campaignId: string;
+  prunedAt: Date;
+  /** Where the completion report was archived, its size and S3 ETag as read back; null: pruned without an archive. */
+  archive: { location: string; bytes: number; etag?: string } | null;
+  /** Items per outcome when first pruned (rewrapped, skipped, failed, pending). */
+  outcomes: Record<string, number>;
+  /** The exposure report's totals when first pruned (ExposureSummary: totals, firstMovedAt, lastMovedAt, exposedByStore). */
+  exposure: Record<string, unknown>;
+  /** Per-item and per-batch rows deleted, over every prune of the campaign. */
+  rowsDeleted: number;
+}

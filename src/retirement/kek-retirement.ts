@@ -92,7 +92,10 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
     if (s.underKek > 0) blockers.push(`${s.storeId}: ${s.underKek} item(s) still under ${name} (ledger inventory)`);
     if (s.notYetMoved > 0) blockers.push(`${s.storeId}: ${s.notYetMoved} planned item(s) not moved yet`);
     if (s.failedNotMoved > 0) {
-      blockers.push(`${s.storeId}: ${s.failedNotMoved} item(s) failed to move and may still be under ${name} (${byReason(usage.failed, s.storeId)}; ${report})`);
+      // Named (the first few by key): the ledger keeps failed items even after `rewrap ledger prune`.
+      const named = usage.failedExamples.filter((e) => e.storeId === s.storeId).map((e) => e.itemKey);
+      const eg = named.length ? `; ${named.length < s.failedNotMoved ? 'e.g. ' : ''}${named.map((k) => JSON.stringify(k)).join(', ')}` : '';
+      blockers.push(`${s.storeId}: ${s.failedNotMoved} item(s) failed to move and may still be under ${name} (${byReason(usage.failed, s.storeId)}${eg}; ${report})`);
     }
   }
   const active = campaigns.filter((c) => ACTIVE_STATES.includes(c.state)).map((c) => ({ id: c.id, name: c.name, state: c.state }));

@@ -28,6 +28,8 @@ import { Pkcs11KekNames } from '../kek/pkcs11-kek-names.ts';
 import { WatchedKeyring } from '../kek/keyring-file-watch.ts';
 import { BudgetedKekProvider } from '../kek/budgeted-kek-provider.ts';
 import { DedupingKekProvider } from '../kek/deduping-kek-provider.ts';
+import { SharedDedupingKekProvider, type SharedRewrapStore } from '../kek/shared-deduping-kek-provider.ts';
+import { claimDekRewrap, releaseDekRewrap, storeDekRewrap } from '../ledger/index.ts';
 import { KmsBudget } from '../queue/kms-budget.ts';
 import type { Source } from '../sources/source.ts';
 import type { ProcessMetrics } from '../metrics/process-metrics.ts';
@@ -220,6 +222,8 @@ export class Resources {
       this.budgets.set(campaignId, budget);
       p = new BudgetedKekProvider(p, budget);
     }
+    // A DEK shared by items in other processes' batches costs one provider call per campaign.
+    p = new SharedDedupingKekProvider(p, this.sharedRewraps(campaignId), { workerId: this.config.worker.id, claimMs: this.config.worker.leaseMs });
     // Outermost: a DEK shared by many items costs one provider call (and one budget token).
     p = new DedupingKekProvider(p);
     this.providers.set(campaignId, p);
@@ -230,6 +234,16 @@ export class Resources {
   budgetUse(campaignId: string): { waiting: number; used: number; backlogMs: number } | undefined {
     const b = this.budgets.get(campaignId);
     return b && { waiting: b.waiting, used: b.counters.used, backlogMs: b.backlogMs() };
+  }
+
+  /** The campaign's rewrapped DEKs in the ledger, shared by every worker (rewrap_dek_rewraps). */
+  private sharedRewraps(campaignId: string): SharedRewrapStore {
+    const db = this.ledger;
+    return {
+      claim: (digest, owner, claimMs) => claimDekRewrap(db, campaignId, digest, owner, claimMs),
+      store: (digest, result) => storeDekRewrap(db, campaignId, digest, result),
+      release: (digest, owner) => releaseDekRewrap(db, campaignId, digest, owner),
+    };
   }
 
   /**

@@ -14,6 +14,8 @@ export interface KekUsage {
   }[];
   /** `failedNotMoved` by store and reason code (unsupported-v1, invalid-ciphertext, ...). */
   failed: { storeId: string; reason: string; items: number }[];
+  /** Up to FAILED_EXAMPLES of the `failedNotMoved` items per store (first by key), so a refusal can name them. */
+  failedExamples: { storeId: string; itemKey: string }[];
   /** When the last item moved away from the KEK (in `campaignIds`), if any did. */
   lastMovedAt: Date | null;
 }
@@ -28,9 +30,11 @@ export interface KekUsage {
  * records the KEK its envelope still names, if one can be decided, in the same commit).
  * Each item counts once, at its newest failure over the campaigns.
  */
+const FAILED_EXAMPLES = 5;
+
 export async function kekUsage(db: Queryable, kek: { id: string; version?: string }, campaignIds: string[], underNoKekReasons: readonly string[]): Promise<KekUsage> {
   const under = mayBeUnderSql('$1', '$2', '$5');
-  const { rows } = await db.query<{ kind: 'under' | 'pending' | 'failed'; store_id: string; reason: string | null; n: string }>(
+  const { rows } = await db.query<{ kind: 'under' | 'pending' | 'failed' | 'example'; store_id: string; reason: string | null; n: string }>(
     `WITH newest_failure AS (
        SELECT DISTINCT ON (ci.store_id, ci.item_key) ci.store_id, ci.item_key, ci.reason, ci.done_at
          FROM rewrap_campaign_items ci
@@ -50,12 +54,21 @@ export async function kekUsage(db: Queryable, kek: { id: string; version?: strin
        FROM rewrap_campaign_items WHERE campaign_id = ANY($3::text[]) AND outcome IS NULL GROUP BY store_id
      UNION ALL
      SELECT 'failed', store_id, reason, count(*) FROM failed GROUP BY store_id, reason
+     UNION ALL
+     SELECT 'example', store_id, item_key, 1 FROM
+       (SELECT store_id, item_key, row_number() OVER (PARTITION BY store_id ORDER BY item_key) AS rn FROM failed) e
+      WHERE rn <= $6
      ORDER BY 2, 3`,
-    [kek.id, kek.version ?? null, campaignIds, underNoKekReasons, KMS_MATERIAL_ID_PATTERN],
+    [kek.id, kek.version ?? null, campaignIds, underNoKekReasons, KMS_MATERIAL_ID_PATTERN, FAILED_EXAMPLES],
   );
   const stores = new Map<string, KekUsage['stores'][number]>();
   const failed: KekUsage['failed'] = [];
+  const failedExamples: KekUsage['failedExamples'] = [];
   for (const r of rows) {
+    if (r.kind === 'example') {
+      failedExamples.push({ storeId: r.store_id, itemKey: r.reason! });
+      continue;
+    }
     let s = stores.get(r.store_id);
     if (!s) stores.set(r.store_id, (s = { storeId: r.store_id, underKek: 0, notYetMoved: 0, failedNotMoved: 0 }));
     const n = Number(r.n);
@@ -70,5 +83,5 @@ export async function kekUsage(db: Queryable, kek: { id: string; version?: strin
     `SELECT max(done_at) AS at FROM rewrap_campaign_items WHERE campaign_id = ANY($1::text[]) AND outcome = 'rewrapped'`,
     [campaignIds],
   );
-  return { stores: [...stores.values()], failed, lastMovedAt: last[0]?.at ?? null };
+  return { stores: [...stores.values()], failed, failedExamples, lastMovedAt: last[0]?.at ?? null };
 }
