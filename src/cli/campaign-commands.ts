@@ -15,6 +15,7 @@ import { checkInventorySources } from '../sources/s3-inventory-source.ts';
 import { withLedger } from './with-ledger.ts';
 import { EXIT, UsageError, out, requireId, type Command } from './args.ts';
 import { renderStatus, watchStatus } from './status-view.ts';
+import { describeKeks, keyMapCounts } from '../campaign/key-map-counts.ts';
 import { noncurrentStatus } from '../campaign/noncurrent-sweep.ts';
 import { parseReportOptions, writeCampaignReport, type ReportResult } from '../reports/campaign-report.ts';
 
@@ -48,7 +49,7 @@ Exit codes: 0 created, 2 bad spec or flags, 3 refused (overlaps a campaign that 
       if (spec.options.noncurrentVersions === 'keep') {
         /* Said loudly: the consequence is irreversible once the KEK retires. */
         process.stderr.write(
-          `warning: "noncurrentVersions": "keep": noncurrent versions under ${spec.from.version ? `${spec.from.id}@${spec.from.version}` : spec.from.id} in versioned buckets are counted but will NOT block kek retire; ` +
+          `warning: "noncurrentVersions": "keep": noncurrent versions under ${describeKeks(spec).from} in versioned buckets are counted but will NOT block kek retire; ` +
             'once it is disabled or deleted those versions can no longer be decrypted (recorded on the campaign)\n',
         );
       }
@@ -125,7 +126,12 @@ const status: Command = {
       const p = await campaignProgress(res.ledger, id);
       const reasons = await failureCountsByReason(res.ledger, id);
       const noncurrent = await noncurrentCounts(res.ledger, id);
-      out(Boolean(values.json), { id, name: c.name, kind: c.kind, ...p, failuresByReason: reasons, noncurrentVersions: noncurrentStatus(c, noncurrent) }, () => renderStatus(c, p, reasons, noncurrent));
+      const keks = c.spec.keyMap ? await keyMapCounts(res.ledger, id, c.spec) : undefined;
+      out(
+        Boolean(values.json),
+        { id, name: c.name, kind: c.kind, ...p, failuresByReason: reasons, noncurrentVersions: noncurrentStatus(c, noncurrent), ...(keks ? { keyMap: keks } : {}) },
+        () => renderStatus(c, p, reasons, noncurrent, keks),
+      );
       return EXIT.ok;
     });
   },
