@@ -4,7 +4,7 @@ import { campaignProgress, failureCountsByReason, getCampaign, listCampaigns, no
 import { noncurrentStatus } from '../campaign/noncurrent-sweep.ts';
 import type { Campaign, CampaignProgress, InventoryCount } from '../ledger/types.ts';
 import { describeReason, type ReasonCode } from '../core/reasons.ts';
-import { describeKeks, entriesToShow, keyMapCounts, type KekCounts, type KeyMapCounts } from '../campaign/key-map-counts.ts';
+import { describeKeks, entriesToShow, keyMapCounts, type KekCounts, type KeyMapCounts } from '../metrics/key-map-counts.ts';
 import { publicSpec } from './public-spec.ts';
 
 export interface CampaignSummary {

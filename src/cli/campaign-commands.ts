@@ -15,7 +15,7 @@ import { checkInventorySources } from '../sources/s3-inventory-source.ts';
 import { withLedger } from './with-ledger.ts';
 import { EXIT, UsageError, out, requireId, type Command } from './args.ts';
 import { renderStatus, watchStatus } from './status-view.ts';
-import { describeKeks, keyMapCounts } from '../campaign/key-map-counts.ts';
+import { describeKeks, keyMapCounts } from '../metrics/key-map-counts.ts';
 import { noncurrentStatus } from '../campaign/noncurrent-sweep.ts';
 import { parseReportOptions, writeCampaignReport, type ReportResult } from '../reports/campaign-report.ts';
 

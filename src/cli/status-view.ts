@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { campaignProgress, failureCountsByReason, getCampaign, noncurrentCounts } from '../ledger/index.ts';
 import type { Campaign, CampaignProgress, NoncurrentCount, ReasonCount } from '../ledger/types.ts';
 import { noncurrentStatus } from '../campaign/noncurrent-sweep.ts';
-import { describeKeks, entriesToShow, keyMapCounts, type KeyMapCounts } from '../campaign/key-map-counts.ts';
+import { describeKeks, entriesToShow, keyMapCounts, type KeyMapCounts } from '../metrics/key-map-counts.ts';
 
 export function progressBar(done: number, total: number, width = 30): string {
   const f = total > 0 ? Math.min(1, done / total) : 0;

@@ -4,8 +4,8 @@ import type { Campaign, Queryable } from '../types.ts';
 /**
  * Campaigns whose source KEK is `kek` (any version of it when `version` is absent), newest first:
  * the spec's `from`, or a source of its key map (`keyMap`, a list of { from, to }: matched by
- * jsonb containment, so a map of 100,000 entries is one index-free test per campaign row). An
- * entry whose source has no version covers every version of its id.
+ * jsonb containment: one test per campaign row). As for `from`, an entry whose source names no
+ * version is found by the id alone.
  */
 export async function campaignsFromKek(db: Queryable, kek: { id: string; version?: string }): Promise<Campaign[]> {
   const anyVersion = JSON.stringify([{ from: { id: kek.id } }]);
