@@ -79,7 +79,7 @@ export function parseKeyMap(v: unknown, provider: ProviderSpec): KeyMapEntry[] {
 }
 
 const tooMany = (n: number) =>
-  new ConfigError(`campaign spec.keyMap: ${n} entries; at most ${MAX_KEY_MAP_ENTRIES.toLocaleString('en-US')} in one campaign (split the tenants over several campaigns)`);
+  new ConfigError(`campaign spec.keyMap: ${n.toLocaleString('en-US')} entries; at most ${MAX_KEY_MAP_ENTRIES.toLocaleString('en-US')} in one campaign (split the tenants over several campaigns)`);
 
 /** Names an entry in messages: `"tenant-a@1" -> "tenant-a@2"`. */
 export const entryText = (e: KeyMapEntry) => `"${formatKek(e.from)}" -> "${formatKek(e.to)}"`;
