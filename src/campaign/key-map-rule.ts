@@ -38,9 +38,12 @@ export function resolveRule(rule: KeyMapRule, keks: readonly { id: string; versi
     return [...vs].sort((a, b) => Number(a) - Number(b));
   };
   const entries: KeyMapEntry[] = [];
+  /* "tenant-*" -> "tenant-*-v2": the destinations fit the source pattern too; they are destinations, not sources. */
+  const idMoves = rule.from.prefix !== rule.to.prefix || rule.from.suffix !== rule.to.suffix;
   for (const id of [...versions.keys()].sort()) {
     const star = starOf(rule.from, id);
     if (star === undefined) continue;
+    if (idMoves && starOf(rule.to, id) !== undefined) continue;
     const fromVersion = versionOf(rule.from, sorted(id));
     const toId = `${rule.to.prefix}${star}${rule.to.suffix}`;
     if (fromVersion === undefined) continue;

@@ -77,6 +77,11 @@ describe('key map rules, resolved at campaign create', () => {
     expect(resolveRule(rule, ring.filter((k) => k.id !== 'tenant-b' && k.id !== 'tenant-c'), 'k')).toEqual([{ from: kek('tenant-a@1'), to: kek('new-tenant-a@1') }]);
   });
 
+  it('"tenant-*" -> "tenant-*-v2": ids that fit the destination pattern are destinations, never sources', () => {
+    const ring = [{ id: 'tenant-a', version: '1' }, { id: 'tenant-a-v2', version: '1' }];
+    expect(resolveRule(parseKeyMapRule('tenant-*@current', 'tenant-*-v2@current', local), ring, 'k')).toEqual([{ from: kek('tenant-a@1'), to: kek('tenant-a-v2@1') }]);
+  });
+
   it('a rule that matches nothing, a rule on one side only, and a rule for a KMS provider are refused', () => {
     expect(() => resolveRule(parseKeyMapRule('nobody-*@current-1', 'nobody-*@current', local), keyring, 'k')).toThrow(/matches no KEK with a version to drain; the key map would be empty/);
     expect(() => spec({ from: 'tenant-*@current-1', to: 'tenant-a@2' })).toThrow(/"to" must be one too/);
