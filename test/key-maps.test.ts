@@ -168,7 +168,16 @@ describe('key maps: many tenant KEKs in one campaign', () => {
     expect(text).toContain(`per KEK (1000 entries; 1 with items left`);
     expect(text).toContain(`${tenantId(BROKEN_TENANT)}@1 -> ${tenantId(BROKEN_TENANT)}@2: moved 19, remaining 1, failed 1`);
     expect(text.split('\n').length).toBeLessThan(40);
-  });
+    // The report lists every entry (the real CLI): one CSV line per tenant.
+    const r = await rewrapCli(pipe, ['campaign', 'report', campaignId, '--kind', 'keks', '--format', 'csv']);
+    guard.text(r.stdout, r.stderr);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe('from_kek,to_kek,moved,remaining,failed');
+    expect(lines).toHaveLength(TENANTS + 1);
+    expect(lines).toContain(`${tenantId(BROKEN_TENANT)}@1,${tenantId(BROKEN_TENANT)}@2,19,1,1`);
+    expect(lines).toContain(`${tenantId(3)}@1,${tenantId(3)}@2,20,0,0`);
+  }, 60_000);
 
   it('retirement per KEK: tenant 3\'s old KEK retires; tenant 7, with an unreadable row, stays blocked (invariant 7)', async () => {
     const { rows } = await pipe.db.pool.query<{ at: Date }>(`SELECT max(done_at) AS at FROM rewrap_campaign_items WHERE campaign_id = $1`, [campaignId]);

@@ -140,7 +140,7 @@ const status: Command = {
 const report: Command = {
   name: 'campaign report',
   summary: 'Write a campaign report (JSONL or CSV) to stdout, a file or S3: failures (default), completion (every item), exposure (incidents).',
-  usage: `rewrap campaign report <id> [--kind failures|completion|exposure] [--format jsonl|csv] [--out <file>|s3://<bucket>/<key> [--force]] [--json]
+  usage: `rewrap campaign report <id> [--kind failures|completion|exposure|keks] [--format jsonl|csv] [--out <file>|s3://<bucket>/<key> [--force]] [--json]
 
   --out        a new file or S3 object (never an existing one unless --force; a file is written
                beside it and renamed into place, never through a symlink); CSV cells starting
@@ -152,6 +152,8 @@ const report: Command = {
                still exposed; noncurrent versions under it in versioned buckets of the scope
                (exposed-noncurrent, with version_id: exposed until deleted); totals and a timeline of items moved per minute go to stdout
                (with --out) or stderr (report on stdout)
+  keks         one line per entry of the key map (one for from/to): from/to KEK, moved, remaining
+               (read and left under the source), failed
 
 Exit codes: 0 ok, 2 bad flags, 4 no such campaign.`,
   options: { out: { type: 'string' }, format: { type: 'string' }, kind: { type: 'string' }, force: { type: 'boolean' } },
@@ -177,6 +179,9 @@ Exit codes: 0 ok, 2 bad flags, 4 no such campaign.`,
 
 function summaryText(r: ReportResult): string {
   if (r.kind === 'failures') return `${r.items} failed item(s) -> ${r.location}`;
+  if (r.kind === 'keks') {
+    return `${r.entries} KEK(s), ${r.entriesWithItemsLeft} with items left; ${r.unattributed} item(s) not read yet (no KEK known); outside the map: remaining ${r.outsideMap.remaining}, failed ${r.outsideMap.failed} -> ${r.location}`;
+  }
   if (r.kind === 'completion') return `${r.items} item(s) (${Object.entries(r.byOutcome).map(([k, n]) => `${k} ${n}`).join(', ')}) -> ${r.location}`;
   const t = r.totals;
   return [
