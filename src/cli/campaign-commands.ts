@@ -10,6 +10,7 @@ import {
 } from '../ledger/index.ts';
 import type { CampaignState } from '../ledger/types.ts';
 import { admitCampaign, loadSpecFile } from '../campaign/create.ts';
+import { resolveKeyMap } from '../campaign/key-map-rule.ts';
 import { dryRun } from '../campaign/dry-run.ts';
 import { checkInventorySources } from '../sources/s3-inventory-source.ts';
 import { withLedger } from './with-ledger.ts';
@@ -32,7 +33,8 @@ Exit codes: 0 created, 2 bad spec or flags, 3 refused (overlaps a campaign that 
   options: { spec: { type: 'string' }, start: { type: 'boolean' }, 'dry-run': { type: 'boolean' } },
   async run({ values }) {
     if (typeof values.spec !== 'string') throw new UsageError('campaign create: --spec <file.json> is required');
-    const spec = await loadSpecFile(values.spec);
+    /* A key map rule is resolved now, so that the dry run counts what the stored spec will drain. */
+    const spec = resolveKeyMap(await loadSpecFile(values.spec));
     return withLedger(async (res) => {
       if (values['dry-run']) {
         const r = await dryRun(res, spec);
