@@ -14,6 +14,9 @@ import { loadKeyringFile } from '../src/kek/keyring-file.ts';
 import { getCampaign } from '../src/ledger/index.ts';
 import { keyMapCounts } from '../src/metrics/key-map-counts.ts';
 import { renderStatus } from '../src/cli/status-view.ts';
+import { campaignDetail } from '../src/api/campaign-view.ts';
+import { registerBacklogMetrics } from '../src/metrics/backlog-metrics.ts';
+import { Registry } from 'prom-client';
 import { campaignProgress, failureCountsByReason } from '../src/ledger/index.ts';
 import { aesUnwrap, aesWrap, encryptPayload } from '../dev/reference/s3ec-client.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
@@ -168,6 +171,19 @@ describe('key maps: many tenant KEKs in one campaign', () => {
     expect(text).toContain(`per KEK (1000 entries; 1 with items left`);
     expect(text).toContain(`${tenantId(BROKEN_TENANT)}@1 -> ${tenantId(BROKEN_TENANT)}@2: moved 19, remaining 1, failed 1`);
     expect(text.split('\n').length).toBeLessThan(40);
+    // The API's campaign detail carries the same counters (1,000 entries: all of them, under API_KEK_ROWS).
+    const detail = (await campaignDetail(pipe.db.pool, campaignId, async () => []))!;
+    expect(detail.from).toBe('key map of 1000 source KEKs');
+    expect(detail.keyMap).toMatchObject({ entries: TENANTS, truncated: false, outsideMap: { moved: 0, remaining: 0, failed: 0 } });
+    expect(detail.keyMap!.keks).toContainEqual(broken);
+    // Metrics (invariant 6): a map above 20 entries has no per-tenant series; its KEKs are summed per campaign and side.
+    const registry = new Registry();
+    registerBacklogMetrics(registry, pipe.db.pool, 0);
+    const metrics = await registry.metrics();
+    expect(metrics).not.toMatch(/tenant-\d{4}/);
+    expect(metrics).not.toContain('rewrap_campaign_kek_items{');
+    expect(metrics).toContain(`rewrap_inventory_items{store="pg:tenant_rows",kek_id="key map ${campaignId} destinations",kek_version="",version="current"} ${TENANTS * ROWS - 1}`);
+    expect(metrics).toContain(`rewrap_inventory_items{store="pg:tenant_rows",kek_id="key map ${campaignId} sources",kek_version="",version="current"} 1`);
     // The report lists every entry (the real CLI): one CSV line per tenant.
     const r = await rewrapCli(pipe, ['campaign', 'report', campaignId, '--kind', 'keks', '--format', 'csv']);
     guard.text(r.stdout, r.stderr);

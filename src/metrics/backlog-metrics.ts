@@ -65,17 +65,23 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
       inventoryItems.set(k, { labels, items: (inventoryItems.get(k)?.items ?? 0) + n });
     };
     /* The KEKs of key maps above KEK_LABEL_LIMIT entries are summed under one label per campaign and side (invariant 6). */
-    const bigMapKek = new Map<string, string>();
+    const bigMapIds = new Map<string, string>(); // KEK id -> the campaign whose map names it
+    const bigMapSide = new Map<string, 'sources' | 'destinations'>(); // "<id>@<version>" (or "<id>") -> side
     for (const c of campaigns) {
       if (!c.spec.keyMap || c.spec.keyMap.length <= KEK_LABEL_LIMIT) continue;
       for (const e of c.spec.keyMap) {
-        if (!bigMapKek.has(e.from.id)) bigMapKek.set(e.from.id, `key map ${c.id} sources`);
-        if (!bigMapKek.has(e.to.id)) bigMapKek.set(e.to.id, `key map ${c.id} destinations`);
+        for (const [k, side] of [[e.from, 'sources'], [e.to, 'destinations']] as const) {
+          if (!bigMapIds.has(k.id)) bigMapIds.set(k.id, c.id);
+          const name = k.version === undefined ? k.id : `${k.id}@${k.version}`;
+          if (!bigMapSide.has(name)) bigMapSide.set(name, side);
+        }
       }
     }
     const kekLabels = (kekId: string, version: string) => {
-      const agg = bigMapKek.get(kekId);
-      return agg ? { kek_id: agg, kek_version: '' } : { kek_id: kekId, kek_version: version };
+      const campaign = bigMapIds.get(kekId);
+      if (campaign === undefined) return { kek_id: kekId, kek_version: version };
+      const side = bigMapSide.get(`${kekId}@${version}`) ?? bigMapSide.get(kekId) ?? 'other versions';
+      return { kek_id: `key map ${campaign} ${side}`, kek_version: '' };
     };
     for (const r of await inventoryByKek(pool)) add({ store: r.storeId, ...kekLabels(r.kekId, r.kekVersion ?? r.materialId ?? ''), version: 'current' }, r.items);
     for (const r of await noncurrentInventory(pool)) add({ store: r.storeId, ...kekLabels(r.kekId, r.kekVersion ?? ''), version: 'noncurrent' }, r.versions);

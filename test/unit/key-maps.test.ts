@@ -2,7 +2,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseCampaignSpec } from '../../src/campaign/spec.ts';
 import { parseKeyMapRule, parseKeyMap } from '../../src/campaign/key-map-spec.ts';
-import { resolveRule } from '../../src/campaign/key-map-rule.ts';
+import { resolveKeyMap, resolveRule } from '../../src/campaign/key-map-rule.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { keyMapOf, MAX_KEY_MAP_ENTRIES, type ProviderSpec } from '../../src/core/campaign-spec.ts';
 import { KekMap } from '../../src/kek/kek-map.ts';
 import { classifyInMap } from '../../src/rewrap/classify.ts';
@@ -87,6 +91,23 @@ describe('key map rules, resolved at campaign create', () => {
     expect(() => spec({ from: 'tenant-*@current-1', to: 'tenant-a@2' })).toThrow(/"to" must be one too/);
     expect(() => parseCampaignSpec({ ...base, provider: kmsProvider, from: 'tenant-*@current-1', to: 'tenant-*@current' })).toThrow(/give an explicit "keyMap"/);
     expect(() => spec({ from: 'tenant-**@1', to: 'tenant-*@2' })).toThrow(/not a key map rule; expected one "\*"/);
+  });
+
+  it('at create, the rule is resolved against the keyring file into the stored map; an explicit map\'s destination must be in the keyring and enabled', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'keymaps-'));
+    const file = join(dir, 'keyring.json');
+    const entry = (id: string, version: string, state = 'enabled') => ({ id, version, material: randomBytes(32).toString('base64'), state });
+    writeFileSync(file, JSON.stringify({ keks: [entry('tenant-a', '1'), entry('tenant-a', '2'), entry('tenant-b', '1'), entry('tenant-b', '2', 'decrypt-only')] }), { mode: 0o600 });
+    try {
+      const withFile = (extra: Record<string, unknown>) => parseCampaignSpec({ ...base, provider: { type: 'local', keyringFile: file }, ...extra });
+      expect(() => resolveKeyMap(withFile({ from: 'tenant-*@current-1', to: 'tenant-*@current' }))).toThrow(/destination "tenant-b@2" is decrypt-only/);
+      const resolved = resolveKeyMap(withFile({ from: '*-a@current-1', to: '*-a@current' }));
+      expect(resolved.keyMapRule).toBeUndefined();
+      expect(resolved.keyMap).toEqual([{ from: kek('tenant-a@1'), to: kek('tenant-a@2') }]);
+      expect(() => resolveKeyMap(withFile({ keyMap: { 'tenant-a@1': 'tenant-a@3' } }))).toThrow(/destination "tenant-a@3" of "tenant-a@1" is not in keyring file/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the parsed spec holds the rule until create resolves it; keyMapOf refuses an unresolved rule', () => {
