@@ -18,6 +18,7 @@ import { PgTableStore } from '../src/stores/pg-table-store.ts';
 import { rewrapBatch } from '../src/rewrap/rewrap-batch.ts';
 import { countOutcomes } from '../src/rewrap/outcome.ts';
 import { Pkcs11KekProvider } from '../src/kek/pkcs11-kek-provider.ts';
+import { KekMap } from '../src/kek/kek-map.ts';
 import { Pkcs11KekAdmin } from '../src/kek/pkcs11-kek-admin.ts';
 import { Pkcs11KekNames } from '../src/kek/pkcs11-kek-names.ts';
 import { Pkcs11Token } from '../src/kek/pkcs11-token.ts';
@@ -146,6 +147,32 @@ describe('PKCS#11 provider (SoftHSM2)', () => {
     // Invariant 2: a second run reads every row at the target and writes nothing.
     const again = await rewrapBatch(target, keys.slice(0, 200).map((key) => ({ key })), { concurrency: 8 });
     expect(countOutcomes(again)).toEqual({ rewrapped: 0, skipped: 200, failed: 0, retry: 0 });
+  });
+
+  it('a key map moves each row to the destination of its own token KEK (rows@1 -> rows@2, photos@1 -> photos@2) in one batch; independent code unwraps each under its own destination only', async () => {
+    const cols = await createEnvelopeTable(db.pool, 'hsm_tenants');
+    const deks = new Map<string, { dek: Buffer; to: Buffer; kek: string }>();
+    for (let i = 1; i <= 20; i++) {
+      const [kekId, from, to] = i % 2 === 0 ? ['rows', rows1, rows2] : ['photos', photos1, photos2];
+      const dek = randomBytes(32);
+      guard.secret(dek);
+      deks.set(String(i), { dek, to, kek: kekId });
+      await db.pool.query(`INSERT INTO hsm_tenants (id, wrapped_dek, kek_id, kek_version) VALUES ($1, $2, $3, '1')`, [i, keyWrap('AESWrapPad', from, dek), kekId]);
+    }
+    const store = new PgTableStore({ pool: db.pool, ...cols, wrapAlg: 'AESWrapPad' });
+    const keyMap = new KekMap([
+      { from: { id: 'rows', version: '1' }, to: { id: 'rows', version: '2' } },
+      { from: { id: 'photos', version: '1' }, to: { id: 'photos', version: '2' } },
+    ]);
+    const outcomes = await rewrapBatch({ store, provider, keyMap }, [...deks.keys()].map((key) => ({ key })), { concurrency: 4 });
+    guard.text(...outcomes);
+    expect(countOutcomes(outcomes)).toEqual({ rewrapped: 20, skipped: 0, failed: 0, retry: 0 });
+    const { rows } = await db.pool.query<{ id: string; wrapped_dek: Buffer; kek_id: string; kek_version: string }>('SELECT id::text, wrapped_dek, kek_id, kek_version FROM hsm_tenants');
+    for (const r of rows) {
+      const want = deks.get(r.id)!;
+      expect(`${r.kek_id}@${r.kek_version}`).toBe(`${want.kek}@2`);
+      expect(keyUnwrap('AESWrapPad', want.to, r.wrapped_dek).equals(want.dek), `row ${r.id}`).toBe(true);
+    }
   });
 
   it('moves S3 objects (AESWrap, RFC 3394: the legacy S3EC envelope) from photos@1 to photos@2; independent code decrypts them under photos@2 only, user metadata kept', async () => {

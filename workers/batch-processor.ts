@@ -17,6 +17,8 @@ import { describeError, noteBatchFailure } from './batch-failure.ts';
 import { BatchLease, LeaseLostError } from './batch-lease.ts';
 import { commitOutcomes } from './batch-commit.ts';
 import { isTransientPgError } from '../src/stores/pg-table-errors.ts';
+import { KekMap } from '../src/kek/kek-map.ts';
+import { keyMapOf } from '../src/core/campaign-spec.ts';
 
 /** Thrown when some items failed transiently: BullMQ retries the job (only those items remain). */
 export class RetryLaterError extends Error {
@@ -58,8 +60,7 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
     const target = {
       store: d.res.store(spec, batch.storeId),
       provider: d.res.provider(campaignId, spec),
-      from: spec.from,
-      to: spec.to,
+      keyMap: new KekMap(keyMapOf(spec)),
       signal: lease.signal,
       fence: lease.fence,
     };

@@ -4,7 +4,7 @@ import { campaignProgress, failureCountsByReason, getCampaign, listCampaigns, no
 import { noncurrentStatus } from '../campaign/noncurrent-sweep.ts';
 import type { Campaign, CampaignProgress, InventoryCount } from '../ledger/types.ts';
 import { describeReason, type ReasonCode } from '../core/reasons.ts';
-import { formatKek } from '../core/kek-ref.ts';
+import { describeKeks, entriesToShow, keyMapCounts, type KekCounts, type KeyMapCounts } from '../metrics/key-map-counts.ts';
 import { publicSpec } from './public-spec.ts';
 
 export interface CampaignSummary {
@@ -33,7 +33,15 @@ export interface CampaignDetail extends CampaignSummary {
   kekVersions: InventoryCount[];
   /** Noncurrent versions under the source KEK in versioned buckets: the option, the sweep, counts by store and state. */
   noncurrentVersions: ReturnType<typeof noncurrentStatus>;
+  /**
+   * Key-map campaigns only: per-KEK counters (moved, remaining, failed) for every entry of a map
+   * of at most API_KEK_ROWS entries; above, the entries with something left, worst first.
+   */
+  keyMap?: { entries: number; keks: KekCounts[]; truncated: boolean; outsideMap: KeyMapCounts['outsideMap'] };
 }
+
+/** Per-KEK rows in one campaign detail at most (the full list: `rewrap campaign report <id> --kind keks`). */
+export const API_KEK_ROWS = 1000;
 
 function summary(c: Campaign, progress: CampaignProgress): CampaignSummary {
   return {
@@ -42,8 +50,7 @@ function summary(c: Campaign, progress: CampaignProgress): CampaignSummary {
     kind: c.kind,
     state: progress.state,
     priority: c.priority,
-    from: formatKek(c.spec.from),
-    to: formatKek(c.spec.to),
+    ...describeKeks(c.spec),
     createdAt: c.createdAt,
     startedAt: c.startedAt,
     finishedAt: c.finishedAt,
@@ -100,5 +107,12 @@ export async function campaignDetail(pool: pg.Pool, id: string, inventory: () =>
     failuresByReason: reasons.map((r) => ({ ...r, description: describeReason(r.reason as ReasonCode) ?? null })),
     kekVersions: inv.filter((r) => stores.has(r.storeId)),
     noncurrentVersions: noncurrentStatus(c, noncurrent),
+    ...(c.spec.keyMap ? { keyMap: await keyMapView(pool, c) } : {}),
   };
+}
+
+async function keyMapView(pool: pg.Pool, c: Campaign): Promise<NonNullable<CampaignDetail['keyMap']>> {
+  const counts = await keyMapCounts(pool, c.id, c.spec);
+  const keks = entriesToShow(counts, API_KEK_ROWS);
+  return { entries: counts.entries, keks, truncated: keks.length < counts.entries, outsideMap: counts.outsideMap };
 }

@@ -102,8 +102,16 @@ export function checkSpecAgainstPolicy(spec: CampaignSpec, policy: SpecPolicy): 
     if (p.endpoint !== undefined && !policy.kmsEndpoints.includes(p.endpoint)) refuse('provider.endpoint', p.endpoint, 'kmsEndpoints');
     if (p.region !== undefined && !allowed(policy.kmsRegions, p.region)) refuse('provider.region', p.region, 'kmsRegions');
   }
-  if (!allowed(policy.keys, spec.from.id)) refuse('from', spec.from.id, 'keys');
-  if (!allowed(policy.keys, spec.to.id)) refuse('to', spec.to.id, 'keys');
+  if (spec.keyMap) {
+    spec.keyMap.forEach((e, i) => {
+      if (!allowed(policy.keys, e.from.id)) refuse(`keyMap[${i}].from`, e.from.id, 'keys');
+      if (!allowed(policy.keys, e.to.id)) refuse(`keyMap[${i}].to`, e.to.id, 'keys');
+    });
+  } else if (spec.from && spec.to) {
+    if (!allowed(policy.keys, spec.from.id)) refuse('from', spec.from.id, 'keys');
+    if (!allowed(policy.keys, spec.to.id)) refuse('to', spec.to.id, 'keys');
+  }
+  /* A rule (not resolved yet) names its KEKs only once resolved: the caller checks the resolved map again. */
   spec.sources.forEach((s, i) => {
     if (s.type === 's3' && !allowed(policy.buckets, s.bucket)) refuse(`sources[${i}].bucket`, s.bucket, 'buckets');
     if (s.type === 'pg' && !allowed(policy.tables, s.table)) refuse(`sources[${i}].table`, s.table, 'tables');

@@ -8,6 +8,7 @@ import { CampaignConflictError, createCampaign, getCampaign, setCampaignState } 
 import type { CampaignState } from '../ledger/types.ts';
 import { campaignScopes } from '../campaign/create.ts';
 import { checkScopesAgainstPolicy, checkSpecAgainstPolicy, PolicyRefusal, type SpecPolicy } from './spec-policy.ts';
+import { resolveKeyMap } from '../campaign/key-map-rule.ts';
 import { parseCampaignSpec } from '../campaign/spec.ts';
 import { ConfigError } from '../core/errors.ts';
 import { HttpError, readJsonBody, sendJson } from './http-io.ts';
@@ -36,8 +37,11 @@ export function writeRoutes(pool: pg.Pool, policy: SpecPolicy | undefined): Rout
         throw new HttpError(403, 'creating campaigns through the API is disabled: the operator sets REWRAP_API_POLICY to a policy file listing what they may name (README: API)');
       }
       try {
-        const spec = parseCampaignSpec(body);
+        const parsed = parseCampaignSpec(body);
         // Precondition: the policy allows every name in the spec before any of them is opened or contacted.
+        checkSpecAgainstPolicy(parsed, policy);
+        /* A key map rule is resolved against the (allowed) keyring, and the KEKs it names are checked again. */
+        const spec = resolveKeyMap(parsed);
         checkSpecAgainstPolicy(spec, policy);
         const scopes = await campaignScopes(spec);
         checkScopesAgainstPolicy(scopes, policy);

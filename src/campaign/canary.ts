@@ -8,6 +8,8 @@ import { rewrapItem } from '../rewrap/rewrap-item.ts';
 import { auditWrite } from '../rewrap/audit.ts';
 import type { Logger } from '../log.ts';
 import { matchesSelector } from '../kek/kek-selector.ts';
+import { KekMap } from '../kek/kek-map.ts';
+import { keyMapOf } from '../core/campaign-spec.ts';
 import type { Resources } from '../runtime/resources.ts';
 import type { Campaign } from '../ledger/types.ts';
 import { canaryItems, recordCanaryMoves } from '../ledger/index.ts';
@@ -38,13 +40,14 @@ export async function runCanary(res: Resources, c: Campaign, planned: number, lo
   const spec = c.spec;
   const sample = await canaryItems(res.ledger, c.id, canarySize(spec.options.canaryFraction, planned));
   const provider = res.provider(c.id, spec);
+  const keyMap = new KekMap(keyMapOf(spec));
   const results: CanaryItemResult[] = [];
   for (const { storeId, itemKey } of sample) {
     /* Stopped (SIGTERM, or the scheduler lost its lock): no verdict; the canary runs again later. */
     if (signal?.aborted) return { verdict: 'retry-later', why: 'canary stopped before its end' };
     const store = res.store(spec, storeId);
     const base = { store: storeId, item: itemKey };
-    const o = await rewrapItem({ store, provider, from: spec.from, to: spec.to, signal }, { key: itemKey });
+    const o = await rewrapItem({ store, provider, keyMap, signal }, { key: itemKey });
     /* The canary writes for real: its writes are audited and recorded here (the batch later finds them at the target). */
     auditWrite(log, storeId, o, { canary: true });
     if (o.status === 'rewrapped') await recordCanaryMoves(res.ledger, c.id, [{ storeId, itemKey, from: o.from, to: o.to }]);
@@ -63,7 +66,10 @@ export async function runCanary(res: Resources, c: Campaign, planned: number, lo
       continue;
     }
     const target: KekVersionRef | undefined = o.status === 'rewrapped' ? o.to : o.current;
-    if (!target || !matchesSelector(target, spec.to)) {
+    /* A moved item must be at the destination of its own source KEK (never another entry's). */
+    const entry = o.status === 'rewrapped' ? keyMap.entryFor(o.from, spec.provider.type === 'kms') : undefined;
+    const atTarget = target !== undefined && (o.status === 'rewrapped' ? entry !== undefined && matchesSelector(target, entry.to) : keyMap.isDestination(target));
+    if (!atTarget) {
       results.push({ ...base, ok: false, step: 'read-back', reason: 'not-at-target' });
       continue;
     }

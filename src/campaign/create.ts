@@ -6,6 +6,7 @@ import type { Campaign, Scope } from '../ledger/types.ts';
 import { ConfigError } from '../core/errors.ts';
 import { parseJsonText } from '../json-text.ts';
 import { parseCampaignSpec } from './spec.ts';
+import { resolveKeyMap } from './key-map-rule.ts';
 import type { CampaignSpec } from '../core/campaign-spec.ts';
 import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
 import { pgStoreId, s3StoreId } from '../core/store-id.ts';
@@ -48,6 +49,8 @@ export async function loadSpecFile(path: string): Promise<CampaignSpec> {
   return parseCampaignSpec(parseJsonText(text, `campaign spec file ${path}`));
 }
 
-export async function admitCampaign(pool: pg.Pool, spec: CampaignSpec, priority = 0): Promise<Campaign> {
+/** Admits the spec as stored: a key map rule resolved against the keyring first (key-map-rule.ts). */
+export async function admitCampaign(pool: pg.Pool, parsed: CampaignSpec, priority = 0): Promise<Campaign> {
+  const spec = resolveKeyMap(parsed);
   return createCampaign(pool, { name: spec.name, kind: spec.kind, spec, scopes: await campaignScopes(spec), priority });
 }

@@ -34,7 +34,7 @@ import { bucketOf } from '../core/store-id.ts';
 import type { Logger } from '../log.ts';
 import type { Campaign, NoncurrentCount, NoncurrentState, NoncurrentVersionRecord } from '../ledger/types.ts';
 import { recordNoncurrentSweep } from '../ledger/index.ts';
-import { noncurrentModeOf } from '../core/campaign-spec.ts';
+import { noncurrentModeOf, sourceKeksOf } from '../core/campaign-spec.ts';
 import {
   noncurrentPage,
   readNoncurrentVersion,
@@ -73,7 +73,7 @@ export const hasNoncurrentScope = (c: Campaign) => versionScopes(c.spec).size > 
 export async function noncurrentSweepStep(pool: pg.Pool, ctx: NoncurrentContext, c: Campaign, log: Logger, now: () => Date, signal?: AbortSignal): Promise<boolean> {
   if (c.noncurrentSweptAt) return true;
   const mode = noncurrentModeOf(c.spec);
-  const page = await noncurrentPage(ctx, c.spec, c.spec.from, (c.noncurrentCursor as NoncurrentCursor | null) ?? null, signal);
+  const page = await noncurrentPage(ctx, c.spec, sourceKeksOf(c.spec), (c.noncurrentCursor as NoncurrentCursor | null) ?? null, signal);
   for (const u of page.unchecked) log.warn({ problem: u }, 'noncurrent sweep: bucket not checked; kek retire will refuse over it');
   const limit = pLimit(DELETES_AT_ONCE);
   const records = (
@@ -101,10 +101,10 @@ async function deleteVersion(ctx: NoncurrentContext, c: Campaign, v: NoncurrentV
   const audit = { store: v.storeId, item: v.key, versionId: v.versionId, kekRef: v.kek, campaignId: c.id };
   /* Precondition: the key's current version has left the source KEK (or is gone: a delete marker
      or no object). A current version that may still be under it keeps its history. */
-  const current = await readNoncurrentVersion(ctx, c.spec.from, bucket, v.key, undefined, signal);
+  const current = await readNoncurrentVersion(ctx, sourceKeksOf(c.spec), bucket, v.key, undefined, signal);
   if (current?.under) return record(v, 'exposed', 'current-under-source');
   /* Precondition: re-read just before the delete, the version is still there and under the source KEK. */
-  const again = await readNoncurrentVersion(ctx, c.spec.from, bucket, v.key, v.versionId, signal);
+  const again = await readNoncurrentVersion(ctx, sourceKeksOf(c.spec), bucket, v.key, v.versionId, signal);
   if (!again?.under) return undefined; // gone since it was listed (or holds no envelope): nothing to delete
   /* Deleting needs to know: a version whose KEK cannot be told (a keyring that cannot be loaded,
      an envelope naming none) may be under another KEK; it stays, counted as exposed. */

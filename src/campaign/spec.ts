@@ -5,6 +5,7 @@ import { DEFAULT_OPTIONS, NONCURRENT_MODES, scopesOf, type NoncurrentVersionsMod
 import { parseS3Url } from '../core/store-id.ts';
 import { formatScope, scopesOverlap } from '../ledger/scopes.ts';
 import { checkNumber, rejectUnknownFields, type NumberRule } from './spec-fields.ts';
+import { isRuleText, parseKeyMap, parseKeyMapRule } from './key-map-spec.ts';
 
 const str = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
 
@@ -20,17 +21,7 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
   const sources = r.sources.map((s, i) => parseSource(s, `campaign spec.sources[${i}]`));
   rejectOverlappingSources(sources);
   const provider = parseProvider(r.provider);
-  const from = parseSelector(r.from, 'campaign spec.from');
-  const to = parseSelector(r.to, 'campaign spec.to');
-  if (from.id === to.id && from.version === undefined) {
-    throw new ConfigError(`campaign spec.from: same key id as "to" (${from.id}); give from.version, the KEK version (or KMS key material id) to drain`);
-  }
-  if (from.id === to.id && from.version === to.version) throw new ConfigError('campaign spec: "from" and "to" name the same KEK version');
-  if (provider.type === 'kms' && to.version !== undefined) {
-    throw new ConfigError(
-      `campaign spec.to: "${to.id}@${to.version}" names a key material, but KMS always encrypts under a key's current material; give the key id or ARN alone`,
-    );
-  }
+  const kekFields = parseKekFields(r, provider);
   const options = parseOptions(r.options ?? {});
   if (provider.type === 'pkcs11' && options.canaryFraction > 0) {
     throw new ConfigError('campaign spec.options.canaryFraction: the canary decrypts content with the plaintext DEK, which a pkcs11 provider never exports; set it to 0');
@@ -40,11 +31,11 @@ export function parseCampaignSpec(input: unknown): CampaignSpec {
     if (typeof r.deadline !== 'string' || !Number.isFinite(Date.parse(r.deadline))) throw new ConfigError('campaign spec.deadline: expected an ISO 8601 time, e.g. "2026-12-31T00:00:00Z"');
     deadline = r.deadline;
   }
-  return { name: r.name, kind, sources, provider, from, to, options, ...(deadline ? { deadline } : {}) };
+  return { name: r.name, kind, sources, provider, ...kekFields, options, ...(deadline ? { deadline } : {}) };
 }
 
 const PG_WRAP_ALGS: readonly string[] = ['AES/GCM', 'kms+context', 'AESWrap', 'AESWrapPad'];
-const SPEC_FIELDS = ['name', 'kind', 'sources', 'provider', 'from', 'to', 'options', 'deadline'];
+const SPEC_FIELDS = ['name', 'kind', 'sources', 'provider', 'from', 'to', 'keyMap', 'options', 'deadline'];
 const GiB = 1024 ** 3;
 const COUNT = Number.MAX_SAFE_INTEGER;
 const OPTION_RULES: Record<Exclude<keyof CampaignOptions, 'allowUnconditionalWrites' | 'noncurrentVersions' | 'bypassGovernanceRetention'>, NumberRule> = {
@@ -100,6 +91,34 @@ function rejectOverlappingSources(sources: SourceSpec[]): void {
     const j = scopes.slice(0, i).findIndex((o) => scopesOverlap(o, scopes[i]!));
     if (j >= 0) throw new ConfigError(`campaign spec.sources[${i}]: covers the same items as sources[${j}] (${formatScope(scopes[j]!)}); merge them into one source`);
   }
+}
+
+/**
+ * Exactly one of: `from` and `to` (one KEK), a rule in them (`tenant-*@current-1`, resolved at
+ * create: key-map-rule.ts), or `keyMap` (key-map-spec.ts).
+ */
+function parseKekFields(r: Record<string, unknown>, provider: ProviderSpec): Pick<CampaignSpec, 'from' | 'to' | 'keyMap' | 'keyMapRule'> {
+  if (r.keyMap !== undefined) {
+    if (r.from !== undefined || r.to !== undefined) throw new ConfigError('campaign spec: give either "from" and "to", or "keyMap", not both');
+    return { keyMap: parseKeyMap(r.keyMap, provider) };
+  }
+  if (r.from === undefined && r.to === undefined) throw new ConfigError('campaign spec: expected "from" and "to" (the KEK to drain and its destination), or "keyMap" (many KEKs at once)');
+  if (isRuleText(r.from) || isRuleText(r.to)) {
+    if (!isRuleText(r.from)) throw new ConfigError(`campaign spec.from: "to" is a key map rule (${String(r.to)}); "from" must be one too, e.g. "tenant-*@current-1"`);
+    return { keyMapRule: parseKeyMapRule(r.from, r.to, provider) };
+  }
+  const from = parseSelector(r.from, 'campaign spec.from');
+  const to = parseSelector(r.to, 'campaign spec.to');
+  if (from.id === to.id && from.version === undefined) {
+    throw new ConfigError(`campaign spec.from: same key id as "to" (${from.id}); give from.version, the KEK version (or KMS key material id) to drain`);
+  }
+  if (from.id === to.id && from.version === to.version) throw new ConfigError('campaign spec: "from" and "to" name the same KEK version');
+  if (provider.type === 'kms' && to.version !== undefined) {
+    throw new ConfigError(
+      `campaign spec.to: "${to.id}@${to.version}" names a key material, but KMS always encrypts under a key's current material; give the key id or ARN alone`,
+    );
+  }
+  return { from, to };
 }
 
 function parseSelector(v: unknown, at: string): KekSelector {

@@ -11,11 +11,13 @@ import {
 } from '../ledger/index.ts';
 import type { CampaignState } from '../ledger/types.ts';
 import { admitCampaign, loadSpecFile } from '../campaign/create.ts';
+import { resolveKeyMap } from '../campaign/key-map-rule.ts';
 import { dryRun } from '../campaign/dry-run.ts';
 import { checkInventorySources } from '../sources/s3-inventory-source.ts';
 import { withLedger } from './with-ledger.ts';
 import { EXIT, UsageError, out, requireId, type Command } from './args.ts';
 import { renderStatus, watchStatus } from './status-view.ts';
+import { describeKeks, keyMapCounts } from '../metrics/key-map-counts.ts';
 import { noncurrentStatus } from '../campaign/noncurrent-sweep.ts';
 import { parseReportOptions, writeCampaignReport, type ReportResult } from '../reports/campaign-report.ts';
 
@@ -32,7 +34,8 @@ Exit codes: 0 created, 2 bad spec or flags, 3 refused (overlaps a campaign that 
   options: { spec: { type: 'string' }, start: { type: 'boolean' }, 'dry-run': { type: 'boolean' } },
   async run({ values }) {
     if (typeof values.spec !== 'string') throw new UsageError('campaign create: --spec <file.json> is required');
-    const spec = await loadSpecFile(values.spec);
+    /* A key map rule is resolved now, so that the dry run counts what the stored spec will drain. */
+    const spec = resolveKeyMap(await loadSpecFile(values.spec));
     return withLedger(async (res) => {
       if (values['dry-run']) {
         const r = await dryRun(res, spec);
@@ -49,7 +52,7 @@ Exit codes: 0 created, 2 bad spec or flags, 3 refused (overlaps a campaign that 
       if (spec.options.noncurrentVersions === 'keep') {
         /* Said loudly: the consequence is irreversible once the KEK retires. */
         process.stderr.write(
-          `warning: "noncurrentVersions": "keep": noncurrent versions under ${spec.from.version ? `${spec.from.id}@${spec.from.version}` : spec.from.id} in versioned buckets are counted but will NOT block kek retire; ` +
+          `warning: "noncurrentVersions": "keep": noncurrent versions under ${describeKeks(spec).from} in versioned buckets are counted but will NOT block kek retire; ` +
             'once it is disabled or deleted those versions can no longer be decrypted (recorded on the campaign)\n',
         );
       }
@@ -127,7 +130,12 @@ const status: Command = {
       const reasons = await failureCountsByReason(res.ledger, id);
       const noncurrent = await noncurrentCounts(res.ledger, id);
       const pruned = (await campaignSummary(res.ledger, id)) ?? null;
-      out(Boolean(values.json), { id, name: c.name, kind: c.kind, ...p, failuresByReason: reasons, noncurrentVersions: noncurrentStatus(c, noncurrent), pruned }, () => renderStatus(c, p, reasons, noncurrent, pruned));
+      const keks = c.spec.keyMap ? await keyMapCounts(res.ledger, id, c.spec) : undefined;
+      out(
+        Boolean(values.json),
+        { id, name: c.name, kind: c.kind, ...p, failuresByReason: reasons, noncurrentVersions: noncurrentStatus(c, noncurrent), ...(keks ? { keyMap: keks } : {}), pruned },
+        () => renderStatus(c, p, reasons, noncurrent, keks, pruned),
+      );
       return EXIT.ok;
     });
   },
@@ -136,7 +144,7 @@ const status: Command = {
 const report: Command = {
   name: 'campaign report',
   summary: 'Write a campaign report (JSONL or CSV) to stdout, a file or S3: failures (default), completion (every item), exposure (incidents).',
-  usage: `rewrap campaign report <id> [--kind failures|completion|exposure] [--format jsonl|csv] [--out <file>|s3://<bucket>/<key> [--force]] [--json]
+  usage: `rewrap campaign report <id> [--kind failures|completion|exposure|keks] [--format jsonl|csv] [--out <file>|s3://<bucket>/<key> [--force]] [--json]
 
   --out        a new file or S3 object (never an existing one unless --force; a file is written
                beside it and renamed into place, never through a symlink); CSV cells starting
@@ -148,6 +156,8 @@ const report: Command = {
                still exposed; noncurrent versions under it in versioned buckets of the scope
                (exposed-noncurrent, with version_id: exposed until deleted); totals and a timeline of items moved per minute go to stdout
                (with --out) or stderr (report on stdout)
+  keks         one line per entry of the key map (one for from/to): from/to KEK, moved, remaining
+               (read and left under the source), failed
 
 Exit codes: 0 ok, 2 bad flags, 4 no such campaign.`,
   options: { out: { type: 'string' }, format: { type: 'string' }, kind: { type: 'string' }, force: { type: 'boolean' } },
@@ -176,6 +186,9 @@ Exit codes: 0 ok, 2 bad flags, 4 no such campaign.`,
 
 function summaryText(r: ReportResult): string {
   if (r.kind === 'failures') return `${r.items} failed item(s) -> ${r.location}`;
+  if (r.kind === 'keks') {
+    return `${r.entries} KEK(s), ${r.entriesWithItemsLeft} with items left; ${r.unattributed} item(s) not read yet (no KEK known); outside the map: remaining ${r.outsideMap.remaining}, failed ${r.outsideMap.failed} -> ${r.location}`;
+  }
   if (r.kind === 'completion') return `${r.items} item(s) (${Object.entries(r.byOutcome).map(([k, n]) => `${k} ${n}`).join(', ')}) -> ${r.location}`;
   const t = r.totals;
   return [

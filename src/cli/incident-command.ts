@@ -1,4 +1,5 @@
 /** `rewrap incident start`: a top-priority campaign away from a KEK suspected compromised. */
+import { singleKekOf } from '../core/campaign-spec.ts';
 import { CampaignConflictError, setCampaignState } from '../ledger/index.ts';
 import { withLedger } from './with-ledger.ts';
 import { checkInventorySources } from '../sources/s3-inventory-source.ts';
@@ -39,15 +40,17 @@ Exit codes: 0 started, 2 bad input, 3 refused (overlaps an active campaign: paus
       ...base,
       name: base.name.startsWith('incident') ? base.name : `incident: ${base.name}`,
       kind: 'incident',
+      keyMap: undefined, // an incident drains the one compromised KEK
       from: values.kek,
       to: typeof values.to === 'string' ? values.to : base.to,
       options: { ...base.options, kmsRequestsPerSecond: rps },
     });
     if (values['decrypt-only']) {
-      if (spec.provider.type !== 'local' || spec.from.version === undefined) {
+      const { from } = singleKekOf(spec, 'incident start');
+      if (spec.provider.type !== 'local' || from.version === undefined) {
         throw new UsageError('incident start: --decrypt-only needs a local keyring provider and --kek <id>@<version>');
       }
-      await setKeyringState(spec.provider.keyringFile, spec.from.id, spec.from.version, 'decrypt-only');
+      await setKeyringState(spec.provider.keyringFile, from.id, from.version, 'decrypt-only');
     }
     try {
       return await withLedger(async (res) => {

@@ -6,6 +6,7 @@
  */
 import type { KekSelector } from './kek-ref.ts';
 import { pgStoreId, s3StoreId, type StoreId } from './store-id.ts';
+import { ConfigError } from './errors.ts';
 
 export type SourceSpec =
   | { type: 's3'; bucket: string; prefix?: string; placement?: 'auto' | 'metadata' | 'instruction'; requesterPays?: boolean }
@@ -83,6 +84,59 @@ export interface CampaignOptions {
   bypassGovernanceRetention: boolean;
 }
 
+/** One source KEK of a campaign and the KEK its items move to. */
+export interface KeyMapEntry {
+  from: KekSelector;
+  to: KekSelector;
+}
+
+/** `tenant-*@current-1`: an id with one `*`, and a version: a literal, `current` or `current-<n>`. */
+export interface KekPattern {
+  prefix: string;
+  suffix: string;
+  /** A literal version, or an offset from the newest version (0 = current, 1 = current-1). */
+  version: { literal: string } | { back: number };
+}
+
+/** A key map rule as written: `"from": "tenant-*@current-1", "to": "tenant-*@current"`. */
+export interface KeyMapRule {
+  from: KekPattern;
+  to: KekPattern;
+  text: { from: string; to: string };
+}
+
+/** At most this many entries in one key map (spec validation). */
+export const MAX_KEY_MAP_ENTRIES = 100_000;
+/**
+ * Metrics name a campaign's KEKs in labels only while its key map has at most this many entries
+ * (invariant 6: low-cardinality labels); above, only aggregates.
+ */
+export const KEK_LABEL_LIMIT = 20;
+
+/**
+ * The campaign's source -> destination KEKs: `keyMap`, or today's single from/to as a one-entry
+ * map (specs stored before key maps existed read the same, no migration).
+ */
+export function keyMapOf(spec: Pick<CampaignSpec, 'from' | 'to' | 'keyMap' | 'keyMapRule'>): KeyMapEntry[] {
+  if (spec.keyMap) return spec.keyMap;
+  if (spec.keyMapRule) throw new ConfigError(`campaign spec: the key map rule ${spec.keyMapRule.text.from} -> ${spec.keyMapRule.text.to} is not resolved yet (resolveKeyMap)`);
+  if (!spec.from || !spec.to) throw new ConfigError('campaign spec: expected "from" and "to", or "keyMap"');
+  return [{ from: spec.from, to: spec.to }];
+}
+
+/** The source KEKs of the campaign, in map order. */
+export const sourceKeksOf = (spec: Pick<CampaignSpec, 'from' | 'to' | 'keyMap'>): KekSelector[] => keyMapOf(spec).map((e) => e.from);
+
+/**
+ * The one from/to of a campaign, for the features that drain one KEK only (incident, schedules):
+ * a ConfigError naming `what` for a key map of several entries.
+ */
+export function singleKekOf(spec: Pick<CampaignSpec, 'name' | 'from' | 'to' | 'keyMap'>, what: string): KeyMapEntry {
+  const map = keyMapOf(spec);
+  if (map.length !== 1) throw new ConfigError(`campaign ${spec.name}: ${what} works on one source KEK; this campaign has a key map of ${map.length} entries`);
+  return map[0]!;
+}
+
 export const NONCURRENT_MODES = ['report', 'delete', 'keep'] as const;
 export type NoncurrentVersionsMode = (typeof NONCURRENT_MODES)[number];
 
@@ -91,8 +145,17 @@ export interface CampaignSpec {
   kind: 'routine' | 'incident';
   sources: SourceSpec[];
   provider: ProviderSpec;
-  from: KekSelector;
-  to: KekSelector;
+  /** One KEK to drain, and where to: a one-entry key map (keyMapOf). Absent when `keyMap` is set. */
+  from?: KekSelector;
+  to?: KekSelector;
+  /**
+   * Many KEKs at once (per-tenant KEKs): each source KEK with its destination, explicit and
+   * resolved (a rule such as `tenant-*@current-1` is resolved when the campaign is created, so the
+   * stored spec and the plan are deterministic). Exactly one of (from, to) or keyMap.
+   */
+  keyMap?: KeyMapEntry[];
+  /** A rule not resolved yet (parseCampaignSpec's output only; campaign/key-map-rule.ts resolves it before the spec is stored). */
+  keyMapRule?: KeyMapRule;
   options: CampaignOptions;
   /** ISO 8601 time by which the backlog must be drained (alerts compare it with the ETA). */
   deadline?: string;

@@ -39,6 +39,7 @@ export { noteScheduleRunKeks } from './sql/noteScheduleRunKeks.ts';
 export { finishScheduleRun } from './sql/finishScheduleRun.ts';
 export { countKeysUnderKek } from './sql/countKeysUnderKek.ts';
 export { campaignsFromKek } from './sql/campaignsFromKek.ts';
+export { campaignKekCounts, type KekCountRow } from './sql/campaignKekCounts.ts';
 export { kekUsage } from './sql/kekUsage.ts';
 export { sampleMovedItems } from './sql/sampleMovedItems.ts';
 export { campaignItems } from './sql/campaignItems.ts';

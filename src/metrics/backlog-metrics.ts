@@ -1,12 +1,15 @@
 /**
  * Backlog gauges, read from the ledger at scrape time (cached briefly) and exported once per
  * deployment by `rewrap api`, never per worker. Labels: campaign id, name and kind (a bounded
- * set), store id and KEK id/version (a handful each).
+ * set), store id and KEK id/version (a handful each; the KEKs of a key map of more than
+ * KEK_LABEL_LIMIT entries are summed under one label per campaign: per-tenant KEKs are unbounded).
  */
 import type pg from 'pg';
 import { Gauge, type Registry } from 'prom-client';
 import { campaignProgress, inventoryByKek, listCampaigns, noncurrentInventory } from '../ledger/index.ts';
 import type { CampaignState } from '../ledger/types.ts';
+import { KEK_LABEL_LIMIT } from '../core/campaign-spec.ts';
+import { keyMapCounts, type KeyMapCounts } from './key-map-counts.ts';
 
 const STATES: CampaignState[] = ['planning', 'running', 'paused', 'cancelled', 'completed'];
 
@@ -41,6 +44,15 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
     registers: [registry],
   });
 
+  const kekItems = new Gauge({
+    name: 'rewrap_campaign_kek_items',
+    help:
+      `Key map campaigns of at most ${KEK_LABEL_LIMIT} entries: items per source KEK by status (moved, remaining: seen and not moved, failed). ` +
+      'Larger maps have no per-KEK series (invariant 6): see rewrap campaign status / the API.',
+    labelNames: [...labels, 'kek', 'status'],
+    registers: [registry],
+  });
+
   /* Everything is read first, then the gauges are reset and set in one synchronous step: a scrape never sees them half done. */
   async function refresh(): Promise<void> {
     const campaigns = await listCampaigns(pool);
@@ -52,10 +64,31 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
       const k = JSON.stringify(labels);
       inventoryItems.set(k, { labels, items: (inventoryItems.get(k)?.items ?? 0) + n });
     };
-    for (const r of await inventoryByKek(pool)) add({ store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? r.materialId ?? '', version: 'current' }, r.items);
-    for (const r of await noncurrentInventory(pool)) add({ store: r.storeId, kek_id: r.kekId, kek_version: r.kekVersion ?? '', version: 'noncurrent' }, r.versions);
+    /* The KEKs of key maps above KEK_LABEL_LIMIT entries are summed under one label per campaign and side (invariant 6). */
+    const bigMapIds = new Map<string, string>(); // KEK id -> the campaign whose map names it
+    const bigMapSide = new Map<string, 'sources' | 'destinations'>(); // "<id>@<version>" (or "<id>") -> side
+    for (const c of campaigns) {
+      if (!c.spec.keyMap || c.spec.keyMap.length <= KEK_LABEL_LIMIT) continue;
+      for (const e of c.spec.keyMap) {
+        for (const [k, side] of [[e.from, 'sources'], [e.to, 'destinations']] as const) {
+          if (!bigMapIds.has(k.id)) bigMapIds.set(k.id, c.id);
+          const name = k.version === undefined ? k.id : `${k.id}@${k.version}`;
+          if (!bigMapSide.has(name)) bigMapSide.set(name, side);
+        }
+      }
+    }
+    const kekLabels = (kekId: string, version: string) => {
+      const campaign = bigMapIds.get(kekId);
+      if (campaign === undefined) return { kek_id: kekId, kek_version: version };
+      const side = bigMapSide.get(`${kekId}@${version}`) ?? bigMapSide.get(kekId) ?? 'other versions';
+      return { kek_id: `key map ${campaign} ${side}`, kek_version: '' };
+    };
+    for (const r of await inventoryByKek(pool)) add({ store: r.storeId, ...kekLabels(r.kekId, r.kekVersion ?? r.materialId ?? ''), version: 'current' }, r.items);
+    for (const r of await noncurrentInventory(pool)) add({ store: r.storeId, ...kekLabels(r.kekId, r.kekVersion ?? ''), version: 'noncurrent' }, r.versions);
+    const perKek = new Map<string, KeyMapCounts>();
+    for (const c of campaigns) if (progress.has(c.id) && c.spec.keyMap && c.spec.keyMap.length <= KEK_LABEL_LIMIT) perKek.set(c.id, await keyMapCounts(pool, c.id, c.spec));
 
-    for (const g of [remaining, items, rate, eta, deadline, budget, retrying, state, inventory]) g.reset();
+    for (const g of [remaining, items, rate, eta, deadline, budget, retrying, state, inventory, kekItems]) g.reset();
     for (const c of campaigns) {
       const l = { campaign: c.id, name: c.name, kind: c.kind };
       for (const s of STATES) state.set({ ...l, state: s }, c.state === s ? 1 : 0);
@@ -69,6 +102,9 @@ export function registerBacklogMetrics(registry: Registry, pool: pg.Pool, cacheM
       const d = c.spec.deadline ? Date.parse(c.spec.deadline) : NaN;
       if (Number.isFinite(d)) deadline.set(l, d / 1000);
       if (c.spec.options.kmsRequestsPerSecond > 0) budget.set(l, c.spec.options.kmsRequestsPerSecond);
+      for (const k of perKek.get(c.id)?.keks ?? []) {
+        for (const status of ['moved', 'remaining', 'failed'] as const) kekItems.set({ ...l, kek: k.from, status }, k[status]);
+      }
     }
     for (const { labels, items: n } of inventoryItems.values()) inventory.set(labels, n);
   }

@@ -8,14 +8,16 @@ import { writeFailuresReport } from './failures-report.ts';
 import { writeCompletionReport, type CompletionSummary } from './completion-report.ts';
 import { writeExposureReport, type ExposureSummary } from './exposure-report.ts';
 import type { NoncurrentContext } from './noncurrent-versions.ts';
+import { writeKeksReport, type KeksSummary } from './keks-report.ts';
 
-export const REPORT_KINDS = ['failures', 'completion', 'exposure'] as const;
+export const REPORT_KINDS = ['failures', 'completion', 'exposure', 'keks'] as const;
 export type ReportKind = (typeof REPORT_KINDS)[number];
 
 export type ReportResult =
   | { kind: 'failures'; location: string; items: number }
   | ({ kind: 'completion'; location: string } & CompletionSummary)
-  | ({ kind: 'exposure'; location: string } & ExposureSummary);
+  | ({ kind: 'exposure'; location: string } & ExposureSummary)
+  | ({ kind: 'keks'; location: string } & KeksSummary);
 
 export function parseReportOptions(kind: unknown, format: unknown): { kind: ReportKind; format: ReportFormat } {
   const k = kind ?? 'failures';
@@ -47,6 +49,7 @@ export async function writeCampaignReport(res: Resources, campaign: Campaign, o:
     let r: ReportResult;
     if (o.kind === 'failures') r = { kind: 'failures', location: '', ...(await writeFailuresReport(res.ledger, campaign.id, o.format, sink)) };
     else if (o.kind === 'completion') r = { kind: 'completion', location: '', ...(await writeCompletionReport(res.ledger, campaign.id, o.format, sink)) };
+    else if (o.kind === 'keks') r = { kind: 'keks', location: '', ...(await writeKeksReport(res.ledger, campaign, o.format, sink)) };
     else r = { kind: 'exposure', location: '', ...(await writeExposureReport(res.ledger, campaign, o.format, sink, undefined, noncurrentContext(res, campaign))) };
     r.location = await sink.close();
     return r;

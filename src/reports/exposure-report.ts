@@ -25,6 +25,7 @@
  * `stillUnderKekByStore` adds what the ledger knows beyond this campaign, over every campaign that
  * drained the compromised KEK: items the inventory saw under it, planned and not moved, or failed.
  */
+import { singleKekOf } from '../core/campaign-spec.ts';
 import type { Campaign, KekRecord, Queryable } from '../ledger/types.ts';
 import { campaignItems, campaignsFromKek, itemsMovedPerMinute, kekUsage } from '../ledger/index.ts';
 import { formatKek, type KekSelector } from '../core/kek-ref.ts';
@@ -59,7 +60,8 @@ export interface ExposureSummary {
 const under = (k: KekRecord | null, c: KekSelector) => k !== null && mayBeUnder(k, c);
 
 export async function writeExposureReport(db: Queryable, campaign: Campaign, format: ReportFormat, sink: ReportSink, pageSize = 2000, noncurrent?: NoncurrentContext): Promise<ExposureSummary> {
-  const compromised = campaign.spec.from;
+  /* An exposure is of one compromised KEK (an incident campaign); a key map campaign has many: refused with a clear message. */
+  const compromised = singleKekOf(campaign.spec, 'the exposure report').from;
   const w = lineWriter<ExposureRow>(format, [...EXPOSURE_COLUMNS]);
   if (w.header) await sink.write(w.header);
   const totals = { underKek: 0, moved: 0, movedUnconfirmed: 0, exposed: 0, neverUnderKek: 0, noEnvelope: 0, noncurrentExposed: 0 };

@@ -10,7 +10,8 @@
 import { GetBucketVersioningCommand, GetObjectCommand, HeadObjectCommand, ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import type { CampaignSpec } from '../core/campaign-spec.ts';
-import { scopesOf } from '../core/campaign-spec.ts';
+import { scopesOf, sourceKeksOf } from '../core/campaign-spec.ts';
+import { kmsKeyPart } from '../kek/kek-map.ts';
 import type { KekProvider } from '../kek/kek-provider.ts';
 import type { KekSelector, KekVersionRef } from '../core/kek-ref.ts';
 import { mayBeUnder } from '../core/kms-material.ts';
@@ -56,19 +57,33 @@ export function versionScopes(spec: CampaignSpec): Map<string, string[]> {
 }
 
 /** Whether a version's envelope fields (lower-case keys) may be under `from`; null when it holds no envelope. */
-export function noncurrentKek(meta: Record<string, string>, where: string, provider: NoncurrentContext['provider'], from: KekSelector): { kek: KekVersionRef | undefined; under: boolean } | null {
+/**
+ * The KEK(s) a walk looks for: one, or the source KEKs of a key map (a version under any of them
+ * is under the campaign's sources).
+ */
+export type KekScope = KekSelector | readonly KekSelector[];
+const scopeList = (s: KekScope): readonly KekSelector[] => (Array.isArray(s) ? s : [s as KekSelector]);
+const sameKmsKeyPart = (a: string, b: string) => {
+  const p = kmsKeyPart(a);
+  return p !== undefined && p === kmsKeyPart(b);
+};
+const firstOf = (s: KekScope): KekSelector => scopeList(s)[0]!;
+
+export function noncurrentKek(meta: Record<string, string>, where: string, provider: NoncurrentContext['provider'], from: KekScope): { kek: KekVersionRef | undefined; under: boolean } | null {
   const parsed = parseV2(meta, where);
   let kek: KekVersionRef | undefined;
   if (parsed.kind === 'invalid') {
     if ((UNDER_NO_KEK_REASONS as readonly string[]).includes(parsed.reason)) return null;
-    kek = provider && kekOfUnreadable(parsed.kekReference, provider, from);
+    kek = provider && kekOfUnreadable(parsed.kekReference, provider, firstOf(from));
   } else {
     const { dek, stamp } = parsed.envelope;
     // A KMS blob is never under a keyring KEK, and a raw-AES-wrapped key never under a KMS key (classify.ts).
     if (provider && (provider.kind === 'kms') !== (dek.wrapAlg === 'kms+context')) return { kek: stamp ?? dek.kek, under: false };
-    kek = provider?.identify(dek) ?? stamp ?? dek.kek ?? (provider && kekOfUnreadable({ matdesc: dek.matdesc }, provider, from));
+    kek = provider?.identify(dek) ?? stamp ?? dek.kek ?? (provider && kekOfUnreadable({ matdesc: dek.matdesc }, provider, firstOf(from)));
   }
-  return { kek, under: kek === undefined || mayBeUnder(kek, from) };
+  /* A KMS key named as an id in one place and an ARN in the other is the same key (a key map's later entries too). */
+  const kms = provider?.kind === 'kms';
+  return { kek, under: kek === undefined || scopeList(from).some((f) => mayBeUnder(kek, f) || (kms && sameKmsKeyPart(kek.id, f.id))) };
 }
 
 /** Object lock on one version, as its HEAD (or GET) reports it. */
@@ -102,7 +117,7 @@ export interface NoncurrentPage {
  * noncurrent version's envelope read (HEAD, or GET of an `.instruction` version). Resumable from
  * the returned cursor.
  */
-export async function noncurrentPage(ctx: NoncurrentContext, spec: CampaignSpec, from: KekSelector, cursor: NoncurrentCursor | null, signal?: AbortSignal): Promise<NoncurrentPage> {
+export async function noncurrentPage(ctx: NoncurrentContext, spec: CampaignSpec, from: KekScope, cursor: NoncurrentCursor | null, signal?: AbortSignal): Promise<NoncurrentPage> {
   const scopes = [...versionScopes(spec)];
   const at: NoncurrentCursor = cursor ?? { bucketIndex: 0, prefixIndex: 0 };
   const nextBucket = (): NoncurrentCursor => ({ bucketIndex: at.bucketIndex + 1, prefixIndex: 0 });
@@ -149,7 +164,7 @@ export async function forEachNoncurrentExposed(
   ctx: NoncurrentContext,
   spec: CampaignSpec,
   emit: (v: NoncurrentVersion & { lock: VersionLock }) => Promise<void>,
-  from: KekSelector = spec.from,
+  from: KekScope = sourceKeksOf(spec),
   signal?: AbortSignal,
 ): Promise<string[]> {
   const unchecked: string[] = [];
@@ -167,7 +182,7 @@ export async function forEachNoncurrentExposed(
  * A noncurrent (or, without `versionId`, the current) version's KEK and lock; null when it is
  * gone (deleted since it was listed: no longer exposed) or holds no envelope.
  */
-export async function readNoncurrentVersion(ctx: NoncurrentContext, from: KekSelector, bucket: string, key: string, versionId: string | undefined, signal?: AbortSignal) {
+export async function readNoncurrentVersion(ctx: NoncurrentContext, from: KekScope, bucket: string, key: string, versionId: string | undefined, signal?: AbortSignal) {
   try {
     return await readEnvelopeOf(ctx, from, bucket, key, versionId, signal);
   } catch (err) {
@@ -187,7 +202,7 @@ export function lockOf(out: LockFields): VersionLock {
   return { mode, retainUntil: out.ObjectLockRetainUntilDate, legalHold: out.ObjectLockLegalHoldStatus === 'ON' };
 }
 
-async function readEnvelopeOf(ctx: NoncurrentContext, from: KekSelector, bucket: string, key: string, versionId: string | undefined, signal?: AbortSignal) {
+async function readEnvelopeOf(ctx: NoncurrentContext, from: KekScope, bucket: string, key: string, versionId: string | undefined, signal?: AbortSignal) {
   const where = `${s3Url(bucket, key)} version ${versionId ?? 'current'}`;
   if (key.endsWith(INSTRUCTION_SUFFIX)) {
     const out = await ctx.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }), { abortSignal: signal });

@@ -21,7 +21,7 @@ import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
 import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
 import { mayBeUnder } from '../core/kms-material.ts';
 import type { KekVerifier } from '../kek/kek-admin.ts';
-import { storeIdOf } from '../core/campaign-spec.ts';
+import { storeIdOf, type CampaignSpec } from '../core/campaign-spec.ts';
 import { noncurrentVersionUse, type NoncurrentUse } from './versioned-buckets.ts';
 
 export interface RetirementOptions {
@@ -140,7 +140,9 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
 
 async function checkSample(res: Resources, campaigns: Campaign[], checker: KekVerifier, kek: KekSelector, size: number, signal?: AbortSignal) {
   const byId = new Map(campaigns.map((c) => [c.id, c]));
-  const items = await sampleMovedItems(res.ledger, [...byId.keys()], size);
+  /* Key map campaigns move many KEKs: the sample is of items moved away from this one. */
+  const mapped = campaigns.some((c) => c.spec.keyMap !== undefined);
+  const items = await sampleMovedItems(res.ledger, [...byId.keys()], size, mapped ? kek : undefined);
   const failed: ItemProblem[] = [];
   for (const it of items) {
     const store = res.store(byId.get(it.campaignId)!.spec, it.storeId);
@@ -153,6 +155,13 @@ async function checkSample(res: Resources, campaigns: Campaign[], checker: KekVe
     if (!v.ok) failed.push({ storeId: it.storeId, itemKey: it.itemKey, problem: v.problem });
   }
   return { checked: items.length, failed };
+}
+
+/** The spec with its key map cut to the entries whose source may be `kek` (a spec without a map as it is). */
+function narrowedTo(spec: CampaignSpec, kek: KekSelector): CampaignSpec {
+  if (!spec.keyMap) return spec;
+  const keep = spec.keyMap.filter((e) => e.from.id === kek.id && (e.from.version === undefined || kek.version === undefined || e.from.version === kek.version));
+  return keep.length > 0 ? { ...spec, keyMap: keep } : spec;
 }
 
 /** Every item of every source of the campaigns that drained the KEK, read from its store. */
@@ -170,8 +179,10 @@ async function verifyEveryItem(
   let checked = 0;
   let underOtherKek = 0;
   for (const c of campaigns) {
+    /* A key map campaign's sources narrowed to the entries of this KEK (a pg source then selects its rows only; a listing lists all). */
+    const spec = narrowedTo(c.spec, kek);
     for (let i = 0; i < c.spec.sources.length; i++) {
-      const source = res.source(c.spec, i);
+      const source = res.source(spec, i);
       for (let cursor: unknown = null, done = false; !done; ) {
         const page = await source.page(cursor, 1000, signal);
         for (const g of page.groups) {

@@ -8,6 +8,8 @@ import type { Envelope } from '../core/envelope.ts';
 import type { SkipReason } from '../core/reasons.ts';
 import { materialUnknown } from '../core/kms-material.ts';
 import { matchesSelector } from '../kek/kek-selector.ts';
+import type { KekMap } from '../kek/kek-map.ts';
+import type { KeyMapEntry } from '../core/campaign-spec.ts';
 
 /** The KEK wrapping the envelope, as far as we can tell without a remote call. */
 export function currentKek(env: Envelope, provider: KekProvider): KekVersionRef | undefined {
@@ -25,7 +27,34 @@ export function classify(env: Envelope, provider: KekProvider, from: KekSelector
   const foreign = (provider.kind === 'kms') !== (env.dek.wrapAlg === 'kms+context');
   if (foreign) return { kind: 'skip', reason: 'not-under-source', current: env.stamp ?? env.dek.kek };
   const identified = provider.identify(env.dek);
+  return decide(env, provider, identified, identified ?? env.stamp ?? env.dek.kek, from, to);
+}
+
+/**
+ * classify over a key map: the entry whose source KEK wraps the item decides, as `classify` with
+ * that entry's from/to. A one-entry map is exactly `classify`. With several entries, an item is
+ * matched by the KEK it names (the provider's identification, a rewrap stamp or the store's KEK
+ * columns); one under a KEK that is no source of the map is out of scope (never moved to another
+ * entry's destination), and a KMS item naming no key at all cannot be matched: it fails as
+ * `unknown-kek` and, naming no KEK, still counts under every source of the map (invariant 7).
+ */
+export function classifyInMap(env: Envelope, provider: KekProvider, map: KekMap): Classification & { entry?: KeyMapEntry } {
+  const single = map.single;
+  if (single) return { ...classify(env, provider, single.from, single.to), entry: single };
+  const foreign = (provider.kind === 'kms') !== (env.dek.wrapAlg === 'kms+context');
+  if (foreign) return { kind: 'skip', reason: 'not-under-source', current: env.stamp ?? env.dek.kek };
+  const identified = provider.identify(env.dek);
   const current = identified ?? env.stamp ?? env.dek.kek;
+  const entry = current && map.entryFor(current, provider.kind === 'kms');
+  if (!entry) {
+    if (current && map.isDestination(current)) return { kind: 'skip', reason: 'already-at-target', current };
+    if (current) return { kind: 'skip', reason: 'not-under-source', current };
+    return { kind: 'unknown-kek' };
+  }
+  return { ...decide(env, provider, identified, current, entry.from, entry.to), entry };
+}
+
+function decide(env: Envelope, provider: KekProvider, identified: KekVersionRef | undefined, current: KekVersionRef | undefined, from: KekSelector, to: KekSelector): Classification {
   if (materialUnknown(provider.kind, current, from)) return { kind: 'rewrap', current, materialUnknown: true };
   if (current && matchesSelector(current, to) && !matchesSelector(current, from)) {
     return { kind: 'skip', reason: 'already-at-target', current };

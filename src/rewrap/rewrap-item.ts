@@ -18,16 +18,20 @@ import {
   type WriteResult,
 } from '../stores/envelope-store.ts';
 import type { Envelope } from '../core/envelope.ts';
-import { classify } from './classify.ts';
-import { kekOfUnreadable } from './unreadable-kek.ts';
+import { classifyInMap } from './classify.ts';
+import { kekOfUnreadableInMap } from './unreadable-kek.ts';
+import { KekMap } from '../kek/kek-map.ts';
 import { isTransient } from '../core/reasons.ts';
 import type { ItemOutcome } from './outcome.ts';
 
 export interface RewrapTarget {
   store: EnvelopeStore;
   provider: KekProvider;
-  from: KekSelector;
-  to: KekSelector;
+  /** One source KEK and its destination (a one-entry map); or `keyMap`. */
+  from?: KekSelector;
+  to?: KekSelector;
+  /** Many source KEKs, each with its destination (key maps): each item moves by the entry of the KEK that wraps it. */
+  keyMap?: KekMap;
   /** How often an item that changed under us is re-read before it is left for a later retry. */
   maxConflictRetries?: number;
   signal?: AbortSignal;
@@ -40,6 +44,19 @@ export interface RewrapTarget {
 }
 
 export const DEFAULT_CONFLICT_RETRIES = 3;
+
+const maps = new WeakMap<RewrapTarget, KekMap>();
+/** The target's key map: `keyMap`, or from/to as a one-entry map (built once per target). */
+export function mapOf(t: RewrapTarget): KekMap {
+  if (t.keyMap) return t.keyMap;
+  let m = maps.get(t);
+  if (!m) {
+    if (!t.from || !t.to) throw new ConfigError('rewrap target: expected from and to, or keyMap');
+    m = KekMap.of(t.from, t.to);
+    maps.set(t, m);
+  }
+  return m;
+}
 
 export async function rewrapItem(t: RewrapTarget, item: ItemRef): Promise<ItemOutcome> {
   const [outcome] = await rewrapUntilWritten(t, [item], {
@@ -160,17 +177,22 @@ export function writtenOutcome(key: string, p: Prepared, conflicts: number, prob
 export async function prepare(t: RewrapTarget, key: string, read: ReadResult): Promise<Prepared | ItemOutcome> {
   if (read.kind === 'invalid') {
     /* Invariant 7: the KEK an unreadable item still names goes to the inventory, or none if it names none we can decide. */
-    const current = kekOfUnreadable(read.kekReference, t.provider, t.from);
+    const current = kekOfUnreadableInMap(read.kekReference, t.provider, mapOf(t));
     return { status: 'failed', key, reason: read.reason, detail: read.detail, ...(current ? { current } : {}) };
   }
   const env = read.envelope;
-  const c = classify(env, t.provider, t.from, t.to);
+  const c = classifyInMap(env, t.provider, mapOf(t));
   if (c.kind === 'skip') return { status: 'skipped', key, reason: c.reason, current: c.current };
   if (c.kind === 'unknown-kek') {
-    return { status: 'failed', key, reason: 'unknown-kek', detail: `${key}: no keyring KEK matches matdesc ${JSON.stringify(env.dek.matdesc)}` };
+    const detail =
+      t.provider.kind === 'kms'
+        ? `${key}: names no KMS key (no rewrap stamp, no KEK columns), so no entry of the key map can be chosen`
+        : `${key}: no keyring KEK matches matdesc ${JSON.stringify(env.dek.matdesc)}`;
+    return { status: 'failed', key, reason: 'unknown-kek', detail };
   }
+  const { from, to } = c.entry!;
   try {
-    const r = await t.provider.rewrap(env.dek, t.from, t.to, t.signal);
+    const r = await t.provider.rewrap(env.dek, from, to, t.signal);
     return { token: read.token, next: withNewKey(env, r.wrapped, r.matdesc, r.to), from: r.from, to: r.to, requestId: r.requestId };
   } catch (err) {
     if (err instanceof NotUnderSourceError) {
@@ -181,7 +203,7 @@ export async function prepare(t: RewrapTarget, key: string, read: ReadResult): P
        * run. Moving it to another key would move data the campaign was not asked to move (an
        * incident on one material would take the key's other materials along): skipped.
        */
-      const r = c.materialUnknown && t.from.id === t.to.id ? err.rewrapped : undefined;
+      const r = c.materialUnknown && from.id === to.id ? err.rewrapped : undefined;
       if (!r) return { status: 'skipped', key, reason: 'not-under-source', current: err.actual };
       const alreadyAtTarget = r.from.materialId !== undefined && r.from.materialId === r.to.materialId;
       return { token: read.token, next: withNewKey(env, r.wrapped, r.matdesc, r.to), from: r.from, to: r.to, requestId: r.requestId, alreadyAtTarget };

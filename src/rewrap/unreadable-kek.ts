@@ -7,6 +7,7 @@
 import type { KekProvider } from '../kek/kek-provider.ts';
 import type { KekSelector, KekVersionRef } from '../core/kek-ref.ts';
 import type { KekReference } from '../core/envelope.ts';
+import { kmsKeyPart, type KekMap } from '../kek/kek-map.ts';
 
 /** The matdesc key in which S3EC V1 clients (and the V2 `kms` wrap) name the KMS key. */
 export const KMS_CMK_ID = 'kms_cmk_id';
@@ -38,4 +39,20 @@ function sameKmsKey(a: string, b: string): boolean | undefined {
   if (alias.test(a) || alias.test(b)) return undefined;
   const keyPart = (x: string) => x.slice(x.lastIndexOf('/') + 1);
   return keyPart(a) === keyPart(b);
+}
+
+/**
+ * kekOfUnreadable over a key map: a KMS key named in another form than in the map is recorded as
+ * the map's source when it is that key; an alias (or a key the map's several sources cannot tell
+ * apart) is "cannot tell".
+ */
+export function kekOfUnreadableInMap(ref: KekReference | undefined, provider: Pick<KekProvider, 'kind' | 'identify'>, map: KekMap): KekVersionRef | undefined {
+  if (map.single) return kekOfUnreadable(ref, provider, map.single.from);
+  const kmsKey = ref?.kek ? undefined : ref?.matdesc?.[KMS_CMK_ID];
+  if (kmsKey && provider.kind === 'kms') {
+    if (kmsKeyPart(kmsKey) === undefined) return undefined;
+    const e = map.entryFor({ id: kmsKey }, true);
+    return e ? { id: e.from.id } : { id: kmsKey };
+  }
+  return kekOfUnreadable(ref, provider, map.entries[0]!.from);
 }

@@ -9,7 +9,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { KMSClient } from '../kek/kms-client.ts';
 import type { ProcessConfig } from '../config.ts';
-import type { CampaignSpec, SourceSpec } from '../core/campaign-spec.ts';
+import { keyMapOf, sourceKeksOf, type CampaignSpec, type SourceSpec } from '../core/campaign-spec.ts';
 import { ConfigError } from '../core/errors.ts';
 import type { EnvelopeStore } from '../stores/envelope-store.ts';
 import type { KekProvider } from '../kek/kek-provider.ts';
@@ -194,14 +194,14 @@ export class Resources {
     const ring = this.keyrings.get(campaignId);
     // A reload also drops the dedupe cache below: results it holds may be under a KEK just taken out.
     const reloaded = ring?.refresh() ?? false;
-    ring?.assertWrappable(spec.to, campaignId);
+    if (ring) for (const e of keyMapOf(spec)) ring.assertWrappable(e.to, campaignId);
     let p = this.providers.get(campaignId);
     if (p && !reloaded) return p;
     if (ring) {
       p = ring.provider;
     } else if (spec.provider.type === 'local') {
       const w = new WatchedKeyring(isAbsolute(spec.provider.keyringFile) ? spec.provider.keyringFile : resolve(spec.provider.keyringFile));
-      w.assertWrappable(spec.to, campaignId);
+      for (const e of keyMapOf(spec)) w.assertWrappable(e.to, campaignId);
       this.keyrings.set(campaignId, w);
       p = w.provider;
     } else if (spec.provider.type === 'pkcs11') {
@@ -285,7 +285,10 @@ export class Resources {
     if (s.type === 's3') return new S3ListSource(this.s3Client(), s.bucket, s.prefix);
     if (s.type === 's3-manifest') return new CsvManifestSource(s.manifestFile, s.keysUrlEncoded);
     if (s.type === 's3-inventory') return new S3InventorySource(this.s3Client(), s, this.inventories);
-    return new PgTableSource(this.data(), { ...s, kmsMaterial: drainsKmsMaterial(spec.provider.type, spec.from) }, spec.from);
+    const from = sourceKeksOf(spec);
+    /* One KEK: today's query. A key map: rows under any of its source KEKs. */
+    if (from.length === 1) return new PgTableSource(this.data(), { ...s, kmsMaterial: drainsKmsMaterial(spec.provider.type, from[0]!) }, from[0]!);
+    return new PgTableSource(this.data(), s, from);
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,7 @@
  * and a key it has never seen counts as possibly under the KEK (erring toward a campaign that
  * finds nothing to do, never toward leaving items behind).
  */
-import type { CampaignSpec } from '../core/campaign-spec.ts';
+import { singleKekOf, type CampaignSpec } from '../core/campaign-spec.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { countKeysUnderKek } from '../ledger/index.ts';
 
@@ -17,6 +17,7 @@ export interface ItemsFound {
 }
 
 export async function findItemsUnderKek(res: Resources, spec: CampaignSpec, signal?: AbortSignal): Promise<ItemsFound | undefined> {
+  const { from } = singleKekOf(spec, 'a scheduled rotation');
   for (let i = 0; i < spec.sources.length; i++) {
     const source = res.source(spec, i);
     const exact = spec.sources[i]!.type === 'pg';
@@ -24,7 +25,7 @@ export async function findItemsUnderKek(res: Resources, spec: CampaignSpec, sign
       const page = await source.page(cursor, 1000, signal);
       for (const g of page.groups) {
         if (g.keys.length === 0) continue;
-        const n = exact ? g.keys.length : await countKeysUnderKek(res.ledger, g.storeId, g.keys, spec.from);
+        const n = exact ? g.keys.length : await countKeysUnderKek(res.ledger, g.storeId, g.keys, from);
         if (n > 0) return { storeId: g.storeId, atLeast: n };
       }
       cursor = page.cursor;

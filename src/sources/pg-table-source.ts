@@ -30,7 +30,8 @@ export class PgTableSource implements Source {
   constructor(
     private readonly pool: pg.Pool,
     private readonly o: PgTableSourceOptions,
-    private readonly from: KekSelector,
+    /** One source KEK, or the source KEKs of a key map (never a KMS material drain: spec.ts). */
+    private readonly from: KekSelector | readonly KekSelector[],
   ) {
     this.storeId = pgStoreId(o.table);
   }
@@ -46,29 +47,46 @@ export class PgTableSource implements Source {
     if (!idCol) throw new ConfigError(`pg source ${this.o.table}: no column "${this.o.idColumn}" (idColumn)`);
     const versionCol = columns.get(this.o.kekVersionColumn);
     if (!versionCol) throw new ConfigError(`pg source ${this.o.table}: no column "${this.o.kekVersionColumn}" (kekVersionColumn)`);
+    const one = this.from as KekSelector;
     if (this.o.kmsMaterial && !holdsMaterialId(versionCol.type, versionCol.typmod)) {
       /* The drain selects by the material recorded there and records the new one; neither fits. */
       throw new ConfigError(
-        `pg source ${this.o.table}: draining KMS key material ${this.from.version} needs kekVersionColumn "${this.o.kekVersionColumn}" ` +
+        `pg source ${this.o.table}: draining KMS key material ${one.version} needs kekVersionColumn "${this.o.kekVersionColumn}" ` +
           `to hold ${KMS_MATERIAL_ID_LENGTH}-character material ids (text, or varchar(${KMS_MATERIAL_ID_LENGTH}) or longer); it is ${versionCol.declared}. ` +
           'Change the column type, wait a minute (workers read column types again every minute), then resume the campaign',
       );
     }
     const version = quoteIdent(this.o.kekVersionColumn);
+    if (Array.isArray(this.from)) {
+      /* A key map: rows whose KEK columns name one of its sources (a source without a version: any version of its id). */
+      this.sql =
+        `SELECT ${id}::text AS k FROM ${tableSql} ` +
+        `WHERE ($1::text IS NULL OR ${id} > $1::text::${idCol.declared}) ` +
+        `AND EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS m(i, v) WHERE m.i = ${quoteIdent(this.o.kekIdColumn)} AND (m.v IS NULL OR m.v = ${version}::text)) ` +
+        `ORDER BY ${id} LIMIT $4`;
+      return this.sql;
+    }
     /* Draining one KMS key material: rows with no material recorded may be under it (kms-material.ts). */
     const unrecorded = this.o.kmsMaterial ? ` OR ${version} IS NULL OR ${version}::text !~ '${KMS_MATERIAL_ID_PATTERN}'` : '';
-    const versionFilter = this.from.version === undefined ? '' : ` AND (${version} = $3${unrecorded})`;
+    const versionFilter = one.version === undefined ? '' : ` AND (${version} = $3${unrecorded})`;
     this.sql =
       `SELECT ${id}::text AS k FROM ${tableSql} ` +
       `WHERE ($1::text IS NULL OR ${id} > $1::text::${idCol.declared}) AND ${quoteIdent(this.o.kekIdColumn)} = $2${versionFilter} ` +
-      `ORDER BY ${id} LIMIT $${this.from.version === undefined ? 3 : 4}`;
+      `ORDER BY ${id} LIMIT $${one.version === undefined ? 3 : 4}`;
     return this.sql;
   }
 
   async page(cursor: unknown, limit: number): Promise<SourcePage> {
     const last = typeof cursor === 'string' ? cursor : null;
-    const params: unknown[] = [last, this.from.id];
-    if (this.from.version !== undefined) params.push(this.from.version);
+    const params: unknown[] = [last];
+    if (Array.isArray(this.from)) {
+      const from = this.from as readonly KekSelector[];
+      params.push(from.map((f) => f.id), from.map((f) => f.version ?? null));
+    } else {
+      const from = this.from as KekSelector;
+      params.push(from.id);
+      if (from.version !== undefined) params.push(from.version);
+    }
     params.push(limit);
     const { rows } = await this.pool.query<{ k: string }>(await this.query(), params);
     const keys = rows.map((r) => r.k);

@@ -8,12 +8,19 @@ export interface MovedItem {
   doneAt: Date;
 }
 
-/** Up to `limit` items the campaigns rewrapped, chosen at random (a verification sample). */
-export async function sampleMovedItems(db: Queryable, campaignIds: string[], limit: number): Promise<MovedItem[]> {
+/**
+ * Up to `limit` items the campaigns rewrapped, chosen at random (a verification sample). `from`:
+ * only items moved away from that KEK (a key map campaign moves many; retiring one of them
+ * samples its own items): its id, and its version or KMS material when it names one.
+ */
+export async function sampleMovedItems(db: Queryable, campaignIds: string[], limit: number, from?: { id: string; version?: string }): Promise<MovedItem[]> {
   const { rows } = await db.query(
     `SELECT campaign_id, store_id, item_key, to_kek, to_version, to_material, done_at FROM rewrap_campaign_items
-      WHERE campaign_id = ANY($1::text[]) AND outcome = 'rewrapped' ORDER BY random() LIMIT $2`,
-    [campaignIds, limit],
+      WHERE campaign_id = ANY($1::text[]) AND outcome = 'rewrapped'
+        AND ($3::text IS NULL OR from_kek = $3)
+        AND ($4::text IS NULL OR from_version = $4 OR from_material = $4)
+      ORDER BY random() LIMIT $2`,
+    [campaignIds, limit, from?.id ?? null, from?.version ?? null],
   );
   return rows.map((r) => ({
     campaignId: r.campaign_id,
