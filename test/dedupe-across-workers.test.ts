@@ -92,7 +92,7 @@ describe('dedupe across worker processes (issue 17, point 3)', () => {
       provider: { type: 'kms' },
       from: keyA,
       to: keyB,
-      options: { batchSize: 100, concurrency: 16 },
+      options: { batchSize: 100, concurrency: 16, dedupeAcrossWorkers: true },
     });
     const p = await pipe.waitFor(c.id, 'completed', (x) => x.state === 'completed', 240_000);
     expect(p).toMatchObject({ planned: ROWS, rewrapped: ROWS, skipped: 0, failed: 0 });

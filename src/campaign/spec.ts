@@ -38,7 +38,7 @@ const PG_WRAP_ALGS: readonly string[] = ['AES/GCM', 'kms+context', 'AESWrap', 'A
 const SPEC_FIELDS = ['name', 'kind', 'sources', 'provider', 'from', 'to', 'keyMap', 'options', 'deadline'];
 const GiB = 1024 ** 3;
 const COUNT = Number.MAX_SAFE_INTEGER;
-const OPTION_RULES: Record<Exclude<keyof CampaignOptions, 'allowUnconditionalWrites' | 'noncurrentVersions' | 'bypassGovernanceRetention'>, NumberRule> = {
+const OPTION_RULES: Record<Exclude<keyof CampaignOptions, 'allowUnconditionalWrites' | 'noncurrentVersions' | 'bypassGovernanceRetention' | 'dedupeAcrossWorkers'>, NumberRule> = {
   batchSize: { integer: true, min: 1, max: 10_000, what: 'items per batch' },
   concurrency: { integer: true, min: 1, max: 1024, what: 'provider/store calls in flight per batch' },
   kmsRequestsPerSecond: { min: 0, max: 100_000, what: 'KMS requests per second for all workers; 0 = unlimited' },
@@ -74,6 +74,10 @@ function parseOptions(v: unknown): CampaignOptions {
   if (o.bypassGovernanceRetention !== undefined) {
     if (typeof o.bypassGovernanceRetention !== 'boolean') throw new ConfigError('campaign spec.options.bypassGovernanceRetention: expected true or false (true: delete noncurrent versions under GOVERNANCE retention too)');
     options.bypassGovernanceRetention = o.bypassGovernanceRetention;
+  }
+  if (o.dedupeAcrossWorkers !== undefined) {
+    if (typeof o.dedupeAcrossWorkers !== 'boolean') throw new ConfigError('campaign spec.options.dedupeAcrossWorkers: expected true or false (true: a DEK shared by items in different batches is rewrapped once per campaign, at two ledger statements per distinct DEK)');
+    options.dedupeAcrossWorkers = o.dedupeAcrossWorkers;
   }
   if (options.bypassGovernanceRetention && options.noncurrentVersions !== 'delete') {
     throw new ConfigError('campaign spec.options.bypassGovernanceRetention: only with "noncurrentVersions": "delete" (it lets the noncurrent sweep delete versions under GOVERNANCE retention)');

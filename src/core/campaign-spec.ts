@@ -82,6 +82,15 @@ export interface CampaignOptions {
    * needs s3:BypassGovernanceRetention). COMPLIANCE retention and legal holds are never bypassed.
    */
   bypassGovernanceRetention: boolean;
+  /**
+   * Rewrap a wrapped DEK shared by items in different batches once per campaign, across worker
+   * processes (src/kek/shared-deduping-kek-provider.ts): a claim and a result row in the ledger
+   * per distinct DEK, two statements on the worker that computes it. Worth it where DEKs repeat
+   * across items (a DEK per tenant or per file group); where every item has its own DEK (the S3
+   * Encryption Client's default) it only adds two ledger statements per item, so it is off by
+   * default. Within one process repeats are always deduplicated, for free.
+   */
+  dedupeAcrossWorkers: boolean;
 }
 
 /** One source KEK of a campaign and the KEK its items move to. */
@@ -175,6 +184,7 @@ export const DEFAULT_OPTIONS: CampaignOptions = {
   canaryAfterItems: 100_000,
   noncurrentVersions: 'report',
   bypassGovernanceRetention: false,
+  dedupeAcrossWorkers: false,
 };
 
 /** A spec stored before these options existed reads as the defaults. */

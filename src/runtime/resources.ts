@@ -222,8 +222,11 @@ export class Resources {
       this.budgets.set(campaignId, budget);
       p = new BudgetedKekProvider(p, budget);
     }
-    // A DEK shared by items in other processes' batches costs one provider call per campaign.
-    p = new SharedDedupingKekProvider(p, this.sharedRewraps(campaignId), { workerId: this.config.worker.id, claimMs: this.config.worker.leaseMs });
+    // A DEK shared by items in other processes' batches costs one provider call per campaign
+    // (opt-in: where every item has its own DEK it would only add ledger statements per item).
+    if (spec.options.dedupeAcrossWorkers === true) {
+      p = new SharedDedupingKekProvider(p, this.sharedRewraps(campaignId), { workerId: this.config.worker.id, claimMs: this.config.worker.leaseMs });
+    }
     // Outermost: a DEK shared by many items costs one provider call (and one budget token).
     p = new DedupingKekProvider(p);
     this.providers.set(campaignId, p);
