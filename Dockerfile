@@ -22,6 +22,8 @@ ARG NODE_IMAGE=node:20-slim
 # --- all dependencies, for building (and for the dev target) ---------------------------------
 FROM ${NODE_IMAGE} AS deps-dev
 WORKDIR /src
+# pkcs11js (the PKCS#11 provider) is a native addon with no prebuilt binary: node-gyp compiles it.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 
@@ -35,10 +37,13 @@ COPY workers workers
 RUN npm run build
 
 # --- runtime dependencies only (no tsx, no TypeScript) -----------------------------------------
+# No install scripts run but pkcs11js's build (npm rebuild), with a compiler that only this stage
+# has: the runtime image gets the built addon, not the toolchain.
 FROM ${NODE_IMAGE} AS deps-runtime
 WORKDIR /app
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm rebuild pkcs11js && npm cache clean --force
 
 # --- development image: the checkout run through tsx (compose: kms, bootstrap) ----------------
 FROM deps-dev AS dev

@@ -149,6 +149,7 @@ const SENDERS: Record<string, Sender> = {
   'src/stores/s3-object-lock.ts#s3:PutObjectRetention': { roles: ['object-lock'], why: 'object lock kept on the new version (object-lock buckets)' },
   'src/campaign/noncurrent-sweep.ts#s3:DeleteObject': { roles: ['noncurrent-deletion'], actions: ['s3:DeleteObjectVersion', 's3:BypassGovernanceRetention'], why: 'noncurrent-version deletion, when enabled (governance bypass when enabled)' },
   'src/reports/report-sink.ts#s3:PutObject': { roles: ['operator'], why: 'campaign report --out s3://' },
+  'src/reports/ledger-retention.ts#s3:HeadObject': { roles: ['operator'], why: 'ledger prune --archive s3://: the archive is read back (size, ETag) before any ledger row is deleted' },
 };
 
 /**
