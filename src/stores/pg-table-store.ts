@@ -140,14 +140,7 @@ export class PgTableStore implements BatchEnvelopeStore {
         throw storeFailure(this.id, `writing ${sendable.length} row(s)`, err);
       }
       let rows: { key: string }[] = [];
-      /* A checked-out client has no pool listener: the server ending the session (a restart,
-         57P01) between statements is emitted as 'error' on it, and an unlistened 'error' ends the
-         process (seen in pipeline-pg-restart). Noted here; the connection is not reused. */
       let broken = false;
-      const onError = () => {
-        broken = true;
-      };
-      conn.on('error', onError);
       try {
         fence?.(); // what it throws goes to the caller as is: nothing was sent
         try {
@@ -157,7 +150,6 @@ export class PgTableStore implements BatchEnvelopeStore {
           throw storeFailure(this.id, `writing ${sendable.length} row(s)`, err);
         }
       } finally {
-        conn.removeListener('error', onError);
         conn.release(broken);
       }
       for (const { key } of rows) out.set(key, 'written');
