@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
-import { auditWrite } from '../src/rewrap/audit.ts';
+import { auditWrites } from '../src/rewrap/audit.ts';
 import type { Logger } from '../src/log.ts';
 import { commitBatch } from '../src/ledger/index.ts';
 import type { ItemOutcomeRecord } from '../src/ledger/types.ts';
@@ -37,7 +37,7 @@ export async function commitOutcomes(
   interrupted: boolean,
 ): Promise<{ status: 'committed' | 'fenced'; counts: OutcomeCounts }> {
   /* The writes have landed, whatever the commit does next (fenced, failing): audit them now. */
-  for (const o of outcomes) auditWrite(log, b.storeId, o);
+  auditWrites(log, b.storeId, outcomes);
   const records = outcomes.flatMap(toRecord(b.storeId));
   const counts = countOutcomes(outcomes);
   const final = !interrupted && counts.retry === 0;
@@ -51,7 +51,12 @@ export async function commitOutcomes(
   m?.batchCommitLatency.observe({ outcome: commit.status }, (performance.now() - commitStarted) / 1000);
   if (m) {
     const labels = { store_kind: storeKind(b.storeId) ?? 'pg', provider: b.provider, campaign_kind: b.campaignKind };
-    for (const o of outcomes) m.items.inc({ ...labels, result: o.status, reason: o.status === 'rewrapped' ? '' : o.reason });
+    /* Counted once per (result, reason) of the batch, not once per item: prom-client hashes the
+       label set on every inc (issue 17, point 2). */
+    for (const [key, n] of countByResultReason(outcomes)) {
+      const sep = key.indexOf('\u0000');
+      m.items.inc({ ...labels, result: key.slice(0, sep), reason: key.slice(sep + 1) }, n);
+    }
   }
   if (commit.status === 'fenced') {
     log.warn({ leaseOwner: commit.leaseOwner }, 'batch lease was taken over; nothing committed (the new owner re-reads every item)');
@@ -60,6 +65,15 @@ export async function commitOutcomes(
   log.info({ ...counts, changed: commit.changed, batchDone: commit.batchDone }, 'batch committed');
   if (commit.autoPaused) log.warn('campaign auto-paused: failure threshold crossed');
   return { status: 'committed', counts };
+}
+
+function countByResultReason(outcomes: readonly ItemOutcome[]): Map<string, number> {
+  const n = new Map<string, number>();
+  for (const o of outcomes) {
+    const key = o.status === 'rewrapped' ? 'rewrapped\u0000' : `${o.status}\u0000${o.reason}`;
+    n.set(key, (n.get(key) ?? 0) + 1);
+  }
+  return n;
 }
 
 const toRecord =

@@ -10,6 +10,11 @@ import { ForwardingKekProvider } from '../kek/forwarding-kek-provider.ts';
 import { storeKind as storeIdKind } from '../core/store-id.ts';
 
 export class InstrumentedKekProvider extends ForwardingKekProvider {
+  /* Label-bound children, made once: prom-client hashes a label object on every inc/observe, and
+     this runs once per KEK call (issue 17, point 2). */
+  private readonly requests = new Map<string, { inc(): void }>();
+  private latency?: { observe(v: number): void };
+
   constructor(
     inner: KekProvider,
     private readonly m: ProcessMetrics,
@@ -19,7 +24,6 @@ export class InstrumentedKekProvider extends ForwardingKekProvider {
   }
 
   override async rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
-    const operation = this.inner.kind === 'kms' ? 'ReEncrypt' : 'rewrap';
     const t = performance.now();
     let outcome = 'ok';
     try {
@@ -28,9 +32,23 @@ export class InstrumentedKekProvider extends ForwardingKekProvider {
       outcome = err instanceof ItemError && err.reason === 'throttled' ? 'throttled' : err instanceof NotUnderSourceError ? 'ok' : 'error';
       throw err;
     } finally {
-      this.m.kekRequests.inc({ provider: this.inner.kind, operation, outcome, campaign_kind: this.campaignKind });
-      this.m.kekLatency.observe({ provider: this.inner.kind, operation }, (performance.now() - t) / 1000);
+      this.requestsCounter(outcome).inc();
+      this.latency ??= this.m.kekLatency.labels({ provider: this.inner.kind, operation: this.operation() });
+      this.latency.observe((performance.now() - t) / 1000);
     }
+  }
+
+  private operation(): string {
+    return this.inner.kind === 'kms' ? 'ReEncrypt' : 'rewrap';
+  }
+
+  private requestsCounter(outcome: string): { inc(): void } {
+    let c = this.requests.get(outcome);
+    if (!c) {
+      c = this.m.kekRequests.labels({ provider: this.inner.kind, operation: this.operation(), outcome, campaign_kind: this.campaignKind });
+      this.requests.set(outcome, c);
+    }
+    return c;
   }
 }
 
