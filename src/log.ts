@@ -31,6 +31,14 @@ export function createLogger(opts: { level?: string; name?: string; destination?
   );
 }
 
+/**
+ * A child logger whose bindings went through the same scrub as every logged object: pino
+ * serialises bindings once, at creation, and its log formatter never sees them (invariant 5).
+ */
+export function childLogger(log: Logger, bindings: Record<string, unknown>): Logger {
+  return log.child(scrubBytes(bindings, 0) as Record<string, unknown>);
+}
+
 function scrubBytes(v: unknown, depth: number): unknown {
   if (v instanceof Uint8Array) return `[${v.length} bytes]`;
   if (typeof v !== 'object' || v === null) return v;

@@ -4,8 +4,9 @@
  */
 import { Writable } from 'node:stream';
 import { expect, it } from 'vitest';
-import { createLogger } from '../src/log.ts';
-import { auditWrite } from '../src/rewrap/audit.ts';
+import { childLogger, createLogger } from '../src/log.ts';
+import { auditWrite, auditWrites } from '../src/rewrap/audit.ts';
+import type { ItemOutcome } from '../src/rewrap/outcome.ts';
 
 function capture() {
   const lines: string[] = [];
@@ -54,4 +55,34 @@ it('the item.material-recorded audit event shows the KEK reference, not "[redact
   const line = JSON.parse(lines[0]!);
   expect(line).toMatchObject({ event: 'item.material-recorded', store: 's3://b', item: 'k1', kmsRequestId: 'r-1', kekRef: { id: 'arn:aws:kms:us-east-1:111122223333:key/k', materialId: 'm'.repeat(64) } });
   expect(lines[0]).not.toContain('[redacted]');
+});
+
+it("a batch's audit lines (shared fields serialised once per KEK pair) say exactly what one auditWrite per item says (issue 17, point 2)", () => {
+  const a = { id: 'local:app', version: '1' };
+  const b = { id: 'local:app', version: '2', materialId: 'm2' };
+  const outcomes: ItemOutcome[] = [
+    { status: 'rewrapped', key: 'k1', from: a, to: b, requestId: 'r1', conflicts: 0 },
+    { status: 'rewrapped', key: 'k2', from: { id: 'local:other', version: '7' }, to: b, conflicts: 1 },
+    { status: 'skipped', key: 'k3', reason: 'already-at-target', current: b },
+    { status: 'rewrapped', key: 'k4', from: a, to: b, requestId: 'r4', conflicts: 0, problem: 'tags not put back' },
+    { status: 'skipped', key: 'k5', reason: 'already-at-target', current: b, recorded: { requestId: 'r5' } },
+    { status: 'failed', key: 'k6', reason: 'malformed-envelope', detail: 'x' },
+    { status: 'rewrapped', key: 'k7', from: a, to: b, requestId: 'r7', conflicts: 0 },
+  ];
+  const perItem = capture();
+  for (const o of outcomes) auditWrite(perItem.log, 's3://b', o);
+  const perBatch = capture();
+  auditWrites(perBatch.log, 's3://b', outcomes);
+  const parse = (lines: string[]) => lines.map((l) => { const { time: _t, ...rest } = JSON.parse(l); return rest; }).sort((x, y) => String(x.item).localeCompare(String(y.item)));
+  expect(perBatch.lines).toHaveLength(5);
+  expect(parse(perBatch.lines)).toEqual(parse(perItem.lines));
+});
+
+it("childLogger scrubs its bindings like any logged object: pino serialises them once and its formatter never sees them (invariant 5)", () => {
+  const { lines, log } = capture();
+  const dek = Buffer.from('0123456789abcdef0123456789abcdef');
+  childLogger(log, { store: 's3://b', to: { id: 'k', material: 'kek-bytes-base64' }, raw: dek }).info({ item: 'k1' }, 'audit');
+  expect(lines[0]).not.toContain('kek-bytes-base64');
+  expect(lines[0]).not.toContain(dek.toString('hex'));
+  expect(JSON.parse(lines[0]!)).toMatchObject({ store: 's3://b', to: { id: 'k', material: '[redacted]' }, raw: '[32 bytes]', item: 'k1' });
 });
