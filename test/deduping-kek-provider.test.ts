@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { LocalKeyringProvider } from '../src/kek/local-keyring-provider.ts';
-import { DedupingKekProvider } from '../src/kek/deduping-kek-provider.ts';
+import { cacheKey, DedupingKekProvider } from '../src/kek/deduping-kek-provider.ts';
 import { ForwardingKekProvider } from '../src/kek/forwarding-kek-provider.ts';
 import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { NotUnderSourceError, type RewrapResult } from '../src/kek/kek-provider.ts';
@@ -27,12 +27,12 @@ class CallCount extends ForwardingKekProvider {
   }
 }
 
-function setup(maxEntries: number) {
+function setup(maxEntries: number, opts?: { missRunBeforeSampling?: number }) {
   const ring = new LocalKeyringProvider(
     parseKeyring({ keks: [{ id: 'orders', version: '1', material: m1.toString('base64') }, { id: 'orders', version: '2', material: m2.toString('base64') }] }),
   );
   const counted = new CallCount(ring);
-  return { counted, dedupe: new DedupingKekProvider(counted, maxEntries) };
+  return { counted, dedupe: new DedupingKekProvider(counted, maxEntries, opts) };
 }
 
 const wrapUnder1 = (dek: Buffer): WrappedDek => ({ wrapAlg: 'AES/GCM', cekAlg: CEK, wrapped: aesWrap(m1, dek), matdesc: { kek: 'orders@1' } });
@@ -93,5 +93,40 @@ describe('DedupingKekProvider', () => {
     for (const s of settled) expect(s.status === 'rejected' && s.reason).toBeInstanceOf(NotUnderSourceError);
     await expect(dedupe.rewrap(underV2, from, to)).rejects.toBeInstanceOf(NotUnderSourceError);
     expect(counted.calls).toBe(1);
+  });
+
+  it('after a long run of distinct DEKs it remembers only a sample, and a DEK that starts repeating is reused again after a few calls', async () => {
+    const { counted, dedupe } = setup(10_000, { missRunBeforeSampling: 500 });
+    for (let i = 0; i < 2000; i++) await dedupe.rewrap(wrapUnder1(randomBytes(32)), from, to);
+    expect(counted.calls).toBe(2000);
+    expect(dedupe.size).toBeLessThan(500 + 1500 / 16 + 2);
+    const dek = randomBytes(32);
+    const shared = wrapUnder1(dek);
+    for (let i = 0; i < 200; i++) expect(aesUnwrap(m2, (await dedupe.rewrap(shared, from, to)).wrapped).equals(dek)).toBe(true);
+    // Remembered at most 16 uses after it first appears; every later use is free.
+    expect(counted.calls - 2000).toBeLessThanOrEqual(16);
+    // Back to remembering everything: the next distinct DEKs are all kept.
+    const before = dedupe.size;
+    for (let i = 0; i < 50; i++) await dedupe.rewrap(wrapUnder1(randomBytes(32)), from, to);
+    expect(dedupe.size).toBe(before + 50);
+  });
+
+  it('the cache key tells apart inputs that a plain concatenation would confuse: a result is never reused for another DEK', () => {
+    const base: WrappedDek = { wrapAlg: 'AES/GCM', cekAlg: CEK, wrapped: Buffer.from('ab'), matdesc: {} };
+    const keys = [
+      cacheKey(base, from, to),
+      cacheKey({ ...base, wrapped: Buffer.from('a'), cekAlg: 'b' + CEK }, from, to),
+      cacheKey({ ...base, matdesc: { a: 'b:c' } }, from, to),
+      cacheKey({ ...base, matdesc: { 'a:b': 'c' } }, from, to),
+      cacheKey({ ...base, matdesc: { a: '', b: '' } }, from, to),
+      cacheKey({ ...base, matdesc: { a: '1:b0:' } }, from, to),
+      cacheKey(base, { id: 'orders' }, to),
+      cacheKey(base, { id: 'orders', version: '' }, to),
+      cacheKey(base, from, { id: 'orders', version: '1' }),
+      cacheKey({ ...base, kek: { id: 'orders', version: '1' } }, from, to),
+      cacheKey({ ...base, wrapped: Buffer.from([0x61, 0x62, 0]) }, from, to),
+    ];
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(cacheKey({ ...base, matdesc: { x: '1', y: '2' } }, from, to)).toBe(cacheKey({ ...base, matdesc: { y: '2', x: '1' } }, from, to));
   });
 });

@@ -2,8 +2,14 @@
  * Many items often share one wrapped DEK (per-window or per-tenant DEKs). Within a campaign,
  * each distinct wrapped DEK (with its encryption context) is rewrapped once and the result is
  * reused: the new wrapped key is ciphertext, safe to keep in memory and to reuse.
+ *
+ * When DEKs do not repeat (one per item, B1), remembering every result is pure cost: a Map insert,
+ * a kept promise and result the GC must trace. After `missRunBeforeSampling` lookups in a row
+ * without a hit, only one miss in SAMPLE_EVERY is remembered; every item is still looked up, and
+ * the first hit remembers everything again. Sampling can cost KMS calls (a DEK that starts
+ * repeating is found after ~SAMPLE_EVERY of its uses), never correctness: a result is only ever
+ * reused for the exact same wrapped DEK, context and KEK pair.
  */
-import { createHash } from 'node:crypto';
 import { NotUnderSourceError, type KekProvider, type RewrapResult } from './kek-provider.ts';
 import type { KekSelector, WrappedDek } from '../core/kek-ref.ts';
 import { ForwardingKekProvider } from './forwarding-kek-provider.ts';
@@ -19,13 +25,17 @@ export class DedupingKekProvider extends ForwardingKekProvider {
   private recent = new Map<string, Promise<RewrapResult>>();
   private older = new Map<string, Promise<RewrapResult>>();
   private readonly generationSize: number;
+  private readonly missRunBeforeSampling: number;
+  private missRun = 0;
 
   constructor(
     inner: KekProvider,
     maxEntries = 100_000,
+    opts: { missRunBeforeSampling?: number } = {},
   ) {
     super(inner);
     this.generationSize = Math.max(1, Math.floor(maxEntries / 2));
+    this.missRunBeforeSampling = opts.missRunBeforeSampling ?? DEFAULT_MISS_RUN_BEFORE_SAMPLING;
   }
 
   /** Results kept for reuse (for tests and diagnostics). */
@@ -36,15 +46,20 @@ export class DedupingKekProvider extends ForwardingKekProvider {
   override rewrap(dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
     const key = cacheKey(dek, from, to);
     const recent = this.recent.get(key);
-    if (recent) return recent;
+    if (recent) {
+      this.missRun = 0;
+      return recent;
+    }
     const older = this.older.get(key);
     if (older) {
+      this.missRun = 0;
       this.older.delete(key);
       this.remember(key, older);
       return older;
     }
     const p = this.inner.rewrap(dek, from, to, signal);
-    this.remember(key, p);
+    this.missRun++;
+    if (this.missRun < this.missRunBeforeSampling || this.missRun % SAMPLE_EVERY === 0) this.remember(key, p);
     /*
      * Reused: results, and NotUnderSourceError, the provider's answer about this DEK (with the
      * result KMS produced anyway, see kms-material.ts). Never a throttle, a transient or a
@@ -76,11 +91,23 @@ export class DedupingKekProvider extends ForwardingKekProvider {
   }
 }
 
-function cacheKey(dek: WrappedDek, from: KekSelector, to: KekSelector): string {
-  const h = createHash('sha256');
-  h.update(dek.wrapped);
-  h.update('\0' + dek.wrapAlg + '\0' + dek.cekAlg + '\0');
-  h.update(JSON.stringify(Object.keys(dek.matdesc).sort().map((k) => [k, dek.matdesc[k]])));
-  h.update('\0' + JSON.stringify([from.id, from.version ?? null, to.id, to.version ?? null, dek.kek?.id ?? null, dek.kek?.version ?? null]));
-  return h.digest('base64');
+const DEFAULT_MISS_RUN_BEFORE_SAMPLING = 20_000;
+const SAMPLE_EVERY = 16;
+
+/**
+ * Everything a result depends on, as one string. Not a digest: SHA-256 here was ~4 % of a B1
+ * worker's CPU. Every field is length-prefixed (or `-` when absent), in a fixed order, so the
+ * encoding is injective: two different (DEK, context, KEK pair) inputs can never share a key, and
+ * a result is never reused for another item's DEK. The wrapped bytes go in as latin1 (one
+ * character per byte, a one-byte string in V8).
+ */
+export function cacheKey(dek: WrappedDek, from: KekSelector, to: KekSelector): string {
+  let k = field(dek.wrapped.toString('latin1')) + field(dek.wrapAlg) + field(dek.cekAlg);
+  const names = Object.keys(dek.matdesc);
+  if (names.length > 1) names.sort();
+  k += names.length + '#';
+  for (const n of names) k += field(n) + field(dek.matdesc[n]);
+  return k + field(from.id) + field(from.version) + field(to.id) + field(to.version) + field(dek.kek?.id) + field(dek.kek?.version);
 }
+
+const field = (s: string | undefined): string => (s === undefined ? '-' : `${s.length}:${s}`);
