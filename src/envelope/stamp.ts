@@ -4,14 +4,15 @@
  * along with other metadata onto a new DEK is recognised as stale and ignored.
  * The digest is of the *wrapped* key (ciphertext), never of key material.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { KekVersionRef } from '../core/kek-ref.ts';
 import type { RewrapStamp } from '../core/envelope.ts';
 
 export const STAMP_KEY = 'x-rewrap-kek';
 
 export function wrappedDigest(wrapped: Buffer): string {
-  return createHash('sha256').update(wrapped).digest('hex').slice(0, 16);
+  /* crypto.hash: one call instead of a Hash object and three (once per item read and written). */
+  return hash('sha256', wrapped, 'hex').slice(0, 16);
 }
 
 export function makeStamp(kek: KekVersionRef, wrapped: Buffer): RewrapStamp {
