@@ -59,7 +59,8 @@ export class DedupingKekProvider extends ForwardingKekProvider {
     }
     const p = this.inner.rewrap(dek, from, to, signal);
     this.missRun++;
-    if (this.missRun < this.missRunBeforeSampling || this.missRun % SAMPLE_EVERY === 0) this.remember(key, p);
+    if (this.missRun >= this.missRunBeforeSampling && this.missRun % SAMPLE_EVERY !== 0) return p;
+    this.remember(key, p);
     /*
      * Reused: results, and NotUnderSourceError, the provider's answer about this DEK (with the
      * result KMS produced anyway, see kms-material.ts). Never a throttle, a transient or a
