@@ -41,7 +41,7 @@ function metricsUrl(lines: string[]): string {
 }
 
 describe('/metrics of every role during a running campaign', () => {
-  it('passes promtool check metrics, with low-cardinality labels and no key bytes', async () => {
+  it('passes promtool check metrics, with low-cardinality labels and no key bytes; once done, its item and KEK-call counts equal the ledger', async () => {
     if (!existsSync(PROMTOOL)) throw new Error(`${PROMTOOL} is missing: install it with apt-get install -y --no-install-recommends prometheus`);
     const keyringFile = await pipe.keyringFile([v1, v2]);
     const c = await pipe.create({
@@ -74,5 +74,15 @@ describe('/metrics of every role during a running campaign', () => {
     const apiText = await (await fetch(urls.api)).text();
     expect(apiText).toMatch(new RegExp(`^rewrap_campaign_items_remaining\\{campaign="${c.id}"`, 'm'));
     expect(guard.findLeaks()).toEqual([]);
+
+    /* Counted once per (result, reason) per batch, and KEK calls through label-bound children
+       (issue 17, point 2): the totals must still reconcile with the ledger, item for item. */
+    const done = await pipe.waitFor(c.id, 'completed', (p) => p.state === 'completed', 180_000);
+    expect(done.rewrapped).toBe(20_000);
+    const after = await (await fetch(urls.worker)).text();
+    const sum = (re: RegExp) => [...after.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+    expect(sum(/^rewrap_items_total\{[^}]*result="rewrapped"[^}]*\} (\d+)$/gm)).toBe(done.rewrapped);
+    expect(sum(/^rewrap_kek_requests_total\{[^}]*outcome="ok"[^}]*\} (\d+)$/gm)).toBe(done.rewrapped);
+    expect(sum(/^rewrap_kek_request_duration_seconds_count\{[^}]*\} (\d+)$/gm)).toBe(done.rewrapped);
   });
 });
