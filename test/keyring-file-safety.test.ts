@@ -5,10 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadKeyringFile } from '../src/kek/keyring-file.ts';
 import { appendKeyringVersion, setKeyringState } from '../src/kek/keyring-file-edit.ts';
@@ -30,6 +30,13 @@ async function keyring(name: string, keks: { id: string; version: string }[], mo
   await writeFile(f, JSON.stringify({ keks: keks.map((k) => ({ ...k, material: randomBytes(32).toString('base64') })) }), { mode });
   await chmod(f, mode); // whatever the umask
   return f;
+}
+
+/** The pid of a process of this host that has exited (and so a dead lock holder). */
+async function deadPid(): Promise<number> {
+  const c = spawn(process.execPath, ['-e', '']);
+  await new Promise((resolve) => c.once('exit', resolve));
+  return c.pid!;
 }
 
 const versions = (f: string, id: string) => loadKeyringFile(f).filter((e) => e.id === id).map((e) => `${e.version}:${e.state}`);
@@ -69,5 +76,22 @@ describe('keyring file safety (issue 15 point 3)', () => {
     expect(versions(f, 'a')).toEqual(seq);
     expect(versions(f, 'b')).toEqual(seq);
     expect((await readdir(dir)).filter((n) => n.includes('two-procs') && n !== 'two-procs.json')).toEqual([]);
+  }, 60_000);
+
+  it("editors that all find a dead editor's lock break it once: every edit lands, none is lost", async () => {
+    const editors = 6;
+    const ids = Array.from({ length: editors }, (_, i) => `s${i}`);
+    const f = await keyring('stale.json', ids.map((id) => ({ id, version: '1' })));
+    await writeFile(`${f}.lock`, `${await deadPid()}@${hostname()}`, { mode: 0o600 });
+    const child = join(import.meta.dirname, 'support', 'keyring-edit-child.ts');
+    const children = ids.map((id) => spawn(process.execPath, ['--import', 'tsx', child, f, id, '3', '--barrier'], { cwd: join(import.meta.dirname, '..'), stdio: ['pipe', 'pipe', 'inherit'] }));
+    const exited = children.map((c) => new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code))));
+    // The barrier: every child has loaded and waits on stdin; one write each releases them together.
+    await Promise.all(children.map((c) => new Promise<void>((resolve) => c.stdout!.once('data', () => resolve()))));
+    for (const c of children) c.stdin!.write('go\n');
+    expect(await Promise.all(exited)).toEqual(ids.map(() => 0));
+    for (const id of ids) expect(versions(f, id)).toEqual(['1:enabled', '2:enabled', '3:enabled', '4:enabled']);
+    expect((await readdir(dir)).filter((n) => n.startsWith('stale.json') && n !== 'stale.json')).toEqual([]);
+    expect((await readdir(dir)).filter((n) => n.includes('stale.json') && n.endsWith('.tmp'))).toEqual([]);
   }, 60_000);
 });
