@@ -6,7 +6,8 @@
  *   - a random sample of moved items, re-read from the stores through the EnvelopeStore port,
  *     decrypts under the KEK that wraps it now (and not under the one being retired).
  * Irreversible steps (removing material) also need a full pass: every item in scope re-read from
- * the stores themselves, not from the ledger. Anything that blocks is said in `blockers`.
+ * the stores themselves, not from the ledger (for a campaign planned from a report, whole buckets:
+ * fullPassSources). Anything that blocks is said in `blockers`.
  * Invariant 7: an item rewrap could not read or does not rewrap (S3EC V1/V3, unknown algorithms,
  * malformed fields) blocks, in the ledger and in the full pass alike, unless what it still names
  * (matdesc, KMS key id, KEK columns: unreadable-kek.ts) is another KEK; only a missing item or
@@ -23,6 +24,9 @@ import { mayBeUnder } from '../core/kms-material.ts';
 import type { KekVerifier } from '../kek/kek-admin.ts';
 import { storeIdOf, type CampaignSpec } from '../core/campaign-spec.ts';
 import { noncurrentVersionUse, type NoncurrentUse } from './versioned-buckets.ts';
+import { S3ListSource } from '../sources/s3-list-source.ts';
+import type { Source } from '../sources/source.ts';
+import { parseStoreId } from '../core/store-id.ts';
 
 export interface RetirementOptions {
   /** The injectable clock. */
@@ -164,7 +168,31 @@ function narrowedTo(spec: CampaignSpec, kek: KekSelector): CampaignSpec {
   return keep.length > 0 ? { ...spec, keyMap: keep } : spec;
 }
 
-/** Every item of every source of the campaigns that drained the KEK, read from its store. */
+/**
+ * What the full pass enumerates for a campaign: its `s3` and `pg` sources as they plan, but for a
+ * report (`s3-manifest`, `s3-inventory`) the whole buckets it may write (its S3 scopes), listed
+ * with ListObjectsV2. A report is a snapshot: an object written under the KEK after it was taken,
+ * or never in it, is in none of the campaign's batches, and the empty delta pass of a fixed list
+ * did not look for it. Removing the KEK's material must not take it on trust.
+ */
+function fullPassSources(res: Resources, c: Campaign, spec: CampaignSpec): { source: Source; what: string }[] {
+  const out: { source: Source; what: string }[] = [];
+  let reports = false;
+  spec.sources.forEach((s, i) => {
+    if (s.type === 's3-manifest' || s.type === 's3-inventory') reports = true;
+    else out.push({ source: res.source(spec, i), what: s.type === 's3' ? `s3|${s.bucket}|${s.prefix ?? ''}` : `pg|${s.table}` });
+  });
+  if (reports) {
+    for (const scope of c.scopes) {
+      const store = parseStoreId(scope.storeId);
+      if (store?.kind !== 's3') continue;
+      out.push({ source: new S3ListSource(res.s3Client(), store.bucket, scope.prefix), what: `s3|${store.bucket}|${scope.prefix ?? ''}` });
+    }
+  }
+  return out;
+}
+
+/** Every item of every source of the campaigns that drained the KEK (whole buckets for reports), read from its store. */
 async function verifyEveryItem(
   res: Resources,
   campaigns: Campaign[],
@@ -173,6 +201,7 @@ async function verifyEveryItem(
   signal?: AbortSignal,
 ) {
   const seen = new Set<string>();
+  const enumerated = new Set<string>();
   const underKek: Record<string, number> = {};
   const failed: ItemProblem[] = [];
   const unreadable = new Map<string, ItemsByReason>();
@@ -181,8 +210,12 @@ async function verifyEveryItem(
   for (const c of campaigns) {
     /* A key map campaign's sources narrowed to the entries of this KEK (a pg source then selects its rows only; a listing lists all). */
     const spec = narrowedTo(c.spec, kek);
-    for (let i = 0; i < c.spec.sources.length; i++) {
-      const source = res.source(spec, i);
+    for (const { source, what } of fullPassSources(res, c, spec)) {
+      /* The same listing for several campaigns is read once (a pg source's rows depend on the spec's KEKs: not deduplicated). */
+      if (what.startsWith('s3|')) {
+        if (enumerated.has(what)) continue;
+        enumerated.add(what);
+      }
       for (let cursor: unknown = null, done = false; !done; ) {
         const page = await source.page(cursor, 1000, signal);
         for (const g of page.groups) {

@@ -1,0 +1,108 @@
+/**
+ * Issue 17, point 7 (invariant 7): a campaign planned from a report (an `s3-manifest` here; an
+ * `s3-inventory` source takes the same path) has an empty delta pass: a report is a fixed list.
+ * Objects written under the old KEK after the report was taken, or never in it, are in none of its
+ * batches. `kek retire --delete` (the real CLI, real scheduler and worker processes, RGW) must not
+ * take the report's word for the bucket: its full pass lists the whole bucket, refuses naming the
+ * bucket and the count, and the KEK's material stays. Once those objects are rotated too, it retires.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { createS3Client } from '../src/stores/s3-client.ts';
+import { getDecrypted, matdescKey, putEncrypted } from '../dev/reference/s3ec-client.ts';
+import { loadKeyringFile } from '../src/kek/keyring-file.ts';
+import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
+import { startPipeline, type Pipeline } from './support/pipeline.ts';
+import { jsonOf, rewrapCli } from './support/cli.ts';
+import { LeakGuard } from './support/leak-guard.ts';
+
+const m1 = { id: 'm', version: '1', material: randomBytes(32) };
+const m2 = { id: 'm', version: '2', material: randomBytes(32) };
+const guard = new LeakGuard();
+guard.secret(m1.material, m2.material);
+
+let pipe: Pipeline;
+let s3: S3Client;
+let bucket: TestBucket;
+let keyringFile: string;
+let dir: string;
+const bodies = new Map<string, Buffer>();
+
+interface RetireJson {
+  retired: boolean;
+  action: string | null;
+  blockers: string[];
+  fullPass?: { checked: number; underKek: Record<string, number> };
+}
+
+async function retire(...args: string[]): Promise<{ code: number; json: RetireJson }> {
+  const r = await rewrapCli(pipe, ['kek', 'retire', 'm@1', '--json', '--grace', '0', ...args]);
+  guard.text(r.stdout, r.stderr);
+  return { code: r.code, json: jsonOf<RetireJson>(r) };
+}
+
+const aes = (k: typeof m1) => ({ kind: 'aes' as const, material: k.material, matdesc: { kek: `${k.id}@${k.version}` } });
+/** Decrypts with only that KEK (an S3EC V2 reader would): the payload, or a throw. */
+const payloadUnder = async (key: string, k: typeof m1) =>
+  (await getDecrypted(s3, bucket.bucket, key, { aes: new Map([[matdescKey({ kek: `${k.id}@${k.version}` }), k.material]]) })).payload;
+
+async function put(key: string): Promise<void> {
+  const body = randomBytes(100);
+  bodies.set(key, body);
+  await putEncrypted(s3, bucket.bucket, key, body, { placement: key.endsWith('i') ? 'instruction' : 'metadata', wrap: aes(m1) });
+}
+
+beforeAll(async () => {
+  pipe = await startPipeline({ label: 'retire-report', workers: 1 });
+  const env = s3TestEnv();
+  s3 = createS3Client({ endpoint: env.endpoint, region: env.region, credentials: env });
+  bucket = await freshBucket(s3, 'retire-report');
+  keyringFile = await pipe.keyringFile([m1, m2]);
+  dir = await mkdtemp(join(tmpdir(), 'rewrap-retire-report-'));
+}, 180_000);
+
+afterAll(async () => {
+  await pipe?.stop();
+  await bucket?.cleanup();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function rotateManifest(name: string, keys: string[]) {
+  const manifestFile = join(dir, `${name}.csv`);
+  await writeFile(manifestFile, keys.map((k) => `${bucket.bucket},${k}\n`).join(''));
+  const c = await pipe.create({ name, sources: [{ type: 's3-manifest', manifestFile }], provider: { type: 'local', keyringFile }, from: 'm@1', to: 'm@2', options: { batchSize: 10 } });
+  return pipe.waitFor(c.id, 'completed', (p) => p.state === 'completed', 120_000);
+}
+
+describe('kek retire after a campaign planned from a report (issue 17 point 7, invariant 7)', () => {
+  it('objects the report did not list (written after it was taken) block --delete, found listing the whole bucket; m@1 keeps its material until they are rotated too', async () => {
+    const listed = Array.from({ length: 20 }, (_, i) => `listed/${i}${i % 4 === 0 ? 'i' : ''}`);
+    const late = Array.from({ length: 3 }, (_, i) => `late/${i}`);
+    await Promise.all(listed.map(put));
+    const p = await rotateManifest('report', listed);
+    expect(p).toMatchObject({ planned: 20, rewrapped: 20, skipped: 0, failed: 0 });
+    // Written under the old KEK after the report was taken: the campaign (and its delta pass) never saw them.
+    await Promise.all(late.map(put));
+
+    const refused = await retire('--delete');
+    expect(refused.code, JSON.stringify(refused.json)).toBe(3);
+    expect(refused.json.retired).toBe(false);
+    const store = `s3://${bucket.bucket}`;
+    expect(refused.json.fullPass).toMatchObject({ checked: 23, underKek: { [store]: 3 } });
+    expect(refused.json.blockers).toContainEqual(`${store}: 3 item(s) under m@1 found re-reading the store`);
+    expect(loadKeyringFile(keyringFile).map((e) => `${e.id}@${e.version}:${e.state}`)).toContain('m@1:enabled');
+    for (const k of late) expect((await payloadUnder(k, m1)).equals(bodies.get(k)!)).toBe(true);
+
+    // The next report lists them; once they moved, the full pass finds nothing under m@1 and the material goes.
+    expect(await rotateManifest('next-report', late)).toMatchObject({ planned: 3, rewrapped: 3 });
+    const retired = await retire('--delete');
+    expect(retired.code, JSON.stringify(retired.json)).toBe(0);
+    expect(retired.json.fullPass).toMatchObject({ checked: 23, underKek: {} });
+    expect(loadKeyringFile(keyringFile).map((e) => `${e.id}@${e.version}`)).not.toContain('m@1');
+    for (const k of [...listed, ...late]) expect((await payloadUnder(k, m2)).equals(bodies.get(k)!)).toBe(true);
+  }, 240_000);
+});
