@@ -13,6 +13,13 @@
  *   T          = items / rate;  planning runs ahead of the workers at planItemsPerSec, so it bounds T
  *                only if items / planItemsPerSec > T
  *   ledger     = items * ledgerBytesPerItem (rows: one item row + one inventory row per item, one batch row per batch)
+ *   delta pass (the final pass's search for late writes, after the main pass drained; adds to T):
+ *     pg, no index on the KEK columns: items * deltaPgSecondsPerTableRow (one walk of the id index);
+ *     pg, index on (kek id, kek version, id): lateItems * deltaPgSecondsPerLateRowIndexed;
+ *     s3 listing: items / 1000 ListObjectsV2 pages, one after another (continuation tokens), at
+ *       s3ListPageSeconds each (ListObjectsV2 has no time filter: every key is listed again, and
+ *       only the keys modified since the plan began, not planned yet, are planned);
+ *     s3-inventory / s3-manifest: no search (a report is fixed); the next report takes late writes.
  */
 
 export interface ScaleInputs {
@@ -25,6 +32,9 @@ export interface ScaleInputs {
   schedulerCpuPerBatch: number;
   redisCpuPerBatch: number;
   ledgerBytesPerItem: number;
+  /** The delta pass's search, measured on the pg source (bench/scenarios/s-scale.ts). */
+  deltaPgSecondsPerTableRow: number;
+  deltaPgSecondsPerLateRowIndexed: number;
   budget: { redisCpuPerToken: number; redisCpuPerRoundTrip: number; workerCpuPerTokenBlocks: number; workerCpuPerTokenPerRequest: number; blockMs: number };
 }
 
@@ -33,6 +43,10 @@ export interface ScaleCase {
   quota: number;
   pgCoresAvailable: number;
   workerCoresEach: number;
+  /** Items written under the source KEK after the plan (found by the delta pass). */
+  lateItems: number;
+  /** Seconds per ListObjectsV2 page of 1,000 keys: an assumption, not measured here (no AWS). */
+  s3ListPageSeconds: number;
 }
 
 export interface ScaleOutput {
@@ -55,6 +69,11 @@ export interface ScaleOutput {
   achievableRate: number;
   hours: number;
   quotaUsedPercent: number;
+  deltaPgHoursNoIndex: number;
+  deltaPgSecondsKekIndex: number;
+  deltaS3ListRequests: number;
+  deltaS3ListHours: number;
+  s3ListPageSecondsAssumed: number;
 }
 
 export function scaleModel(m: ScaleInputs, c: ScaleCase): ScaleOutput {
@@ -96,6 +115,11 @@ export function scaleModel(m: ScaleInputs, c: ScaleCase): ScaleOutput {
     achievableRate: Math.round(c.items / (hours * 3600)),
     hours,
     quotaUsedPercent: (100 * c.items) / (hours * 3600) / c.quota,
+    deltaPgHoursNoIndex: (c.items * m.deltaPgSecondsPerTableRow) / 3600,
+    deltaPgSecondsKekIndex: c.lateItems * m.deltaPgSecondsPerLateRowIndexed,
+    deltaS3ListRequests: Math.ceil(c.items / 1000),
+    deltaS3ListHours: (Math.ceil(c.items / 1000) * c.s3ListPageSeconds) / 3600,
+    s3ListPageSecondsAssumed: c.s3ListPageSeconds,
   };
 }
 
@@ -106,6 +130,7 @@ export function describeScale(o: ScaleOutput): string {
     `${f(o.items / 1e9, 1)}B items at ${f(o.quota, 0)} req/s, Postgres ${o.pgCoresAvailable} cores: ${f(o.hours)} h (${o.rateLimitedBy}; ${f(o.achievableRate, 0)} items/s, ${f(o.quotaUsedPercent, 0)} % of the quota; the quota alone: ${f(o.kmsHours)} h)`,
     `  planning ${f(o.planningHours)} h; ledger ${f(o.ledgerRows / 1e9, 2)}B rows, ${f(o.ledgerGB, 0)} GB`,
     `  at the quota: Postgres ${f(o.pgCoresAtQuota, 2)} cores, workers ${f(o.workerCoresAtQuota, 2)} cores (${o.workers} workers), Redis (BullMQ) ${f(o.redisCoresBullmq, 3)} cores`,
+    `  delta pass search: pg ${f(o.deltaPgHoursNoIndex, 2)} h without an index on the KEK columns, ${f(o.deltaPgSecondsKekIndex, 1)} s with one; s3 listing ${f(o.deltaS3ListRequests / 1e6, 1)}M LIST requests, ${f(o.deltaS3ListHours)} h at ${o.s3ListPageSecondsAssumed} s a page (assumed); reports: none`,
     `  budget: per request ${f(o.budgetRedisCoresPerRequest, 2)} Redis cores + ${f(o.budgetWorkerCoresPerRequest, 2)} worker cores; in blocks ${f(o.budgetRedisCoresBlocks, 4)} Redis cores + ${f(o.budgetWorkerCoresBlocks, 2)} worker cores`,
   ].join('\n');
 }

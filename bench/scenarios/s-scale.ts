@@ -10,6 +10,11 @@
  *     the scheduler and of Postgres per item, ledger bytes per item;
  *   - run: a window of the campaign running: per batch, Redis commands and Redis, Postgres and
  *     scheduler CPU; per item, worker CPU; ledger bytes per item once committed.
+ *   - delta: the final delta pass's search (issue 17, point 7) once every row is at the target
+ *     but 1 in 10,000, rewritten under the source KEK "after the plan" (late writes): the pg
+ *     source's own delta pages (PLAN_PAGE rows) over the whole table, first as created (no index
+ *     on the KEK columns: one pass of the primary key index over every row), then with an index on
+ *     (kek_id, kek_version, id) (only the late rows are visited); wall time and Postgres CPU.
  * Then the shared KMS budget alone at 10,000 req/s, per request and in blocks: Redis CPU per
  * round trip and per token, worker CPU per token.
  */
@@ -22,8 +27,11 @@ import { Deployment, round } from '../lib/deployment.ts';
 import { benchKeyring, scenarioEnv, type BenchContext, type ScenarioResult, type ScenarioEnv } from '../lib/context.ts';
 import { describeScale, scaleModel, type ScaleInputs } from '../lib/scale-model.ts';
 import { ROW_BATCH, rowSpec } from './b1-rows.ts';
+import { PgTableSource } from '../../src/sources/pg-table-source.ts';
 
 const PLAN_PAGE = 50_000;
+/** The model's assumed ListObjectsV2 page time (1,000 keys), not measured here: no AWS from this box. */
+const S3_LIST_PAGE_SECONDS = 0.1;
 
 async function redisCalls(r: Redis): Promise<number> {
   const info = await r.info('stats');
@@ -37,6 +45,43 @@ async function ledgerBytes(env: ScenarioEnv): Promise<number> {
     [env.db.schema],
   );
   return Number(rows[0]!.bytes);
+}
+
+/** One delta pass's search over the table, as the scheduler runs it (PgTableSource.deltaPage): rows found, wall and Postgres CPU. */
+async function deltaScan(env: ScenarioEnv, table: string) {
+  const source = new PgTableSource(env.db.pool, { table, idColumn: 'id', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version' }, { id: 'scale', version: '1' });
+  const end = await env.meter.begin();
+  const t = performance.now();
+  let found = 0;
+  let pages = 0;
+  for (let cursor: unknown = null, done = false; !done; pages++) {
+    const page = await source.deltaPage(new Date(0), cursor, PLAN_PAGE);
+    found += page.groups.reduce((a, g) => a + g.keys.length, 0);
+    cursor = page.cursor;
+    done = page.done;
+  }
+  const seconds = (performance.now() - t) / 1000;
+  const cpu = await end();
+  return { found, pages, seconds: round(seconds, 3), postgresCpuSeconds: cpu.postgres };
+}
+
+/** The delta pass's search at size n (see the header): without and with an index on the KEK columns. */
+async function measureDelta(ctx: BenchContext, env: ScenarioEnv, table: string, n: number) {
+  await env.db.pool.query(`UPDATE ${table} SET kek_version = '2'`);
+  const late = await env.db.pool.query(`UPDATE ${table} SET kek_version = '1' WHERE id % 10000 = 0`);
+  await env.db.pool.query(`VACUUM ANALYZE ${table}`);
+  const scan = await deltaScan(env, table);
+  await env.db.pool.query(`CREATE INDEX ${table}_kek ON ${table} (kek_id, kek_version, id)`);
+  await env.db.pool.query(`ANALYZE ${table}`);
+  const indexed = await deltaScan(env, table);
+  const delta = {
+    rows: n,
+    lateRows: late.rowCount ?? 0,
+    noIndex: { ...scan, usPerTableRow: round((1e6 * scan.seconds) / n, 3), postgresCpuUsPerTableRow: round((1e6 * scan.postgresCpuSeconds) / n, 3) },
+    kekIndex: { ...indexed, usPerLateRow: round((1e6 * indexed.seconds) / Math.max(1, indexed.found), 1) },
+  };
+  ctx.say(`    delta pass search: ${delta.lateRows} late rows of ${n.toLocaleString('en')}; no index ${scan.seconds} s (${delta.noIndex.usPerTableRow} us/row, found ${scan.found}); KEK index ${indexed.seconds} s (found ${indexed.found})`);
+  return delta;
 }
 
 async function measureSize(ctx: BenchContext, n: number, runSeconds: number) {
@@ -124,7 +169,8 @@ async function measureSize(ctx: BenchContext, n: number, runSeconds: number) {
         ledgerBytesPerItemAfterCommits: round(bytesAfter / n, 1),
       };
       ctx.say(`    ran ${items} items (${run.itemsPerSec}/s): per batch of ${ROW_BATCH}: Postgres ${run.postgresCpuMsPerBatch} ms, Redis ${run.redisCommandsPerBatch} commands / ${run.redisCpuMsPerBatch} ms, scheduler ${run.schedulerCpuMsPerBatch} ms; worker ${run.workerCpuUsPerItem} us/item`);
-      return { plan, run };
+      const delta = await measureDelta(ctx, env, table, n);
+      return { plan, run, delta };
     } finally {
       await d.stop();
     }
@@ -203,6 +249,7 @@ export async function runScale(ctx: BenchContext, sizes?: number[]): Promise<Sce
     measured.push(m);
     phases[`plan ${n.toLocaleString('en')}`] = m.plan;
     phases[`run ${n.toLocaleString('en')}`] = m.run;
+    phases[`delta ${n.toLocaleString('en')}`] = m.delta;
   }
   /* The model, from the largest size measured. */
   const big = measured.at(-1)!;
@@ -215,6 +262,8 @@ export async function runScale(ctx: BenchContext, sizes?: number[]): Promise<Sce
     schedulerCpuPerBatch: big.run.schedulerCpuMsPerBatch / 1000,
     redisCpuPerBatch: big.run.redisCpuMsPerBatch / 1000,
     ledgerBytesPerItem: big.run.ledgerBytesPerItemAfterCommits,
+    deltaPgSecondsPerTableRow: big.delta.noIndex.usPerTableRow / 1e6,
+    deltaPgSecondsPerLateRowIndexed: big.delta.kekIndex.usPerLateRow / 1e6,
     budget: {
       redisCpuPerToken: perRequest.redisCpuUsPerToken / 1e6,
       redisCpuPerRoundTrip: blocks.redisCpuUsPerRoundTrip / 1e6,
@@ -230,7 +279,7 @@ export async function runScale(ctx: BenchContext, sizes?: number[]): Promise<Sce
     [10_000, 16],
     [100_000, 16],
   ] as const) {
-    const o = scaleModel(inputs, { items: 1e9, quota, pgCoresAvailable: pgCores, workerCoresEach: 1 });
+    const o = scaleModel(inputs, { items: 1e9, quota, pgCoresAvailable: pgCores, workerCoresEach: 1, lateItems: 1e5, s3ListPageSeconds: S3_LIST_PAGE_SECONDS });
     models[`1B at ${quota} req/s, Postgres ${pgCores} cores`] = o;
     notes.push(...describeScale(o).split('\n'));
   }
@@ -242,7 +291,12 @@ export async function runScale(ctx: BenchContext, sizes?: number[]): Promise<Sce
     title: 'scale model',
     params: { sizes: list.join('/'), runSeconds, workers: 2, batchSize: ROW_BATCH, planPage: PLAN_PAGE },
     phases,
-    ratios: Object.fromEntries(measured.map((m) => [`worker us/item @${m.plan.items}`, m.run.workerCpuUsPerItem])),
+    ratios: Object.fromEntries(
+      measured.flatMap((m) => [
+        [`worker us/item @${m.plan.items}`, m.run.workerCpuUsPerItem],
+        [`delta search us/table row, no KEK index @${m.plan.items}`, m.delta.noIndex.usPerTableRow],
+      ]),
+    ),
     targets: {},
     notes,
     seconds: round((performance.now() - started) / 1000, 1),
