@@ -16,7 +16,7 @@ import type { KekProvider } from '../kek/kek-provider.ts';
 import type { KekAdmin } from '../kek/kek-admin.ts';
 import { LocalKeyringAdmin } from '../kek/local-keyring-admin.ts';
 import { KmsKekAdmin } from '../kek/kms-kek-admin.ts';
-import { createS3Client } from '../stores/s3-client.ts';
+import { createS3Client, payingClient } from '../stores/s3-client.ts';
 import { S3EnvelopeStore } from '../stores/s3-envelope-store.ts';
 import { PgTableStore } from '../stores/pg-table-store.ts';
 import { createKmsClient } from '../kek/kms-client.ts';
@@ -285,7 +285,8 @@ export class Resources {
 
   source(spec: CampaignSpec, index: number): Source {
     const s = spec.sources[index]!;
-    if (s.type === 's3') return new S3ListSource(this.s3Client(), s.bucket, s.prefix);
+    /* A requester-pays bucket is listed as requester too (its instruction-file HEADs as well). */
+    if (s.type === 's3') return new S3ListSource(s.requesterPays ? payingClient(this.s3Client()) : this.s3Client(), s.bucket, s.prefix);
     if (s.type === 's3-manifest') return new CsvManifestSource(s.manifestFile, s.keysUrlEncoded);
     if (s.type === 's3-inventory') return new S3InventorySource(this.s3Client(), s, this.inventories);
     const from = sourceKeksOf(spec);

@@ -127,3 +127,17 @@ export function withHeaders<C extends WithMiddlewareStack>(command: C, headers: 
 export function copySource(bucket: string, key: string): string {
   return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
 }
+
+/**
+ * The client with `x-amz-request-payer: requester` on every request sent through it (a source's
+ * `"requesterPays": true`: the store's reads and writes, and the listing that plans it).
+ */
+export function payingClient(client: S3Client): S3Client {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      if (prop !== 'send') return Reflect.get(target, prop, receiver);
+      return (command: Parameters<S3Client['send']>[0], options?: Parameters<S3Client['send']>[1]) =>
+        target.send(withHeaders(command, { 'x-amz-request-payer': 'requester' }, 'rewrapRequestPayer'), options);
+    },
+  });
+}

@@ -23,7 +23,7 @@ import { INSTRUCTION_FILE_MARKER, INSTRUCTION_SUFFIX, detectFormat, hasEncryptio
 import { ConfigError, permanent } from '../core/errors.ts';
 import type { CasLevel, EnvelopeStore, ItemRef, ReadResult, WriteFence, WriteResult } from './envelope-store.ts';
 import type { Envelope } from '../core/envelope.ts';
-import { withHeaders } from './s3-client.ts';
+import { payingClient } from './s3-client.ts';
 import { copyLevel, instructionLevel, multipartLevel, probeS3Capabilities, type S3Capabilities } from './s3-capabilities.ts';
 import { isNotFound, toItemFailure } from './s3-errors.ts';
 import { uncopyableFromHead, uncopyableFromHeadError } from './s3-uncopyable.ts';
@@ -208,17 +208,6 @@ export class S3EnvelopeStore implements EnvelopeStore {
   private where(item: ItemRef): string {
     return s3Url(this.bucket, item.key);
   }
-}
-
-/** The client with `x-amz-request-payer: requester` on every request sent through it. */
-function payingClient(client: S3Client): S3Client {
-  return new Proxy(client, {
-    get(target, prop, receiver) {
-      if (prop !== 'send') return Reflect.get(target, prop, receiver);
-      return (command: Parameters<S3Client['send']>[0], options?: Parameters<S3Client['send']>[1]) =>
-        target.send(withHeaders(command, { 'x-amz-request-payer': 'requester' }, 'rewrapRequestPayer'), options);
-    },
-  });
 }
 
 function positiveInt(name: string, value: number): number {
