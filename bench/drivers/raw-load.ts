@@ -5,7 +5,8 @@
  * runs the timed part and prints {"items":..,"ok":..,"seconds":..}.
  *
  * Modes: the raw limits of each service at the pipeline's concurrency (no queue, no ledger), the
- * naive one-at-a-time loop a user would write by hand, and writing S3 fixtures (several processes
+ * naive one-at-a-time loop a user would write by hand, the loop a careful user would write by
+ * hand (pg-loop: a keyset page, rewrapped in process, one batched conditional UPDATE per page), and writing S3 fixtures (several processes
  * write them faster than the bench process alone: the SDK's CPU per PUT is the limit).
  */
 import { createInterface } from 'node:readline';
@@ -45,6 +46,7 @@ export interface S3Target {
 export type DriverConfig =
   | { mode: 'pg-update'; url: string; table: string; ids: [number, number]; batchSize: number; concurrency: number }
   | { mode: 'pg-naive'; url: string; table: string; ids: [number, number]; fromKek: RawKek; toKek: RawKek }
+  | { mode: 'pg-loop'; url: string; table: string; ids: [number, number]; page: number; fromKek: RawKek; toKek: RawKek }
   | { mode: 's3-write'; s3: S3Target; keys: KeyRange; concurrency: number }
   | { mode: 'kms-reencrypt'; s3: S3Target; keys: KeyRange; kmsUrl: string; from: string; to: string; concurrency: number }
   | { mode: 's3-naive'; s3: S3Target; keys: KeyRange; kmsUrl: string; from: string; to: string }
@@ -110,6 +112,37 @@ async function prepare(c: DriverConfig): Promise<{ items: number; run: Timed; cl
             ok += r.rowCount ?? 0;
           }
           return ok;
+        },
+        close: () => client.end(),
+      };
+    }
+    case 'pg-loop': {
+      /* What a careful user writes by hand (~100 lines): no ledger, no queue, no lease, no audit. */
+      const client = new pg.Client({ connectionString: c.url });
+      await client.connect();
+      const fromKey = Buffer.from(c.fromKek.material, 'base64');
+      const toKey = Buffer.from(c.toKek.material, 'base64');
+      return {
+        items: c.ids[1] - c.ids[0],
+        run: async () => {
+          let ok = 0;
+          for (let last = c.ids[0] - 1; ; ) {
+            const { rows } = await client.query<{ id: string; wrapped_dek: Buffer }>(
+              `SELECT id::text, wrapped_dek FROM ${c.table} WHERE id > $1 AND id < $2 AND kek_id = $3 AND kek_version = $4 ORDER BY id LIMIT $5`,
+              [last, c.ids[1], c.fromKek.id, c.fromKek.version, c.page],
+            );
+            if (rows.length === 0) return ok;
+            const ids = rows.map((r) => r.id);
+            const old = rows.map((r) => r.wrapped_dek);
+            const next = rows.map((r) => aesGcmWrap(toKey, aesGcmUnwrap(fromKey, r.wrapped_dek)));
+            const u = await client.query(
+              `UPDATE ${c.table} t SET wrapped_dek = u.w, kek_version = $4 FROM unnest($1::bigint[], $2::bytea[], $3::bytea[]) AS u(id, o, w)
+                WHERE t.id = u.id AND t.wrapped_dek = u.o`,
+              [ids, old, next, c.toKek.version],
+            );
+            ok += u.rowCount ?? 0;
+            last = Number(ids[ids.length - 1]);
+          }
         },
         close: () => client.end(),
       };
