@@ -127,8 +127,9 @@ async function prepare(c: DriverConfig): Promise<{ items: number; run: Timed; cl
         run: async () => {
           let ok = 0;
           for (let last = c.ids[0] - 1; ; ) {
+            /* ORDER BY the bigint column (an output column named id, as text, would order as text). */
             const { rows } = await client.query<{ id: string; wrapped_dek: Buffer }>(
-              `SELECT id::text, wrapped_dek FROM ${c.table} WHERE id > $1 AND id < $2 AND kek_id = $3 AND kek_version = $4 ORDER BY id LIMIT $5`,
+              `SELECT t.id::text AS id, t.wrapped_dek FROM ${c.table} t WHERE t.id > $1 AND t.id < $2 AND t.kek_id = $3 AND t.kek_version = $4 ORDER BY t.id LIMIT $5`,
               [last, c.ids[1], c.fromKek.id, c.fromKek.version, c.page],
             );
             if (rows.length === 0) return ok;

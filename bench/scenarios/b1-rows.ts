@@ -116,7 +116,10 @@ export async function runB1(ctx: BenchContext): Promise<ScenarioResult> {
         splitRange(from, from + loopRows, clients).map((ids, i) => ({ mode: 'pg-loop' as const, url: env.db.url(`loop-${clients}-${i}`), table, ids, page: 1000, fromKek: rawKek(v2), toKek: rawKek(v3) })),
         env.meter,
       );
-      if (m.ok !== loopRows) throw new Error(`B1 (e): ${m.ok} of ${loopRows} rows rewrapped by ${clients} client(s)`);
+      if (m.ok !== loopRows) {
+        const { rows } = await env.db.pool.query(`SELECT kek_id, kek_version, count(*)::int AS n FROM ${table} WHERE id >= $1 AND id < $2 GROUP BY 1, 2 ORDER BY 1, 2`, [from, from + loopRows]);
+        throw new Error(`B1 (e): ${m.ok} of ${loopRows} rows rewrapped by ${clients} client(s); the range holds ${JSON.stringify(rows)}`);
+      }
       ctx.say(`    ${m.itemsPerSec.toLocaleString('en')} rows/s`);
       return m;
     };
