@@ -36,39 +36,40 @@ export async function planStep(res: Resources, campaign: Campaign, pageSize: num
   const since = campaign.planStartedAt ?? new Date(0);
   const read = (at: PlanCursor) => {
     const source = res.source(spec, at.s);
-    return delta ? source.deltaPage(since, at.c, pageSize, signal) : source.page(at.c, pageSize, signal);
+    const p = delta ? source.deltaPage(since, at.c, pageSize, signal) : source.page(at.c, pageSize, signal);
+    /* Awaited only once the ledger write of the page before it is done: a read that fails first
+       (a restart ends both sessions; the read's 57P01 may arrive first) would be an unhandled
+       rejection meanwhile, and that ends the process. Marked handled here, it still rejects for
+       the await below, which fails the step like any other error. */
+    p.catch(() => undefined);
+    return p;
   };
   let cur: PlanCursor = (campaign.planCursor as PlanCursor | null) ?? { s: 0, c: null };
   let reading = read(cur);
   let planned = 0;
-  try {
-    for (;;) {
-      const page = await reading;
-      const next: PlanCursor | null = !page.done ? { s: cur.s, c: page.cursor } : cur.s + 1 < spec.sources.length ? { s: cur.s + 1, c: null } : null;
-      const planDone = next === null;
-      if (next) reading = read(next);
-      const groups = page.groups.filter((g) => g.keys.length > 0);
-      if (groups.length === 0) groups.push({ storeId: '', keys: [] });
-      for (let i = 0; i < groups.length; i++) {
-        const g = groups[i]!;
-        const last = i === groups.length - 1;
-        if (g.keys.length === 0) {
-          await savePlanCursor(res.ledger, campaign.id, last ? next : cur, last && planDone);
-          continue;
-        }
-        const replan = delta && spec.sources[cur.s]!.type === 'pg';
-        const r = replan
-          ? await replanItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? { cursor: next, planDone } : undefined)
-          : await addPlannedItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? next : cur, last && planDone, delta);
-        planned += r.planned + r.requeued;
+  for (;;) {
+    const page = await reading;
+    const next: PlanCursor | null = !page.done ? { s: cur.s, c: page.cursor } : cur.s + 1 < spec.sources.length ? { s: cur.s + 1, c: null } : null;
+    const planDone = next === null;
+    if (next) reading = read(next);
+    const groups = page.groups.filter((g) => g.keys.length > 0);
+    if (groups.length === 0) groups.push({ storeId: '', keys: [] });
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i]!;
+      const last = i === groups.length - 1;
+      if (g.keys.length === 0) {
+        await savePlanCursor(res.ledger, campaign.id, last ? next : cur, last && planDone);
+        continue;
       }
-      if (planDone) return { planned, planDone: true };
-      cur = next;
-      if (Date.now() - started >= budgetMs) return { planned, planDone: false };
+      const replan = delta && spec.sources[cur.s]!.type === 'pg';
+      const r = replan
+        ? await replanItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? { cursor: next, planDone } : undefined)
+        : await addPlannedItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? next : cur, last && planDone, delta);
+      planned += r.planned + r.requeued;
     }
-  } finally {
-    /* A page read ahead and not used: its failure (if any) is not this step's. */
-    reading.catch(() => undefined);
+    if (planDone) return { planned, planDone: true };
+    cur = next;
+    if (Date.now() - started >= budgetMs) return { planned, planDone: false };
   }
 }
 

@@ -66,7 +66,8 @@ function deadProcesses(): string[] {
   const why = (lines: string[]) => {
     const at = lines.findIndex((l) => /Unhandled/.test(l));
     const stack = at >= 0 ? lines.slice(at, at + 20) : [];
-    return [...lines.filter((l) => /^\w*[Ee]rror:|terminating connection/.test(l)).slice(0, 5), ...stack].join('\n');
+    /* And the last lines: an unhandled rejection prints its stack there, with no "Unhandled" line. */
+    return [...lines.filter((l) => /^\w*[Ee]rror:|terminating connection/.test(l)).slice(0, 5), ...stack, '--- last lines:', ...lines.slice(-25)].join('\n');
   };
   return pipe.all.filter((x) => x.child.exitCode !== null || x.child.signalCode !== null).map((x) => `${x.name} exited (${x.child.exitCode ?? x.child.signalCode}):\n${why(x.lines)}`);
 }
