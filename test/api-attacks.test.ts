@@ -181,6 +181,18 @@ describe('reads need a token; the Host header is checked; errors say nothing of 
     expect((await withHost('/api/campaigns', `127.0.0.1:${port}`, READ_TOKEN)).status).toBe(200);
   });
 
+  it('a request path that is no URL (//, /\\, //a:b) is refused (400, or 403 under a foreign Host), and the API keeps answering', async () => {
+    const port = new URL(url).port;
+    for (const path of ['//', '///', '/\\', '//a:b']) {
+      for (const host of [`127.0.0.1:${port}`, 'evil.example']) {
+        const r = await withHost(path, host, READ_TOKEN);
+        expect(r.status, `${path} with Host ${host}`).toBe(host === 'evil.example' ? 403 : 400);
+      }
+    }
+    expect(api.child.exitCode, api.lines.slice(-20).join('\n')).toBeNull();
+    expect((await call('GET', '/api/campaigns', { token: READ_TOKEN })).status).toBe(200);
+  });
+
   it('the campaign list is paged: ?limit= and `next` walk every campaign once, in the ledger order', async () => {
     for (const t of ALLOWED_TABLES.slice(2)) {
       const r = await call('POST', '/api/campaigns', { body: spec({ sources: [{ type: 'pg', table: t, idColumn: 'id', wrappedKeyColumn: 'w', kekIdColumn: 'k', kekVersionColumn: 'v' }] }) });

@@ -89,7 +89,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<string> {
     checkHost(req);
-    const url = new URL(req.url ?? '/', 'http://api.invalid');
+    const url = requestUrl(req);
+    if (!url) throw new HttpError(400, `request path ${JSON.stringify(req.url)} is not a URL path: expected /api/... or /`);
     const m = matchRoute(routes, req.method ?? 'GET', url.pathname);
     if (!m) throw new HttpError(404, `no such endpoint: ${req.method} ${url.pathname}`);
     if (!('route' in m)) {
@@ -135,6 +136,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         requests.inc({ route, status: String(res.statusCode) });
         latency.observe({ route }, seconds);
         log.debug({ method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'api request');
+      })
+      /* Nothing above may end the process: a throw in the handlers is one broken request. */
+      .catch((err: unknown) => {
+        log.error({ err, method: req.method }, 'api request handling failed');
+        res.destroy();
       });
   });
   server.on('clientError', (_err, socket) => socket.destroy());
@@ -184,6 +190,18 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
 
 /** The route name of a request that failed before its route was known (for logs and metrics). */
 function routeName(routes: Route[], req: IncomingMessage): string | undefined {
-  const m = matchRoute(routes, req.method ?? 'GET', new URL(req.url ?? '/', 'http://api.invalid').pathname);
+  const url = requestUrl(req);
+  const m = url && matchRoute(routes, req.method ?? 'GET', url.pathname);
   return m && 'route' in m ? m.route.name : undefined;
+}
+
+/** The request's URL, or undefined when its path is none (`//`, `/\`, `//a:b` parse as a host, or fail). */
+function requestUrl(req: IncomingMessage): URL | undefined {
+  const path = req.url ?? '/';
+  if (!path.startsWith('/') || path.startsWith('//') || path.startsWith('/\\')) return undefined;
+  try {
+    return new URL(path, 'http://api.invalid');
+  } catch {
+    return undefined;
+  }
 }
