@@ -12,6 +12,7 @@ import { parseKeyring } from '../src/kek/keyring-file.ts';
 import { NotUnderSourceError, type RewrapResult } from '../src/kek/kek-provider.ts';
 import type { KekSelector, WrappedDek } from '../src/core/kek-ref.ts';
 import { aesUnwrap, aesWrap, CEK } from '../dev/reference/s3ec-client.ts';
+import { WriteFencedError } from '../src/core/errors.ts';
 
 const m1 = randomBytes(32);
 const m2 = randomBytes(32);
@@ -109,6 +110,44 @@ describe('DedupingKekProvider', () => {
     const before = dedupe.size;
     for (let i = 0; i < 50; i++) await dedupe.rewrap(wrapUnder1(randomBytes(32)), from, to);
     expect(dedupe.size).toBe(before + 50);
+  });
+
+  it('a caller that joined a rewrap the first caller then abandoned (its lease lost, its abort) gets a rewrap of its own, not that caller\'s interruption', async () => {
+    const ring = new LocalKeyringProvider(
+      parseKeyring({ keks: [{ id: 'orders', version: '1', material: m1.toString('base64') }, { id: 'orders', version: '2', material: m2.toString('base64') }] }),
+    );
+    /* The first call waits (a KMS call in flight, a budget wait) until its caller's signal aborts. */
+    class FirstWaits extends CallCount {
+      override rewrap(dek: WrappedDek, f: KekSelector, t: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
+        if (this.calls > 0) return super.rewrap(dek, f, t, signal);
+        this.calls++;
+        if (signal!.aborted) return Promise.reject(signal!.reason);
+        return new Promise((_, reject) => signal!.addEventListener('abort', () => reject(signal!.reason), { once: true }));
+      }
+    }
+    const counted = new FirstWaits(ring);
+    const dedupe = new DedupingKekProvider(counted, 100);
+    for (const reason of [new WriteFencedError('lease of batch c/1 lost'), new DOMException('aborted', 'AbortError')]) {
+      counted.calls = 0;
+      const dek = randomBytes(32);
+      const wrapped = wrapUnder1(dek);
+      const a = new AbortController();
+      const first = dedupe.rewrap(wrapped, from, to, a.signal);
+      const joined = dedupe.rewrap(wrapped, from, to, new AbortController().signal);
+      a.abort(reason);
+      await expect(first).rejects.toBe(reason);
+      const r = await joined;
+      expect(aesUnwrap(m2, r.wrapped).equals(dek)).toBe(true);
+      expect(counted.calls).toBe(2);
+      // And a caller whose own signal ended gets its own interruption, not a retry.
+      const b = new AbortController();
+      b.abort(reason);
+      const other = wrapUnder1(randomBytes(32));
+      counted.calls = 0;
+      const mine = dedupe.rewrap(other, from, to, b.signal);
+      await expect(dedupe.rewrap(other, from, to, b.signal)).rejects.toBe(reason);
+      await expect(mine).rejects.toBe(reason);
+    }
   });
 
   it('the cache key tells apart inputs that a plain concatenation would confuse: a result is never reused for another DEK', () => {

@@ -36,3 +36,14 @@ export class ConfigError extends Error {
 export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`invariant violated: ${message}`);
 }
+
+/**
+ * Thrown by a store's WriteFence (invariant 8): the request was not sent. Stores never wrap or
+ * swallow it. Here, at the bottom, because the KEK providers' dedupe must tell it apart as well.
+ */
+export class WriteFencedError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'WriteFencedError';
+  }
+}

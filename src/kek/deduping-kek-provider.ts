@@ -13,6 +13,7 @@
 import { NotUnderSourceError, type KekProvider, type RewrapResult } from './kek-provider.ts';
 import type { KekSelector, WrappedDek } from '../core/kek-ref.ts';
 import { ForwardingKekProvider } from './forwarding-kek-provider.ts';
+import { WriteFencedError } from '../core/errors.ts';
 
 export class DedupingKekProvider extends ForwardingKekProvider {
   /*
@@ -48,14 +49,14 @@ export class DedupingKekProvider extends ForwardingKekProvider {
     const recent = this.recent.get(key);
     if (recent) {
       this.missRun = 0;
-      return recent;
+      return this.join(key, recent, dek, from, to, signal);
     }
     const older = this.older.get(key);
     if (older) {
       this.missRun = 0;
       this.older.delete(key);
       this.remember(key, older);
-      return older;
+      return this.join(key, older, dek, from, to, signal);
     }
     const p = this.inner.rewrap(dek, from, to, signal);
     this.missRun++;
@@ -76,6 +77,21 @@ export class DedupingKekProvider extends ForwardingKekProvider {
     this.recent.clear();
     this.older.clear();
     super.close();
+  }
+
+  /**
+   * A result computed for another caller. It runs under that caller's signal: when that caller
+   * stops (its lease lost, its job aborted), this one was not interrupted, and gets a rewrap of
+   * its own instead of the other's interruption (which would stop its batch as if fenced, or
+   * count a batch failure). The interrupted promise is already forgotten (its catch, attached
+   * first, runs first), so the retry is a new call or joins a newer one.
+   */
+  private join(key: string, p: Promise<RewrapResult>, dek: WrappedDek, from: KekSelector, to: KekSelector, signal?: AbortSignal): Promise<RewrapResult> {
+    return p.catch((err: unknown) => {
+      const interruption = err instanceof WriteFencedError || (err as { name?: unknown } | null)?.name === 'AbortError';
+      if (!interruption || signal?.aborted || this.recent.get(key) === p || this.older.get(key) === p) throw err;
+      return this.rewrap(dek, from, to, signal);
+    });
   }
 
   private remember(key: string, p: Promise<RewrapResult>): void {

@@ -98,7 +98,7 @@ export class KmsKekProvider implements KekProvider {
     if (!out.CiphertextBlob || out.CiphertextBlob.length === 0) {
       throw transient('provider-unavailable', `KMS ReEncrypt ${formatKek(from)} -> ${formatKek(to)} answered without a CiphertextBlob`);
     }
-    await this.#assertUnderDestination(out.KeyId, to, signal);
+    await this.#assertUnderDestination(out.KeyId, to);
     const result: RewrapResult = {
       wrapAlg: 'kms+context',
       wrapped: Buffer.from(out.CiphertextBlob),
@@ -125,13 +125,13 @@ export class KmsKekProvider implements KekProvider {
    * Not item-specific: a ConfigError (the endpoint or region is wrong), so the batch fails as a
    * whole, nothing is written or recorded per item, and maxBatchFailures pauses the campaign.
    */
-  async #assertUnderDestination(keyId: string | undefined, to: KekSelector, signal?: AbortSignal): Promise<void> {
+  async #assertUnderDestination(keyId: string | undefined, to: KekSelector): Promise<void> {
     const want = to.id;
     let ok: boolean;
     if (keyId === undefined || !/^arn:aws[a-z-]*:kms:[^:]*:[^:]*:key\/[^/]+$/.test(keyId)) ok = false;
     else if (want.startsWith('arn:') && !/:alias\//.test(want)) ok = keyId === want;
     else if (!want.startsWith('alias/') && !want.startsWith('arn:')) ok = keyId.endsWith(`:key/${want}`);
-    else ok = keyId === (await this.#aliasArn(want, signal));
+    else ok = keyId === (await this.#aliasArn(want));
     if (!ok) {
       throw new ConfigError(
         `KMS ReEncrypt to KEK ${formatKek(to)} answered a ciphertext under ${keyId === undefined ? 'no KeyId' : JSON.stringify(keyId)}, not the requested destination key; ` +
@@ -140,10 +140,13 @@ export class KmsKekProvider implements KekProvider {
     }
   }
 
-  #aliasArn(alias: string, signal?: AbortSignal): Promise<string | undefined> {
+  #aliasArn(alias: string): Promise<string | undefined> {
     let p = this.#aliasArns.get(alias);
     if (!p) {
-      p = this.#client.send(new DescribeKeyCommand({ KeyId: alias }), { abortSignal: signal }).then((o) => o.KeyMetadata?.Arn);
+      /* Shared by every caller until it settles: no one caller's signal may end it for the others
+         (a batch that lost its lease would fail them all). One request, bounded by the client's
+         request timeout. */
+      p = this.#client.send(new DescribeKeyCommand({ KeyId: alias })).then((o) => o.KeyMetadata?.Arn);
       this.#aliasArns.set(alias, p);
       p.catch(() => this.#aliasArns.delete(alias));
     }

@@ -19,13 +19,8 @@ export type WriteResult = 'written' | 'conflict';
  */
 export type WriteFence = () => void;
 
-/** Thrown by a WriteFence: the request was not sent. Stores never wrap or swallow it. */
-export class WriteFencedError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'WriteFencedError';
-  }
-}
+/* Thrown by a WriteFence (core/errors.ts: the KEK providers' dedupe tells it apart too). */
+export { WriteFencedError } from '../core/errors.ts';
 
 /**
  * The envelope write landed, then a follow-up step of the same write failed (S3: putting back
