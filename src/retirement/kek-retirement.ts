@@ -169,6 +169,19 @@ function narrowedTo(spec: CampaignSpec, kek: KekSelector): CampaignSpec {
 }
 
 /**
+ * The spec with no S3 source read as metadata-only: the full pass looks for objects outside the
+ * campaign's plan (written since, or never in its report), and the campaign's placement says
+ * nothing of where their envelopes are. Under "metadata" an object whose envelope is in
+ * `<key>.instruction` reads as not encrypted, under no KEK, and --delete would take the material it
+ * needs. "auto" reads the metadata first, then the instruction file; "instruction" (missing file:
+ * a blocker) stays, being stricter still.
+ */
+function readingEveryPlacement(spec: CampaignSpec): CampaignSpec {
+  if (!spec.sources.some((s) => s.type !== 'pg' && s.placement === 'metadata')) return spec;
+  return { ...spec, sources: spec.sources.map((s) => (s.type !== 'pg' && s.placement === 'metadata' ? { ...s, placement: 'auto' } : s)) };
+}
+
+/**
  * What the full pass enumerates for a campaign: its `s3` and `pg` sources as they plan, but for a
  * report (`s3-manifest`, `s3-inventory`) the whole buckets it may write (its S3 scopes), listed
  * with ListObjectsV2. A report is a snapshot: an object written under the KEK after it was taken,
@@ -219,7 +232,7 @@ async function verifyEveryItem(
       for (let cursor: unknown = null, done = false; !done; ) {
         const page = await source.page(cursor, 1000, signal);
         for (const g of page.groups) {
-          const store = res.store(c.spec, g.storeId);
+          const store = res.store(readingEveryPlacement(c.spec), g.storeId);
           const keys = g.keys.filter((k) => !seen.has(`${g.storeId}\u0000${k}`));
           for (const k of keys) seen.add(`${g.storeId}\u0000${k}`);
           for (let j = 0; j < keys.length; j += 32) {

@@ -150,12 +150,12 @@ export class Resources {
   store(spec: CampaignSpec, storeId: string): EnvelopeStore {
     const ref = parseStoreId(storeId);
     const payer = spec.sources.some((s) => s.type === 's3' && ref?.kind === 's3' && s.bucket === ref.bucket && s.requesterPays === true);
-    const key = `${storeId}|${JSON.stringify(spec.options.allowUnconditionalWrites)}|${spec.options.multipartThresholdBytes}|${payer}`;
+    const src = ref?.kind === 's3' ? (spec.sources.find((s) => s.type !== 'pg' && (s.type === 's3-manifest' || s.bucket === ref.bucket)) as Exclude<SourceSpec, { type: 'pg' }> | undefined) : undefined;
+    const key = `${storeId}|${JSON.stringify(spec.options.allowUnconditionalWrites)}|${spec.options.multipartThresholdBytes}|${payer}|${src?.placement ?? 'auto'}`;
     let store = this.stores.get(key);
     if (store) return store;
     if (ref?.kind === 's3') {
       const bucket = ref.bucket;
-      const src = spec.sources.find((s) => s.type !== 'pg' && (s.type === 's3-manifest' || s.bucket === bucket)) as Exclude<SourceSpec, { type: 'pg' }> | undefined;
       store = new S3EnvelopeStore({
         client: this.s3Client(),
         bucket,
