@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadKeyringFile } from '../src/kek/keyring-file.ts';
@@ -32,11 +34,26 @@ async function keyring(name: string, keks: { id: string; version: string }[], mo
   return f;
 }
 
-/** The pid of a process of this host that has exited (and so a dead lock holder). */
-async function deadPid(): Promise<number> {
-  const c = spawn(process.execPath, ['-e', '']);
-  await new Promise((resolve) => c.once('exit', resolve));
-  return c.pid!;
+const ROOT = join(import.meta.dirname, '..');
+const HOLDER = join(import.meta.dirname, 'support', 'keyring-lock-holder.ts');
+
+/** Starts a process holding `file`'s edit lock (keyring-lock-holder.ts); resolves once it holds it. */
+async function lockHolder(file: string, command = [process.execPath, '--import', 'tsx', HOLDER, file]) {
+  const c = spawn(command[0]!, command.slice(1), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: c.stdout! });
+  const next = (prefix: string) =>
+    new Promise<string>((resolve, reject) => {
+      const on = (l: string) => {
+        if (!l.startsWith(prefix)) return;
+        lines.off('line', on);
+        resolve(l.slice(prefix.length));
+      };
+      lines.on('line', on);
+      c.once('exit', (code) => reject(new Error(`lock holder exited (${code}) before printing ${prefix}`)));
+    });
+  const exited = new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code)));
+  await next('held');
+  return { child: c, next, exited };
 }
 
 const versions = (f: string, id: string) => loadKeyringFile(f).filter((e) => e.id === id).map((e) => `${e.version}:${e.state}`);
@@ -82,9 +99,13 @@ describe('keyring file safety (issue 15 point 3)', () => {
     const editors = 6;
     const ids = Array.from({ length: editors }, (_, i) => `s${i}`);
     const f = await keyring('stale.json', ids.map((id) => ({ id, version: '1' })));
-    await writeFile(`${f}.lock`, `${await deadPid()}@${hostname()}`, { mode: 0o600 });
+    // A real editor's lock, left by its crash (SIGKILL while it held it).
+    const dead = await lockHolder(f);
+    dead.child.kill('SIGKILL');
+    await dead.exited;
+    expect(await readFile(`${f}.lock`, 'utf8')).toMatch(new RegExp(`^${dead.child.pid}@${hostname()} pidns=pid:\\[\\d+\\] boot=[0-9a-f-]+$`));
     const child = join(import.meta.dirname, 'support', 'keyring-edit-child.ts');
-    const children = ids.map((id) => spawn(process.execPath, ['--import', 'tsx', child, f, id, '3', '--barrier'], { cwd: join(import.meta.dirname, '..'), stdio: ['pipe', 'pipe', 'inherit'] }));
+    const children = ids.map((id) => spawn(process.execPath, ['--import', 'tsx', child, f, id, '3', '--barrier'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] }));
     const exited = children.map((c) => new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code))));
     // The barrier: every child has loaded and waits on stdin; one write each releases them together.
     await Promise.all(children.map((c) => new Promise<void>((resolve) => c.stdout!.once('data', () => resolve()))));
@@ -93,5 +114,31 @@ describe('keyring file safety (issue 15 point 3)', () => {
     for (const id of ids) expect(versions(f, id)).toEqual(['1:enabled', '2:enabled', '3:enabled', '4:enabled']);
     expect((await readdir(dir)).filter((n) => n.startsWith('stale.json') && n !== 'stale.json')).toEqual([]);
     expect((await readdir(dir)).filter((n) => n.includes('stale.json') && n.endsWith('.tmp'))).toEqual([]);
+  }, 60_000);
+
+  /* Two containers of one pod share the host name, not the PID namespace: a pid in the lock means
+     nothing to the other. A real holder in a PID namespace of its own (unshare, as root), whose pid
+     does not exist here, must be waited for: breaking its lock is two edits at once, one lost. */
+  const canUnshare = process.getuid?.() === 0 && existsSync('/usr/bin/unshare');
+  it.skipIf(!canUnshare)('a live editor in another PID namespace under the same host name is waited for, never judged dead', async () => {
+    const f = await keyring('other-ns.json', [{ id: 'n', version: '1' }]);
+    /* In the new namespace the holder gets pid 99991, which this host's pid_max (or its processes) leaves free here. */
+    const inner = `echo 99990 > /proc/sys/kernel/ns_last_pid; '${process.execPath}' --import tsx '${HOLDER}' '${f}'`;
+    const holder = await lockHolder(f, ['unshare', '--pid', '--fork', '--mount-proc', 'sh', '-c', inner]);
+    const held = await readFile(`${f}.lock`, 'utf8');
+    const pid = Number(/^(\d+)@/.exec(held)![1]);
+    expect(() => process.kill(pid, 0), `pid ${pid} exists here too: the test cannot tell`).toThrow(expect.objectContaining({ code: 'ESRCH' }));
+    let editDone = false;
+    const edit = appendKeyringVersion(f, 'n').finally(() => (editDone = true));
+    /* A bounded wait, not a sleep for an event: the editor polls every 20 ms, and one poll is enough
+       to break a lock it judges dead. Nothing but time can show that it does not. */
+    await new Promise((r) => setTimeout(r, 600));
+    expect(editDone, 'the editor went ahead while the other namespace held the lock').toBe(false);
+    const atRelease = holder.next('lock:');
+    holder.child.stdin!.write('go\n');
+    expect(await atRelease, 'the lock was taken from its live holder').toBe(held);
+    expect(await holder.exited).toBe(0);
+    expect(await edit).toEqual({ previous: '1', created: '2' });
+    expect(versions(f, 'n')).toEqual(['1:enabled', '2:enabled']);
   }, 60_000);
 });

@@ -12,10 +12,14 @@
  * it. A break lock is held for one read and one unlink; one left behind (its holder died in that
  * instant) is never removed automatically (that would reopen the race one level up): the error
  * names it, and deleting it by hand is safe once no rewrap process is editing the keyring.
- * Holders are identified by pid on this host: processes of other hosts (or PID namespaces)
- * sharing the file are waited for, never judged dead.
+ * A holder is "<pid>@<host> pidns=<its PID namespace> boot=<boot id>", and is judged dead only
+ * when all three say it ran beside us (same host name, same PID namespace, same boot) and its pid
+ * is gone. Anything else is waited for, never judged: another host, another container of the same
+ * pod (one host name, its own PID namespace: its pid means nothing here), a lock written before a
+ * reboot, a lock of an older rewrap without the namespace, a system without /proc.
  */
 import { hostname } from 'node:os';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { open, readFile, unlink } from 'node:fs/promises';
 import { ConfigError } from '../core/errors.ts';
 
@@ -35,15 +39,31 @@ async function createExclusive(file: string, content: string, path: string): Pro
   }
   try {
     await fh.writeFile(content);
-  } finally {
-    await fh.close();
+  } catch (err) {
+    /* An empty lock is never judged stale: left behind, it would hold every later editor off. */
+    await fh.close().catch(() => undefined);
+    await unlink(file).catch(() => undefined);
+    throw new ConfigError(`keyring file ${path}: cannot write its lock file ${file} (${code(err)})`);
   }
+  await fh.close();
   return true;
+}
+
+/** Where this process runs, as a lock records it; undefined parts where /proc does not tell. */
+function processPlace(): string {
+  const read = (f: () => string) => {
+    try {
+      return f().trim();
+    } catch {
+      return 'unknown';
+    }
+  };
+  return `${hostname()} pidns=${read(() => readlinkSync('/proc/self/ns/pid'))} boot=${read(() => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8'))}`;
 }
 
 export async function withKeyringLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
   const lock = `${path}.lock`;
-  const me = `${process.pid}@${hostname()}`;
+  const me = `${process.pid}@${processPlace()}`;
   const deadline = Date.now() + WAIT_MS;
   while (!(await createExclusive(lock, me, path))) {
     const waitingFor = await breakIfStale(lock, me, path);
@@ -99,10 +119,11 @@ async function readHolder(lock: string, path: string): Promise<string | undefine
   }
 }
 
-/** A holder "<pid>@<this host>" whose process no longer exists. Empty (being written) or another host's: not stale. */
+/** A holder of this host, PID namespace and boot whose process no longer exists. Empty (being written), or anywhere else: not stale. */
 function isStale(holder: string | undefined): boolean {
   const m = holder === undefined ? null : /^(\d+)@(.*)$/.exec(holder);
-  if (!m || m[2] !== hostname()) return false;
+  const here = processPlace();
+  if (!m || m[2] !== here || here.includes('=unknown')) return false;
   try {
     process.kill(Number(m[1]), 0);
     return false;
