@@ -77,7 +77,7 @@ async function call(method: string, path: string, o: { token?: string | null; bo
 /** A request with a Host header of our choosing (fetch does not let one set it). */
 function withHost(path: string, host: string, token: string): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const u = new URL(url + path);
+    const u = new URL(url);
     const req = request({ host: u.hostname, port: u.port, path, headers: { host, authorization: `Bearer ${token}` } }, (res) => {
       let text = '';
       res.setEncoding('utf8').on('data', (c: string) => (text += c));
@@ -191,6 +191,9 @@ describe('reads need a token; the Host header is checked; errors say nothing of 
     }
     expect(api.child.exitCode, api.lines.slice(-20).join('\n')).toBeNull();
     expect((await call('GET', '/api/campaigns', { token: READ_TOKEN })).status).toBe(200);
+    // An absolute-form target (HTTP/1.1 servers must accept it) is routed by its path; the Host header is still what is checked.
+    expect((await withHost(`http://127.0.0.1:${port}/api/campaigns`, `127.0.0.1:${port}`, READ_TOKEN)).status).toBe(200);
+    expect((await withHost(`http://127.0.0.1:${port}/api/campaigns`, 'evil.example', READ_TOKEN)).status).toBe(403);
   });
 
   it('the campaign list is paged: ?limit= and `next` walk every campaign once, in the ledger order', async () => {

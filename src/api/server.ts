@@ -195,12 +195,17 @@ function routeName(routes: Route[], req: IncomingMessage): string | undefined {
   return m && 'route' in m ? m.route.name : undefined;
 }
 
-/** The request's URL, or undefined when its path is none (`//`, `/\`, `//a:b` parse as a host, or fail). */
+/**
+ * The request's URL: an origin-form path (`/api/...`), or an absolute-form target
+ * (`http://host/api/...`, which HTTP/1.1 servers must accept; the Host header is what checkHost
+ * judges). Undefined when the target is neither (`//`, `/\`, `//a:b` would parse as a host; `*`).
+ */
 function requestUrl(req: IncomingMessage): URL | undefined {
-  const path = req.url ?? '/';
-  if (!path.startsWith('/') || path.startsWith('//') || path.startsWith('/\\')) return undefined;
+  const target = req.url ?? '/';
+  const absolute = /^https?:\/\//i.test(target);
+  if (!absolute && (!target.startsWith('/') || target.startsWith('//') || target.startsWith('/\\'))) return undefined;
   try {
-    return new URL(path, 'http://api.invalid');
+    return absolute ? new URL(target) : new URL(target, 'http://api.invalid');
   } catch {
     return undefined;
   }
