@@ -139,7 +139,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
     } catch {
       provider = undefined; // cannot tell a keyring KEK by its matdesc: every AES/GCM version may be under the source
     }
-    return noncurrentSweepStep(res.ledger, { s3: res.s3Client(), provider }, c, clog, () => new Date(), signal);
+    return noncurrentSweepStep(res.ledger, { s3: (bucket) => res.s3ClientFor(bucket, [c.spec]), provider }, c, clog, () => new Date(), signal);
   }
 
   /** A routine campaign stops feeding while an incident runs; its waiting jobs leave Redis, batches in hand finish. */

@@ -3,13 +3,10 @@
  * lists the bucket (ListObjectsV2) and checks its `.instruction` names (HeadObject) with
  * `x-amz-request-payer: requester`, as the store already reads and writes it (issue 14.3). A
  * bucket that charges the requester answers every request without the header with AWS's 403
- * (the bucket's owner is never charged, so RGW's test user needs a front that answers as AWS does
- * a non-owner). Without the flag, planning fails with that AccessDenied, never a silently empty plan.
+ * (support/requester-pays-front.ts). Without the flag, planning fails with that AccessDenied, never a silently empty plan.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { createS3Client } from '../src/stores/s3-client.ts';
 import { Resources } from '../src/runtime/resources.ts';
@@ -17,34 +14,13 @@ import { loadConfig } from '../src/config.ts';
 import { parseCampaignSpec } from '../src/campaign/spec.ts';
 import { putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
+import { requesterPaysFront, type RequesterPaysFront } from './support/requester-pays-front.ts';
 
 let client: S3Client;
 let tb: TestBucket;
-let front: Server;
+let front: RequesterPaysFront;
 let frontUrl: string;
-const seen: { method: string; path: string; payer: boolean }[] = [];
-
-/** In front of `upstream`: every request without `x-amz-request-payer` gets AWS's 403 (bucket and object requests alike). */
-async function requesterPaysBucket(upstream: string): Promise<Server> {
-  const up = new URL(upstream);
-  const server = createServer((req, res) => {
-    const payer = req.headers['x-amz-request-payer'] === 'requester';
-    seen.push({ method: req.method ?? '', path: req.url ?? '', payer });
-    if (!payer) {
-      res.writeHead(403, { 'content-type': 'application/xml' });
-      res.end(req.method === 'HEAD' ? undefined : '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
-      return;
-    }
-    const fwd = httpRequest({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    fwd.on('error', () => res.destroy());
-    req.pipe(fwd);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return server;
-}
+let seen: RequesterPaysFront['seen'];
 
 beforeAll(async () => {
   const env = s3TestEnv();
@@ -52,12 +28,13 @@ beforeAll(async () => {
   tb = await freshBucket(client, 'list-requester-pays');
   const wrap = { kind: 'aes' as const, material: randomBytes(32), matdesc: { kek: 'k@1' } };
   for (let i = 0; i < 5; i++) await putEncrypted(client, tb.bucket, `rp/${i}`, randomBytes(50), { placement: i === 0 ? 'instruction' : 'metadata', wrap });
-  front = await requesterPaysBucket(env.endpoint);
-  frontUrl = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+  front = await requesterPaysFront(env.endpoint);
+  frontUrl = front.url;
+  seen = front.seen;
 }, 60_000);
 
 afterAll(async () => {
-  await new Promise((r) => front?.close(r));
+  await front?.close();
   await tb?.cleanup();
 });
 

@@ -116,7 +116,7 @@ async function deleteVersion(ctx: NoncurrentContext, c: Campaign, v: NoncurrentV
     return record(v, 'locked', locked);
   }
   try {
-    await ctx.s3.send(
+    await ctx.s3(bucket).send(
       new DeleteObjectCommand({ Bucket: bucket, Key: v.key, VersionId: v.versionId, ...(bypass && governanceActive(again.lock, now) ? { BypassGovernanceRetention: true } : {}) }),
       { abortSignal: signal },
     );

@@ -39,7 +39,7 @@ function noncurrentContext(res: Resources, campaign: Campaign): NoncurrentContex
   } catch {
     provider = undefined;
   }
-  return { s3: res.s3Client(), provider };
+  return { s3: (bucket) => res.s3ClientFor(bucket, [campaign.spec]), provider };
 }
 
 /** `force`: replace an existing --out file or S3 object (refused otherwise). */

@@ -35,7 +35,8 @@ export interface NoncurrentVersion {
 }
 
 export interface NoncurrentContext {
-  s3: S3Client;
+  /** The client for requests to a bucket (as requester where a source says requesterPays: Resources.s3ClientFor). */
+  s3: (bucket: string) => S3Client;
   /** The campaign's provider (a keyring tells its KEKs by matdesc); undefined: cannot tell any AES/GCM KEK. */
   provider: Pick<KekProvider, 'kind' | 'identify'> | undefined;
 }
@@ -128,15 +129,15 @@ export async function noncurrentPage(ctx: NoncurrentContext, spec: CampaignSpec,
   if (at.keyMarker === undefined && at.prefixIndex === 0) {
     let status: string | undefined;
     try {
-      status = (await ctx.s3.send(new GetBucketVersioningCommand({ Bucket: bucket }), { abortSignal: signal })).Status;
+      status = (await ctx.s3(bucket).send(new GetBucketVersioningCommand({ Bucket: bucket }), { abortSignal: signal })).Status;
     } catch (err) {
       if (signal?.aborted) throw err;
-      return page([], [`${storeId}: cannot tell whether the bucket keeps noncurrent versions (GetBucketVersioning: ${(err as { name?: string }).name ?? 'error'}); grant s3:GetBucketVersioning`], nextBucket());
+      return page([], [`${storeId}: cannot tell whether the bucket keeps noncurrent versions (GetBucketVersioning: ${(err as { name?: string }).name ?? 'error'}); grant s3:GetBucketVersioning (a requester-pays bucket: set "requesterPays": true on its s3 source)`], nextBucket());
     }
     if (status !== 'Enabled' && status !== 'Suspended') return page([], [], nextBucket());
   }
   const prefix = prefixes[at.prefixIndex] ?? '';
-  const listed = await ctx.s3.send(
+  const listed = await ctx.s3(bucket).send(
     new ListObjectVersionsCommand({ Bucket: bucket, Prefix: prefix || undefined, KeyMarker: at.keyMarker, VersionIdMarker: at.versionIdMarker }),
     { abortSignal: signal },
   );
@@ -205,7 +206,7 @@ export function lockOf(out: LockFields): VersionLock {
 async function readEnvelopeOf(ctx: NoncurrentContext, from: KekScope, bucket: string, key: string, versionId: string | undefined, signal?: AbortSignal) {
   const where = `${s3Url(bucket, key)} version ${versionId ?? 'current'}`;
   if (key.endsWith(INSTRUCTION_SUFFIX)) {
-    const out = await ctx.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }), { abortSignal: signal });
+    const out = await ctx.s3(bucket).send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }), { abortSignal: signal });
     const lock = lockOf(out);
     if ((out.ContentLength ?? 0) > INSTRUCTION_MAX_BYTES) {
       out.Body?.transformToWebStream().cancel().catch(() => {});
@@ -215,7 +216,7 @@ async function readEnvelopeOf(ctx: NoncurrentContext, from: KekScope, bucket: st
     const r = json ? noncurrentKek(json, where, ctx.provider, from) : { kek: undefined, under: true };
     return r && { ...r, lock };
   }
-  const head = await ctx.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }), { abortSignal: signal });
+  const head = await ctx.s3(bucket).send(new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }), { abortSignal: signal });
   const r = noncurrentKek(head.Metadata ?? {}, where, ctx.provider, from);
   return r && { ...r, lock: lockOf(head) };
 }

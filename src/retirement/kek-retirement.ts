@@ -120,7 +120,8 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
   try {
     /* Invariant 7: noncurrent versions under the KEK, counted from the versioned buckets in scope. */
     const storeIds = [...usage.stores.map((s) => s.storeId), ...campaigns.flatMap((c) => c.spec.sources.flatMap(storeIdOf))];
-    const noncurrent = await noncurrentVersionUse({ s3: res.s3Client(), provider: checker }, campaigns, storeIds, kek, name, { now: o.now, allowNoncurrentVersions: o.allowNoncurrentVersions === true }, signal);
+    const specs = campaigns.map((c) => c.spec);
+    const noncurrent = await noncurrentVersionUse({ s3: (bucket) => res.s3ClientFor(bucket, specs), provider: checker }, campaigns, storeIds, kek, name, { now: o.now, allowNoncurrentVersions: o.allowNoncurrentVersions === true }, signal);
     blockers.push(...noncurrent.blockers);
     const sample = await checkSample(res, campaigns, checker, kek, o.sampleSize, signal);
     if (sample.checked === 0) blockers.push(`no item moved away from ${name} to sample`);
@@ -188,7 +189,7 @@ function readingEveryPlacement(spec: CampaignSpec): CampaignSpec {
  * or never in it, is in none of the campaign's batches, and the empty delta pass of a fixed list
  * did not look for it. Removing the KEK's material must not take it on trust.
  */
-function fullPassSources(res: Resources, c: Campaign, spec: CampaignSpec): { source: Source; what: string }[] {
+function fullPassSources(res: Resources, c: Campaign, spec: CampaignSpec, specs: readonly CampaignSpec[]): { source: Source; what: string }[] {
   const out: { source: Source; what: string }[] = [];
   let reports = false;
   spec.sources.forEach((s, i) => {
@@ -199,7 +200,8 @@ function fullPassSources(res: Resources, c: Campaign, spec: CampaignSpec): { sou
     for (const scope of c.scopes) {
       const store = parseStoreId(scope.storeId);
       if (store?.kind !== 's3') continue;
-      out.push({ source: new S3ListSource(res.s3Client(), store.bucket, scope.prefix), what: `s3|${store.bucket}|${scope.prefix ?? ''}` });
+      /* As requester where any campaign of the KEK says so: the listing is shared by them all (below). */
+      out.push({ source: new S3ListSource(res.s3ClientFor(store.bucket, specs), store.bucket, scope.prefix), what: `s3|${store.bucket}|${scope.prefix ?? ''}` });
     }
   }
   return out;
@@ -223,7 +225,7 @@ async function verifyEveryItem(
   for (const c of campaigns) {
     /* A key map campaign's sources narrowed to the entries of this KEK (a pg source then selects its rows only; a listing lists all). */
     const spec = narrowedTo(c.spec, kek);
-    for (const { source, what } of fullPassSources(res, c, spec)) {
+    for (const { source, what } of fullPassSources(res, c, spec, campaigns.map((x) => x.spec))) {
       /* The same listing for several campaigns is read once (a pg source's rows depend on the spec's KEKs: not deduplicated). */
       if (what.startsWith('s3|')) {
         if (enumerated.has(what)) continue;

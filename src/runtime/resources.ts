@@ -87,6 +87,7 @@ export class Resources {
   readonly ledger: pg.Pool;
   private dataPool?: pg.Pool;
   private s3?: S3Client;
+  private payingS3?: S3Client;
   /** One client per (endpoint, region): campaigns in different regions share a worker. */
   private readonly kmsClients = new Map<string, KMSClient>();
   private readonly stores = new Map<string, EnvelopeStore>();
@@ -111,6 +112,18 @@ export class Resources {
     if (this.config.dataDatabaseUrl === this.config.databaseUrl) return this.ledger;
     this.dataPool ??= createPool(this.config.dataDatabaseUrl, this.config.postgres);
     return this.dataPool;
+  }
+
+  /**
+   * The client for requests to `bucket`: sent as requester (`x-amz-request-payer`) when an `s3`
+   * source of one of `specs` marks the bucket requesterPays. A requester-pays bucket one does not
+   * own answers everything else with 403, which the retirement gate would read as "cannot tell".
+   */
+  s3ClientFor(bucket: string, specs: readonly CampaignSpec[]): S3Client {
+    const payer = specs.some((spec) => spec.sources.some((s) => s.type === 's3' && s.bucket === bucket && s.requesterPays === true));
+    if (!payer) return this.s3Client();
+    this.payingS3 ??= payingClient(this.s3Client());
+    return this.payingS3;
   }
 
   s3Client(): S3Client {
@@ -286,7 +299,7 @@ export class Resources {
   source(spec: CampaignSpec, index: number): Source {
     const s = spec.sources[index]!;
     /* A requester-pays bucket is listed as requester too (its instruction-file HEADs as well). */
-    if (s.type === 's3') return new S3ListSource(s.requesterPays ? payingClient(this.s3Client()) : this.s3Client(), s.bucket, s.prefix);
+    if (s.type === 's3') return new S3ListSource(this.s3ClientFor(s.bucket, [spec]), s.bucket, s.prefix);
     if (s.type === 's3-manifest') return new CsvManifestSource(s.manifestFile, s.keysUrlEncoded);
     if (s.type === 's3-inventory') return new S3InventorySource(this.s3Client(), s, this.inventories);
     const from = sourceKeksOf(spec);
