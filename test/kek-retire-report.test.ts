@@ -5,14 +5,15 @@
  * batches. `kek retire --delete` (the real CLI, real scheduler and worker processes, RGW) must not
  * take the report's word for the bucket: its full pass lists the whole bucket, reads each object
  * wherever its envelope is (metadata or instruction file, whatever the report's placement), refuses
- * naming the bucket and the count, and the KEK's material stays. Once those objects are rotated too, it retires.
+ * naming the bucket and the count, and the KEK's material stays; another team's object under a KEK
+ * the keyring does not have is no blocker. Once those objects are rotated too, it retires.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createS3Client } from '../src/stores/s3-client.ts';
 import { getDecrypted, matdescKey, putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { loadKeyringFile } from '../src/kek/keyring-file.ts';
@@ -37,7 +38,7 @@ interface RetireJson {
   retired: boolean;
   action: string | null;
   blockers: string[];
-  fullPass?: { checked: number; underKek: Record<string, number> };
+  fullPass?: { checked: number; underKek: Record<string, number>; failed: unknown[]; underOtherKek: number };
 }
 
 async function retire(...args: string[]): Promise<{ code: number; json: RetireJson }> {
@@ -55,6 +56,18 @@ async function put(key: string): Promise<void> {
   const body = randomBytes(100);
   bodies.set(key, body);
   await putEncrypted(s3, bucket.bucket, key, body, { placement: key.endsWith('i') ? 'instruction' : 'metadata', wrap: aes(m1) });
+}
+
+/** Flips a byte of the object's wrapped key (x-amz-key-v2) in place; returns what puts it back. */
+async function corruptWrappedKey(key: string): Promise<() => Promise<void>> {
+  const head = await s3.send(new HeadObjectCommand({ Bucket: bucket.bucket, Key: key }));
+  const meta = head.Metadata!;
+  const wrapped = Buffer.from(meta['x-amz-key-v2']!, 'base64');
+  wrapped[4] ^= 0xff;
+  const replace = (m: Record<string, string>) =>
+    s3.send(new CopyObjectCommand({ Bucket: bucket.bucket, Key: key, CopySource: `${bucket.bucket}/${key}`, MetadataDirective: 'REPLACE', Metadata: m, ContentType: head.ContentType }));
+  await replace({ ...meta, 'x-amz-key-v2': wrapped.toString('base64') });
+  return async () => void (await replace(meta));
 }
 
 beforeAll(async () => {
@@ -89,21 +102,29 @@ describe('kek retire after a campaign planned from a report (issue 17 point 7, i
     expect(p).toMatchObject({ planned: 20, rewrapped: 20, skipped: 0, failed: 0 });
     // Written under the old KEK after the report was taken: the campaign (and its delta pass) never saw them.
     await Promise.all(late.map(put));
+    // And another team's object in the same bucket, under a KEK this keyring does not have: not a blocker.
+    await putEncrypted(s3, bucket.bucket, 'foreign/0', randomBytes(100), { placement: 'metadata', wrap: { kind: 'aes', material: randomBytes(32), matdesc: { kek: 'other-team@1' } } });
 
     const refused = await retire('--delete');
     expect(refused.code, JSON.stringify(refused.json)).toBe(3);
     expect(refused.json.retired).toBe(false);
     const store = `s3://${bucket.bucket}`;
-    expect(refused.json.fullPass).toMatchObject({ checked: 23, underKek: { [store]: 3 } });
+    expect(refused.json.fullPass).toMatchObject({ checked: 24, underKek: { [store]: 3 }, failed: [], underOtherKek: 1 });
     expect(refused.json.blockers).toContainEqual(`${store}: 3 item(s) under m@1 found re-reading the store`);
     expect(loadKeyringFile(keyringFile).map((e) => `${e.id}@${e.version}:${e.state}`)).toContain('m@1:enabled');
     for (const k of late) expect((await payloadUnder(k, m1)).equals(bodies.get(k)!)).toBe(true);
 
     // The next report lists them; once they moved, the full pass finds nothing under m@1 and the material goes.
     expect(await rotateManifest('next-report', late)).toMatchObject({ planned: 3, rewrapped: 3 });
+    // An envelope naming a KEK the keyring has that does not authenticate (a corrupt write) still blocks: it is no other team's object.
+    const restore = await corruptWrappedKey('listed/5');
+    const corrupt = await retire('--delete');
+    expect(corrupt.code, JSON.stringify(corrupt.json)).toBe(3);
+    expect(corrupt.json.fullPass?.failed).toEqual([expect.objectContaining({ itemKey: 'listed/5', problem: expect.stringMatching(/does not authenticate under m@2/) })]);
+    await restore();
     const retired = await retire('--delete');
     expect(retired.code, JSON.stringify(retired.json)).toBe(0);
-    expect(retired.json.fullPass).toMatchObject({ checked: 23, underKek: {} });
+    expect(retired.json.fullPass).toMatchObject({ checked: 24, underKek: {}, failed: [], underOtherKek: 1 });
     expect(loadKeyringFile(keyringFile).map((e) => `${e.id}@${e.version}`)).not.toContain('m@1');
     for (const k of [...listed, ...late]) expect((await payloadUnder(k, m2)).equals(bodies.get(k)!)).toBe(true);
   }, 240_000);
