@@ -2,6 +2,8 @@
  * The KEK retirement gate (`rewrap kek retire`, the real CLI) against a real deployment: it refuses
  * while items remain under the version (naming the count per store) and during the grace period,
  * succeeds after the drain, and afterwards the ORIGINAL wrapped DEK no longer unwraps (kek-disabled);
+ * campaigns still at work on r (any version, or moving items to r@1) and one cancelled before its
+ * plan was done block it too (invariant 7);
  * --delete removes the material after a full pass over the store.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,6 +80,36 @@ describe('kek retire', () => {
     await setCampaignState(pipe.db.pool, c.id, ['planning'], 'running');
     await pipe.waitFor(c.id, 'completed', (p) => p.state === 'completed', 120_000);
     expect(await rowsAt(pipe.db.pool, 'vault', 'r', '1')).toBe(0);
+
+    /* Campaigns the gate must also see (the scheduler is stopped meanwhile, so none of them is planned):
+       one cancelled before its plan was done, one draining r at any version, one moving items to r@1. */
+    const withQ = await pipe.keyringFile([r1, r2, { id: 'q', version: '1', material: randomBytes(32) }]);
+    await rowTable(pipe.db.pool, 'vault_b', 1, r2); // active campaigns may not share a scope
+    const spec = (name: string, from: string, to: string, table = 'vault') => ({ name, sources: [rowSource(table)], provider: { type: 'local', keyringFile: to === 'q@1' ? withQ : keyringFile }, from, to });
+    pipe.scheduler.child.kill('SIGSTOP');
+    let others: string[];
+    try {
+      const cancelled = await pipe.create(spec('cancelled early', 'r@1', 'r@2'), false);
+      await setCampaignState(pipe.db.pool, cancelled.id, ['planning'], 'cancelled');
+      const anyVersion = await pipe.create(spec('any version', 'r', 'q@1'), false);
+      const back = await pipe.create(spec('back to r@1', 'r@2', 'r@1', 'vault_b'), false);
+      const blocked = await retire('--grace', '0');
+      expect(blocked.code).toBe(3);
+      expect(blocked.json.blockers).toEqual(
+        expect.arrayContaining([
+          `campaign ${cancelled.id} (cancelled early) was cancelled before its plan was done: items it never listed may still be under r@1; run a campaign from r@1 over its scope to completion`,
+          `campaign ${anyVersion.id} (any version) draining r@1 is still planning`,
+          `campaign ${back.id} (back to r@1) moving items to r@1 is still planning`,
+        ]),
+      );
+      others = [anyVersion.id, back.id];
+      for (const id of others) await setCampaignState(pipe.db.pool, id, ['planning'], 'cancelled');
+    } finally {
+      pipe.scheduler.child.kill('SIGCONT');
+    }
+    // A later campaign from r@1 over the same scope, completed, covers what the cancelled one never listed.
+    const again = await pipe.create(spec('drain r@1 again', 'r@1', 'r@2'));
+    await pipe.waitFor(again.id, 'completed', (p) => p.state === 'completed', 120_000);
 
     const inGrace = await retire(); // default grace: 24 h since the last item moved
     expect(inGrace.code).toBe(3);

@@ -15,7 +15,7 @@
  */
 import type { Campaign } from '../ledger/types.ts';
 import { ACTIVE_STATES } from '../ledger/types.ts';
-import { campaignsFromKek, kekUsage, sampleMovedItems } from '../ledger/index.ts';
+import { campaignsFromKek, kekUsage, listCampaigns, sampleMovedItems } from '../ledger/index.ts';
 import { formatKek, type KekSelector, type WrappedDek } from '../core/kek-ref.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
@@ -104,6 +104,21 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
   }
   const active = campaigns.filter((c) => ACTIVE_STATES.includes(c.state)).map((c) => ({ id: c.id, name: c.name, state: c.state }));
   for (const c of active) blockers.push(`campaign ${c.id} (${c.name}) draining ${name} is still ${c.state}`);
+  /* Invariant 7, campaigns campaignsFromKek does not return: one at work that drains the KEK's id
+     with no version (any version, this one included), or that moves items TO it (a batch in flight
+     wraps under the material about to go). */
+  for (const c of await listCampaigns(res.ledger, { states: [...ACTIVE_STATES] })) {
+    if (active.some((a) => a.id === c.id)) continue;
+    const role = roleOf(c.spec, kek);
+    if (role) blockers.push(`campaign ${c.id} (${c.name}) ${role} ${name} is still ${c.state}`);
+  }
+  /* A campaign cancelled before its plan was done never listed part of its scope: items there may
+     still be under the KEK, and nothing in the ledger shows them. Until a later campaign from the
+     KEK completes over that scope, "cannot tell" counts as "still needs it". */
+  for (const c of campaigns) {
+    if (c.state !== 'cancelled' || c.planDone || coveredLater(c, campaigns)) continue;
+    blockers.push(`campaign ${c.id} (${c.name}) was cancelled before its plan was done: items it never listed may still be under ${name}; run a campaign from ${name} over its scope to completion`);
+  }
   const graceLeftMs = usage.lastMovedAt ? Math.max(0, usage.lastMovedAt.getTime() + o.graceMs - o.now.getTime()) : 0;
   if (graceLeftMs > 0) blockers.push(`grace period: the last item moved at ${usage.lastMovedAt!.toISOString()}; ${minutes(graceLeftMs)} left (--grace)`);
 
@@ -167,6 +182,26 @@ function narrowedTo(spec: CampaignSpec, kek: KekSelector): CampaignSpec {
   if (!spec.keyMap) return spec;
   const keep = spec.keyMap.filter((e) => e.from.id === kek.id && (e.from.version === undefined || kek.version === undefined || e.from.version === kek.version));
   return keep.length > 0 ? { ...spec, keyMap: keep } : spec;
+}
+
+/** How a campaign at work may still use `kek` beyond what campaignsFromKek finds: draining its id at any version, or moving items to it. */
+function roleOf(spec: CampaignSpec, kek: KekSelector): string | undefined {
+  const may = (sel: KekSelector | undefined) => sel !== undefined && sel.id === kek.id && (sel.version === undefined || kek.version === undefined || sel.version === kek.version);
+  const pairs = spec.keyMap ?? [{ from: spec.from, to: spec.to }];
+  if (pairs.some((p) => may(p.from))) return 'draining';
+  if (pairs.some((p) => may(p.to))) return 'moving items to';
+  return undefined;
+}
+
+/** A completed campaign from the KEK, newer than `c`, whose scopes cover each of `c`'s (same store, a prefix of its prefix). */
+function coveredLater(c: Campaign, campaigns: Campaign[]): boolean {
+  return campaigns.some(
+    (d) =>
+      d.state === 'completed' &&
+      d.planDone &&
+      d.createdAt > c.createdAt &&
+      c.scopes.every((s) => d.scopes.some((t) => t.storeId === s.storeId && (s.prefix ?? '').startsWith(t.prefix ?? ''))),
+  );
 }
 
 /**

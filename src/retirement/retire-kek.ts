@@ -25,8 +25,11 @@ export async function retireKek(res: Resources, kek: KekSelector, o: RetirementO
   if (newest) res.kekAdmin(newest.spec, { keyringFile: o.keyringFile }).assertRetirable(kek, { destroy: o.delete });
   const check = await checkRetirement(res, kek, { ...o, fullPass: o.fullPass || o.delete }, signal);
   if (!check.ok || !newest) return { check };
-  /* The keyring file the gate verified against (that of the newest campaign from this version, or --keyring). */
-  const admin = res.kekAdmin(newest.spec, { keyringFile: check.keyringFile ?? o.keyringFile });
+  /* Through the provider the gate verified against: the newest campaign from this version (its
+     keyring file, its PKCS#11 token and labels), not the newest from any version of the id, which
+     may name another token or label map and so another object. */
+  const [gated] = await campaignsFromKek(res.ledger, kek);
+  const admin = res.kekAdmin((gated ?? newest).spec, { keyringFile: check.keyringFile ?? o.keyringFile });
   if (o.delete) {
     await admin.destroy(kek, signal);
     return { check, action: 'deleted' };
