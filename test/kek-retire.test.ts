@@ -16,6 +16,7 @@ import { ItemError } from '../src/core/errors.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { jsonOf, rewrapCli } from './support/cli.ts';
 import { rowSource, rowTable, rowsAt } from './support/row-fixture.ts';
+import { insertRows } from '../dev/reference/row-client.ts';
 import { LeakGuard } from './support/leak-guard.ts';
 
 const r1 = { id: 'r', version: '1', material: randomBytes(32) };
@@ -129,6 +130,18 @@ describe('kek retire', () => {
   }, 240_000);
 
   it('--delete re-reads the store in full, then removes the version and its material from the keyring file', async () => {
+    // Rows under r@1 whose KEK columns record no KEK (a NULL id, a NULL version): the plan never selected them; the full pass does, and they block.
+    await insertRows(pipe.db.pool, 'vault', 2, r1, 201);
+    await pipe.db.pool.query(`UPDATE vault SET kek_id = NULL WHERE id = 201; UPDATE vault SET kek_version = NULL WHERE id = 202`);
+    const unrecorded = await retire('--grace', '0', '--delete');
+    expect(unrecorded.code, JSON.stringify(unrecorded.json)).toBe(3);
+    expect(unrecorded.json.fullPass).toMatchObject({ checked: 2 });
+    expect(unrecorded.json.blockers).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^pg:vault: 1 item\(s\) that rewrap cannot read may be under r@1.*malformed-envelope/), expect.stringMatching(/^pg:vault 202: /)]),
+    );
+    expect(loadKeyringFile(keyringFile).map((e) => `${e.id}@${e.version}`)).toEqual(['r@1', 'r@2']);
+    await pipe.db.pool.query('DELETE FROM vault WHERE id > 200');
+
     const r = await retire('--grace', '0', '--delete');
     expect(r.code).toBe(0);
     expect(r.json).toMatchObject({ action: 'deleted', fullPass: { checked: 0 } }); // no row of the table is under r@1 any more

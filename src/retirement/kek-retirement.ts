@@ -244,7 +244,8 @@ function fullPassSources(res: Resources, c: Campaign, spec: CampaignSpec, specs:
   let reports = false;
   spec.sources.forEach((s, i) => {
     if (s.type === 's3-manifest' || s.type === 's3-inventory') reports = true;
-    else out.push({ source: res.source(spec, i), what: s.type === 's3' ? `s3|${s.bucket}|${s.prefix ?? ''}` : `pg|${s.table}` });
+    /* A pg source: the rows under the KEK by their columns, and those whose columns record none (they block). */
+    else out.push({ source: res.source(spec, i, { unrecordedRows: true }), what: s.type === 's3' ? `s3|${s.bucket}|${s.prefix ?? ''}` : `pg|${s.table}` });
   });
   if (reports) {
     for (const scope of c.scopes) {
@@ -309,7 +310,7 @@ async function verifyEveryItem(
                 const v = await checker.verifyUnwrap(read.envelope.dek, kek, undefined, signal);
                 if (v.ok) return;
                 if (v.underRetiring) underKek[g.storeId] = (underKek[g.storeId] ?? 0) + 1;
-                else if (namesKekOutsideKeyring(read.envelope.dek, checker)) underOtherKek++;
+                else if (parseStoreId(g.storeId)?.kind === 's3' && namesKekOutsideKeyring(read.envelope.dek, checker)) underOtherKek++;
                 else failed.push({ storeId: g.storeId, itemKey: key, problem: v.problem });
               }),
             );

@@ -296,7 +296,8 @@ export class Resources {
     return new KmsKekAdmin(this.kmsClient(spec));
   }
 
-  source(spec: CampaignSpec, index: number): Source {
+  /** `unrecordedRows`: a pg source selects the rows that record no KEK too (PgTableSourceOptions.unrecorded). */
+  source(spec: CampaignSpec, index: number, o: { unrecordedRows?: boolean } = {}): Source {
     const s = spec.sources[index]!;
     /* A requester-pays bucket is listed as requester too (its instruction-file HEADs as well). */
     if (s.type === 's3') return new S3ListSource(this.s3ClientFor(s.bucket, [spec]), s.bucket, s.prefix);
@@ -304,8 +305,9 @@ export class Resources {
     if (s.type === 's3-inventory') return new S3InventorySource(this.s3Client(), s, this.inventories);
     const from = sourceKeksOf(spec);
     /* One KEK: today's query. A key map: rows under any of its source KEKs. */
-    if (from.length === 1) return new PgTableSource(this.data(), { ...s, kmsMaterial: drainsKmsMaterial(spec.provider.type, from[0]!) }, from[0]!);
-    return new PgTableSource(this.data(), s, from);
+    const unrecorded = o.unrecordedRows === true;
+    if (from.length === 1) return new PgTableSource(this.data(), { ...s, kmsMaterial: drainsKmsMaterial(spec.provider.type, from[0]!), unrecorded }, from[0]!);
+    return new PgTableSource(this.data(), { ...s, unrecorded }, from);
   }
 
   async close(): Promise<void> {

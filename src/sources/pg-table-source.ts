@@ -21,6 +21,12 @@ export interface PgTableSourceOptions {
    * no material id (NULL, empty, anything else) are selected too; KMS tells their material.
    */
   kmsMaterial?: boolean;
+  /**
+   * Rows that record no KEK are selected too: an empty or NULL KEK id column, or, under the source
+   * KEK's id, a NULL version column. A plan leaves them alone; `kek retire --delete`'s full pass
+   * reads them (cannot tell which KEK wraps them: they block, invariant 7).
+   */
+  unrecorded?: boolean;
 }
 
 export class PgTableSource implements Source {
@@ -57,21 +63,24 @@ export class PgTableSource implements Source {
       );
     }
     const version = quoteIdent(this.o.kekVersionColumn);
+    const kekId = quoteIdent(this.o.kekIdColumn);
+    const noKekId = this.o.unrecorded ? ` OR ${kekId} IS NULL OR ${kekId}::text = ''` : '';
+    const noVersion = this.o.unrecorded ? ` OR ${version} IS NULL` : '';
     if (Array.isArray(this.from)) {
       /* A key map: rows whose KEK columns name one of its sources (a source without a version: any version of its id). */
       this.sql =
         `SELECT ${id}::text AS k FROM ${tableSql} ` +
         `WHERE ($1::text IS NULL OR ${id} > $1::text::${idCol.declared}) ` +
-        `AND EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS m(i, v) WHERE m.i = ${quoteIdent(this.o.kekIdColumn)} AND (m.v IS NULL OR m.v = ${version}::text)) ` +
+        `AND (EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS m(i, v) WHERE m.i = ${kekId} AND (m.v IS NULL OR m.v = ${version}::text${noVersion}))${noKekId}) ` +
         `ORDER BY ${id} LIMIT $4`;
       return this.sql;
     }
     /* Draining one KMS key material: rows with no material recorded may be under it (kms-material.ts). */
     const unrecorded = this.o.kmsMaterial ? ` OR ${version} IS NULL OR ${version}::text !~ '${KMS_MATERIAL_ID_PATTERN}'` : '';
-    const versionFilter = one.version === undefined ? '' : ` AND (${version} = $3${unrecorded})`;
+    const versionFilter = one.version === undefined ? '' : ` AND (${version} = $3${unrecorded}${noVersion})`;
     this.sql =
       `SELECT ${id}::text AS k FROM ${tableSql} ` +
-      `WHERE ($1::text IS NULL OR ${id} > $1::text::${idCol.declared}) AND ${quoteIdent(this.o.kekIdColumn)} = $2${versionFilter} ` +
+      `WHERE ($1::text IS NULL OR ${id} > $1::text::${idCol.declared}) AND ((${kekId} = $2${versionFilter})${noKekId}) ` +
       `ORDER BY ${id} LIMIT $${one.version === undefined ? 3 : 4}`;
     return this.sql;
   }
