@@ -69,8 +69,15 @@ describe('kek retire and versioned buckets (invariant 7)', () => {
     const refused = await retire('--delete');
     expect(refused.code, JSON.stringify(refused.json)).toBe(3);
     expect(refused.json.action).toBeNull();
-    expect(refused.json.blockers).toContainEqual(expect.stringMatching(new RegExp(`^s3://${tb.bucket}: 10 noncurrent version\\(s\\) still under k@1: the newest campaign over the bucket reports them`)));
+    expect(refused.json.blockers).toContainEqual(expect.stringMatching(new RegExp(`^s3://${tb.bucket}: 10 noncurrent version\\(s\\) still under k@1: the newest campaign over their keys reports them`)));
     expect(loadKeyringFile(keyringFile).map((e) => `${e.id}@${e.version}:${e.state}`)).toContain('k@1:enabled');
+
+    // A newer campaign from k@1 that keeps noncurrent versions, over another prefix, says nothing of o/'s: they still block.
+    const keepOther = await pipe.create({ name: 'keep a/', sources: [{ type: 's3', bucket: tb.bucket, prefix: 'a/' }], provider: { type: 'local', keyringFile }, from: 'k@1', to: 'k@2', options: { noncurrentVersions: 'keep' } });
+    await pipe.waitFor(keepOther.id, 'completed', (x) => x.state === 'completed', 120_000);
+    const stillRefused = await retire('--delete');
+    expect(stillRefused.code, JSON.stringify(stillRefused.json)).toBe(3);
+    expect(stillRefused.json.blockers).toContainEqual(expect.stringMatching(new RegExp(`^s3://${tb.bucket}: 10 noncurrent version\\(s\\) still under k@1: the newest campaign over their keys reports them`)));
 
     const accepted = await retire('--delete', '--allow-noncurrent-versions');
     expect(accepted.code, JSON.stringify(accepted.json)).toBe(0);

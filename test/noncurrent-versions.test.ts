@@ -261,7 +261,7 @@ describe('noncurrent versions: report, delete, keep (issue 14, invariant 7)', ()
     for (const r of runs) {
       expect(r.code, r.stdout + r.stderr).toBe(3);
       const blockers = jsonOf<{ blockers: string[] }>(r).blockers;
-      expect(blockers).toContainEqual(expect.stringMatching(new RegExp(`^${store(reportBucket.bucket)}: 8 noncurrent version\\(s\\) still under k@1: the newest campaign over the bucket reports them`)));
+      expect(blockers).toContainEqual(expect.stringMatching(new RegExp(`^${store(reportBucket.bucket)}: 8 noncurrent version\\(s\\) still under k@1: the newest campaign over their keys reports them`)));
       expect(blockers).toContainEqual(
         expect.stringMatching(new RegExp(`^${store(lockBucket)}: 4 noncurrent version\\(s\\) still under k@1 \\(4 under object lock: 2 legal-hold, 1 retention-compliance, 1 retention-governance\\): left after the noncurrent sweep`)),
       );

@@ -22,8 +22,9 @@ const retire: Command = {
   --allow-noncurrent-versions
              retire although noncurrent object versions in versioned buckets of the scope are
              still under this KEK (or a bucket's versions cannot be read): they become
-             undecryptable. Without it they block, unless the newest campaign over the bucket
-             said "noncurrentVersions": "keep". Either way they are counted and listed.
+             undecryptable. Without it they block, unless the newest campaign whose scope
+             holds their keys said "noncurrentVersions": "keep". Either way they are counted
+             and listed.
 
 Exit codes: 0 retired, 2 bad usage, 3 refused (it says what still blocks).`,
   options: { grace: { type: 'string' }, sample: { type: 'string' }, full: { type: 'boolean' }, delete: { type: 'boolean' }, keyring: { type: 'string' }, 'allow-noncurrent-versions': { type: 'boolean' } },
