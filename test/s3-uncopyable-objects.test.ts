@@ -30,8 +30,6 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createS3Client } from '../src/stores/s3-client.ts';
 import { S3EnvelopeStore } from '../src/stores/s3-envelope-store.ts';
 import { uncopyableFromHead } from '../src/stores/s3-uncopyable.ts';
@@ -44,6 +42,7 @@ import { UNDER_NO_KEK_REASONS, isTransient } from '../src/core/reasons.ts';
 import { putEncrypted } from '../dev/reference/s3ec-client.ts';
 import { parseCampaignSpec } from '../src/campaign/spec.ts';
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
+import { requesterPaysFront } from './support/requester-pays-front.ts';
 
 let client: S3Client;
 let tb: TestBucket;
@@ -209,30 +208,10 @@ describe('requester pays (issue 14.3)', () => {
   });
 });
 
-/** In front of `upstream`: object requests without `x-amz-request-payer` get AWS's 403; the rest pass. */
-async function requesterPaysFront(upstream: string): Promise<{ url: string; server: Server }> {
-  const up = new URL(upstream);
-  const server = createServer((req, res) => {
-    if (!req.headers['x-amz-request-payer'] && /^\/[^/?]+\/[^?]/.test(req.url ?? '')) {
-      res.writeHead(403, { 'content-type': 'application/xml' });
-      res.end(req.method === 'HEAD' ? undefined : '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
-      return;
-    }
-    const fwd = httpRequest({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    fwd.on('error', () => res.destroy());
-    req.pipe(fwd);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
-}
-
 describe('a requester-pays bucket without requesterPays (issue 14.3)', () => {
   it('the object fails as requester-pays, nothing is written, and with requesterPays the same object is rewrapped', async () => {
     const env = s3TestEnv();
-    const front = await requesterPaysFront(env.endpoint);
+    const front = await requesterPaysFront(env.endpoint, { objectsOnly: true });
     const viaFront = createS3Client({ endpoint: front.url, region: env.region, credentials: env });
     try {
       const key = await item({});
@@ -246,7 +225,7 @@ describe('a requester-pays bucket without requesterPays (issue 14.3)', () => {
       expect(await rewrapItem({ ...target(), store: paying }, { key })).toMatchObject({ status: 'rewrapped', to: { id: 'k', version: '2' } });
     } finally {
       viaFront.destroy();
-      await new Promise((resolve) => front.server.close(resolve));
+      await front.close();
     }
   });
 });
