@@ -131,8 +131,9 @@ describe('kek retire', () => {
 
   it('--delete re-reads the store in full, then removes the version and its material from the keyring file', async () => {
     // Rows under r@1 whose KEK columns record no KEK (a NULL id, a NULL version): the plan never selected them; the full pass does, and they block.
-    await insertRows(pipe.db.pool, 'vault', 2, r1, 201);
-    await pipe.db.pool.query(`UPDATE vault SET kek_id = NULL WHERE id = 201; UPDATE vault SET kek_version = NULL WHERE id = 202`);
+    // A row with no wrapped key and no KEK holds no secret: not selected, no blocker.
+    await insertRows(pipe.db.pool, 'vault', 3, r1, 201);
+    await pipe.db.pool.query(`UPDATE vault SET kek_id = NULL WHERE id = 201; UPDATE vault SET kek_version = NULL WHERE id = 202; UPDATE vault SET kek_id = NULL, wrapped_dek = NULL WHERE id = 203`);
     const unrecorded = await retire('--grace', '0', '--delete');
     expect(unrecorded.code, JSON.stringify(unrecorded.json)).toBe(3);
     expect(unrecorded.json.fullPass).toMatchObject({ checked: 2 });

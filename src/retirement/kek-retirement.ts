@@ -16,7 +16,7 @@
 import type { Campaign } from '../ledger/types.ts';
 import { ACTIVE_STATES } from '../ledger/types.ts';
 import { campaignsFromKek, kekUsage, listCampaigns, sampleMovedItems } from '../ledger/index.ts';
-import { formatKek, type KekSelector, type WrappedDek } from '../core/kek-ref.ts';
+import { formatKek, type KekSelector } from '../core/kek-ref.ts';
 import type { Resources } from '../runtime/resources.ts';
 import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
 import { kekOfUnreadable } from '../rewrap/unreadable-kek.ts';
@@ -205,21 +205,6 @@ function coveredLater(c: Campaign, campaigns: Campaign[]): boolean {
 }
 
 /**
- * A whole-bucket listing finds the objects of other KEKs too (a shared bucket). A keyring chooses
- * a KEK by the envelope's matdesc, as an S3EC reader does: an AES/GCM envelope whose matdesc names
- * something (not {}, V1's default, which names nothing) that no KEK of the keyring has is never
- * read with the retiring KEK's material, and a KMS-wrapped one is no keyring KEK's: another KEK's
- * object, not a blocker. Only where the keyring cannot read it at all: an envelope naming one of
- * its KEKs that fails to authenticate (a corrupt write under the new KEK) still blocks. KMS and
- * PKCS#11 verifiers are not judged here (cannot tell: it blocks).
- */
-function namesKekOutsideKeyring(dek: WrappedDek, checker: KekVerifier): boolean {
-  if (checker.kind !== 'local' || dek.kek !== undefined || checker.identify(dek) !== undefined) return false;
-  if (dek.wrapAlg === 'kms+context') return true;
-  return dek.wrapAlg === 'AES/GCM' && Object.keys(dek.matdesc).length > 0;
-}
-
-/**
  * The spec with no S3 source read as metadata-only: the full pass looks for objects outside the
  * campaign's plan (written since, or never in its report), and the campaign's placement says
  * nothing of where their envelopes are. Under "metadata" an object whose envelope is in
@@ -310,7 +295,6 @@ async function verifyEveryItem(
                 const v = await checker.verifyUnwrap(read.envelope.dek, kek, undefined, signal);
                 if (v.ok) return;
                 if (v.underRetiring) underKek[g.storeId] = (underKek[g.storeId] ?? 0) + 1;
-                else if (parseStoreId(g.storeId)?.kind === 's3' && namesKekOutsideKeyring(read.envelope.dek, checker)) underOtherKek++;
                 else failed.push({ storeId: g.storeId, itemKey: key, problem: v.problem });
               }),
             );

@@ -27,6 +27,8 @@ export interface PgTableSourceOptions {
    * reads them (cannot tell which KEK wraps them: they block, invariant 7).
    */
   unrecorded?: boolean;
+  /** With `unrecorded`: only rows with a wrapped key (a row without one holds no secret, under no KEK). */
+  wrappedKeyColumn?: string;
 }
 
 export class PgTableSource implements Source {
@@ -64,7 +66,8 @@ export class PgTableSource implements Source {
     }
     const version = quoteIdent(this.o.kekVersionColumn);
     const kekId = quoteIdent(this.o.kekIdColumn);
-    const noKekId = this.o.unrecorded ? ` OR ${kekId} IS NULL OR ${kekId}::text = ''` : '';
+    const withSecret = this.o.wrappedKeyColumn ? ` AND ${quoteIdent(this.o.wrappedKeyColumn)} IS NOT NULL` : '';
+    const noKekId = this.o.unrecorded ? ` OR ((${kekId} IS NULL OR ${kekId}::text = '')${withSecret})` : '';
     const noVersion = this.o.unrecorded ? ` OR ${version} IS NULL` : '';
     if (Array.isArray(this.from)) {
       /* A key map: rows whose KEK columns name one of its sources (a source without a version: any version of its id). */
