@@ -17,10 +17,13 @@ import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { jsonOf, rewrapCli } from './support/cli.ts';
 import { requesterPaysFront, type RequesterPaysFront } from './support/requester-pays-front.ts';
+import { LeakGuard } from './support/leak-guard.ts';
 
 const p1 = { id: 'rp', version: '1', material: randomBytes(32) };
 const p2 = { id: 'rp', version: '2', material: randomBytes(32) };
 const OBJECTS = 12;
+const guard = new LeakGuard();
+guard.secret(p1.material, p2.material);
 
 let front: RequesterPaysFront;
 let pipe: Pipeline;
@@ -63,6 +66,7 @@ describe('kek retire after rotating a requester-pays bucket', () => {
 
     front.seen.length = 0;
     const r = await rewrapCli(pipe, ['kek', 'retire', 'rp@1', '--delete', '--json', '--grace', '0']);
+    guard.text(r.stdout, r.stderr);
     const json = jsonOf<{ retired: boolean; blockers: string[]; fullPass?: { checked: number } }>(r);
     expect(json.blockers).toEqual([]);
     expect(r.code, r.stderr).toBe(0);
@@ -73,4 +77,9 @@ describe('kek retire after rotating a requester-pays bucket', () => {
     const under2 = { aes: new Map([[matdescKey({ kek: 'rp@2' }), p2.material]]) };
     for (const [key, body] of bodies) expect((await getDecrypted(s3, bucket.bucket, key, under2)).payload.equals(body), key).toBe(true);
   }, 240_000);
+
+  it('no key bytes in any process log or CLI output (invariant 5)', () => {
+    guard.text(pipe.logs());
+    expect(guard.findLeaks()).toEqual([]);
+  });
 });

@@ -34,6 +34,7 @@ beforeAll(async () => {
     CREATE TABLE gated (id gated_id PRIMARY KEY, payload bytea, iv bytea, wrapped_dek bytea, kek_id text, kek_version text);`);
   await insertRows(pipe.db.pool, 'gated', ROWS, v1);
   holder = new pg.Client({ connectionString: pipe.db.url });
+  holder.on('error', () => undefined); // the test's own session: a shared server's restart must not end the test process
   await holder.connect();
 }, 120_000);
 
