@@ -113,11 +113,17 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
     if (role) blockers.push(`campaign ${c.id} (${c.name}) ${role} ${name} is still ${c.state}`);
   }
   /* A campaign cancelled before its plan was done never listed part of its scope: items there may
-     still be under the KEK, and nothing in the ledger shows them. Until a later campaign from the
-     KEK completes over that scope, "cannot tell" counts as "still needs it". */
+     still be under the KEK, and nothing in the ledger shows them. One with an `s3` source cancelled
+     before a delta pass was fully planned never checked its `.instruction` names (S3ListSource: the
+     plan leaves them to the delta pass), and an unmarked one is an item. Until a later campaign
+     from the KEK completes over that scope, "cannot tell" counts as "still needs it". */
   for (const c of campaigns) {
-    if (c.state !== 'cancelled' || c.planDone || coveredLater(c, campaigns)) continue;
-    blockers.push(`campaign ${c.id} (${c.name}) was cancelled before its plan was done: items it never listed may still be under ${name}; run a campaign from ${name} over its scope to completion`);
+    if (c.state !== 'cancelled' || coveredLater(c, campaigns)) continue;
+    if (!c.planDone) {
+      blockers.push(`campaign ${c.id} (${c.name}) was cancelled before its plan was done: items it never listed may still be under ${name}; run a campaign from ${name} over its scope to completion`);
+    } else if (c.deltaPasses === 0 && c.spec.sources.some((s) => s.type === 's3')) {
+      blockers.push(`campaign ${c.id} (${c.name}) was cancelled before its delta pass: objects named <key>.instruction that are not instruction files (items) were never checked and may still be under ${name}; run a campaign from ${name} over its scope to completion`);
+    }
   }
   const graceLeftMs = usage.lastMovedAt ? Math.max(0, usage.lastMovedAt.getTime() + o.graceMs - o.now.getTime()) : 0;
   if (graceLeftMs > 0) blockers.push(`grace period: the last item moved at ${usage.lastMovedAt!.toISOString()}; ${minutes(graceLeftMs)} left (--grace)`);

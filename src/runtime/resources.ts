@@ -296,11 +296,15 @@ export class Resources {
     return new KmsKekAdmin(this.kmsClient(spec));
   }
 
-  /** `unrecordedRows`: a pg source selects the rows that record no KEK too (PgTableSourceOptions.unrecorded). */
-  source(spec: CampaignSpec, index: number, o: { unrecordedRows?: boolean } = {}): Source {
+  /**
+   * `unrecordedRows`: a pg source selects the rows that record no KEK too (PgTableSourceOptions.unrecorded).
+   * `forPlanning`: the planner's own sources (an `s3` source checks its `.instruction` names in
+   * the delta pass only: S3ListSource).
+   */
+  source(spec: CampaignSpec, index: number, o: { unrecordedRows?: boolean; forPlanning?: boolean } = {}): Source {
     const s = spec.sources[index]!;
     /* A requester-pays bucket is listed as requester too (its instruction-file HEADs as well). */
-    if (s.type === 's3') return new S3ListSource(this.s3ClientFor(s.bucket, [spec]), s.bucket, s.prefix);
+    if (s.type === 's3') return new S3ListSource(this.s3ClientFor(s.bucket, [spec]), s.bucket, s.prefix, { instructionChecksInDeltaPass: o.forPlanning === true });
     if (s.type === 's3-manifest') return new CsvManifestSource(s.manifestFile, s.keysUrlEncoded);
     if (s.type === 's3-inventory') return new S3InventorySource(this.s3Client(), s, this.inventories);
     const from = sourceKeksOf(spec);

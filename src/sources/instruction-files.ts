@@ -15,10 +15,20 @@ const HEAD_CONCURRENCY = 16;
 
 export const PROBE_PREFIX = '.rewrap-probe/';
 
-export async function itemKeysOf(client: S3Client, bucket: string, listed: string[], signal?: AbortSignal): Promise<string[]> {
+/**
+ * What to do with the `.instruction` names of a page: 'check' HEADs each one (an unmarked one is
+ * an item); 'later' leaves them all out, unchecked, for a pass that checks them (S3ListSource's
+ * delta pass, for the planner only).
+ */
+export type InstructionNames = 'check' | 'later';
+
+export const isInstructionName = (key: string) => key.endsWith(INSTRUCTION_SUFFIX);
+
+export async function itemKeysOf(client: S3Client, bucket: string, listed: string[], signal?: AbortSignal, names: InstructionNames = 'check'): Promise<string[]> {
   const keys = listed.filter((k) => !k.startsWith(PROBE_PREFIX));
+  if (names === 'later') return keys.filter((k) => !isInstructionName(k));
   const limitHeads = pLimit(HEAD_CONCURRENCY);
-  const isItem = await Promise.all(keys.map((k) => (k.endsWith(INSTRUCTION_SUFFIX) ? limitHeads(() => isNotInstructionFile(client, bucket, k, signal)) : true)));
+  const isItem = await Promise.all(keys.map((k) => (isInstructionName(k) ? limitHeads(() => isNotInstructionFile(client, bucket, k, signal)) : true)));
   return keys.filter((_, i) => isItem[i]);
 }
 

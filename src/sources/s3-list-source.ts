@@ -1,38 +1,54 @@
 /**
  * All objects under a prefix, via ListObjectsV2; instruction files and probe objects are not
  * items (instruction-files.ts: one HeadObject per `.instruction` name).
+ *
+ * `instructionChecksInDeltaPass` (the planner's sources): the first pass leaves every
+ * `.instruction` name out unchecked, and every delta pass checks every one it lists, modified
+ * or not. A campaign's own workers rewrite each instruction file they move, so a delta pass
+ * checked each of them anyway: the plan's HeadObject was the second one, half of the scheduler's
+ * work on such buckets (README, Performance). An unmarked `<key>.instruction` (an item) is then
+ * planned by the delta pass, which every campaign runs before it completes; the retirement gate
+ * counts a campaign cancelled before it as one that did not list its scope (kek-retirement.ts).
  */
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { itemKeysOf } from './instruction-files.ts';
+import { isInstructionName, itemKeysOf, type InstructionNames } from './instruction-files.ts';
 import type { Source, SourcePage } from './source.ts';
 import { s3StoreId } from '../core/store-id.ts';
 /** Listings and object times come from the server; allow for clock skew with it. */
 const DELTA_SKEW_MS = 5 * 60_000;
+
+export interface S3ListSourceOptions {
+  /** See the file header. Default false: every pass checks the names it lists (dry runs, retirement's full pass). */
+  instructionChecksInDeltaPass?: boolean;
+}
 
 export class S3ListSource implements Source {
   constructor(
     private readonly client: S3Client,
     private readonly bucket: string,
     private readonly prefix = '',
+    private readonly options: S3ListSourceOptions = {},
   ) {}
 
   page(cursor: unknown, limit: number, signal?: AbortSignal): Promise<SourcePage> {
-    return this.list(cursor, limit, () => true, signal);
+    return this.list(cursor, limit, () => true, this.options.instructionChecksInDeltaPass ? 'later' : 'check', signal);
   }
 
   deltaPage(since: Date, cursor: unknown, limit: number, signal?: AbortSignal): Promise<SourcePage> {
     const after = since.getTime() - DELTA_SKEW_MS;
-    return this.list(cursor, limit, (modified) => modified === undefined || modified.getTime() >= after, signal);
+    const everyInstructionName = this.options.instructionChecksInDeltaPass === true;
+    const keep = (key: string, modified?: Date) => modified === undefined || modified.getTime() >= after || (everyInstructionName && isInstructionName(key));
+    return this.list(cursor, limit, keep, 'check', signal);
   }
 
-  private async list(cursor: unknown, limit: number, keep: (m?: Date) => boolean, signal?: AbortSignal): Promise<SourcePage> {
+  private async list(cursor: unknown, limit: number, keep: (key: string, m?: Date) => boolean, names: InstructionNames, signal?: AbortSignal): Promise<SourcePage> {
     const token = typeof cursor === 'string' ? cursor : undefined;
     const out = await this.client.send(
       new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix || undefined, ContinuationToken: token, MaxKeys: Math.min(1000, limit) }),
       { abortSignal: signal },
     );
-    const listed = (out.Contents ?? []).filter((o) => o.Key && keep(o.LastModified)).map((o) => o.Key!);
-    const keys = await itemKeysOf(this.client, this.bucket, listed, signal);
+    const listed = (out.Contents ?? []).filter((o) => o.Key && keep(o.Key, o.LastModified)).map((o) => o.Key!);
+    const keys = await itemKeysOf(this.client, this.bucket, listed, signal, names);
     const done = !out.IsTruncated;
     return { groups: [{ storeId: s3StoreId(this.bucket), keys }], cursor: done ? null : out.NextContinuationToken, done };
   }
