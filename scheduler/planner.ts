@@ -35,7 +35,7 @@ export async function planStep(res: Resources, campaign: Campaign, pageSize: num
   const delta = campaign.deltaPasses > 0;
   const since = campaign.planStartedAt ?? new Date(0);
   const read = (at: PlanCursor) => {
-    const source = res.source(spec, at.s, { forPlanning: true });
+    const source = res.source(spec, at.s, { planning: { campaignId: campaign.id } });
     const p = delta ? source.deltaPage(since, at.c, pageSize, signal) : source.page(at.c, pageSize, signal);
     /* Awaited only once the ledger write of the page before it is done: a read that fails first
        (a restart ends both sessions; the read's 57P01 may arrive first) would be an unhandled

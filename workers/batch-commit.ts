@@ -81,9 +81,9 @@ const toRecord =
   (o: ItemOutcome): ItemOutcomeRecord[] => {
     switch (o.status) {
       case 'rewrapped':
-        return [{ storeId, itemKey: o.key, outcome: 'rewrapped', from: o.from, to: o.to }];
+        return [{ storeId, itemKey: o.key, outcome: 'rewrapped', from: o.from, to: o.to, envelopeFileEtag: o.envelopeFile?.etag }];
       case 'skipped':
-        return [{ storeId, itemKey: o.key, outcome: 'skipped', reason: o.reason, currentKek: o.current }];
+        return [{ storeId, itemKey: o.key, outcome: 'skipped', reason: o.reason, currentKek: o.current, envelopeFileEtag: o.envelopeFile?.etag }];
       case 'failed':
         return [{ storeId, itemKey: o.key, outcome: 'failed', reason: o.reason, detail: o.detail, currentKek: o.current }];
       case 'retry':

@@ -21,7 +21,7 @@ import { createKmsClient } from '../../src/kek/kms-client.ts';
 import { S3EnvelopeStore } from '../../src/stores/s3-envelope-store.ts';
 import { PgTableStore } from '../../src/stores/pg-table-store.ts';
 import { kmsEncryptionContext } from '../../src/kek/kms-kek-provider.ts';
-import type { ItemRef } from '../../src/stores/envelope-store.ts';
+import { isWritten, type ItemRef } from '../../src/stores/envelope-store.ts';
 import type { Envelope } from '../../src/core/envelope.ts';
 import type { WrappedDek } from '../../src/core/kek-ref.ts';
 import { putEncrypted } from '../../dev/reference/s3ec-client.ts';
@@ -163,7 +163,7 @@ async function prepare(c: DriverConfig): Promise<{ items: number; run: Timed; cl
               limit(async () => {
                 const r = await store.read({ key });
                 if (r.kind !== 'envelope') return 0;
-                return (await store.writeIfUnchanged({ key }, r.token, r.envelope)) === 'written' ? 1 : 0;
+                return isWritten(await store.writeIfUnchanged({ key }, r.token, r.envelope)) ? 1 : 0;
               }),
             ),
           );

@@ -9,6 +9,7 @@ export { getCampaign } from './sql/getCampaign.ts';
 export { listCampaigns } from './sql/listCampaigns.ts';
 export { setCampaignState } from './sql/setCampaignState.ts';
 export { addPlannedItems } from './sql/addPlannedItems.ts';
+export { instructionFilesSeen } from './sql/instructionFilesSeen.ts';
 export { replanItems } from './sql/replanItems.ts';
 export { savePlanCursor } from './sql/savePlanCursor.ts';
 export { refreshStatistics } from './sql/refreshStatistics.ts';

@@ -146,6 +146,11 @@ export interface ItemOutcomeRecord {
   to?: KekRecord;
   /** The KEK seen wrapping the item (skipped/failed), if known: goes to the inventory. */
   currentKek?: KekRecord;
+  /**
+   * S3 instruction placement: the ETag of the item's `<key>.instruction`, marked as an
+   * instruction file, as this attempt left it (EnvelopeFileSeen; listInstructionFilesSeen).
+   */
+  envelopeFileEtag?: string;
 }
 
 export interface CommitRequest {

@@ -4,7 +4,7 @@ import { ItemError } from '../core/errors.ts';
 import type { KekProvider, RewrapResult } from '../kek/kek-provider.ts';
 import type { KekSelector, WrappedDek } from '../core/kek-ref.ts';
 import { NotUnderSourceError } from '../kek/kek-provider.ts';
-import { isBatchStore, LandedWriteError, type BatchEnvelopeStore, type EnvelopeStore } from '../stores/envelope-store.ts';
+import { isBatchStore, isWritten, LandedWriteError, type BatchEnvelopeStore, type EnvelopeStore } from '../stores/envelope-store.ts';
 import type { ProcessMetrics } from './process-metrics.ts';
 import { ForwardingKekProvider } from '../kek/forwarding-kek-provider.ts';
 import { storeKind as storeIdKind } from '../core/store-id.ts';
@@ -79,7 +79,7 @@ export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): Envelo
     }),
     writeIfUnchanged: (item, token, next, signal, fence) => guard('write', async () => {
       const r = await inner.writeIfUnchanged(item, token, next, signal, fence);
-      count('write', r === 'written' ? 'ok' : 'conflict');
+      count('write', isWritten(r) ? 'ok' : 'conflict');
       return r;
     }),
   };
@@ -94,7 +94,7 @@ export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): Envelo
     writeManyIfUnchanged: (writes, signal, fence) => guard('write', async () => {
       const r = await inner.writeManyIfUnchanged(writes, signal, fence);
       let ok = 0;
-      for (const v of r.values()) if (v === 'written') ok++;
+      for (const v of r.values()) if (isWritten(v)) ok++;
       if (ok) count('write', 'ok', ok);
       if (r.size - ok) count('write', 'conflict', r.size - ok);
       return r;

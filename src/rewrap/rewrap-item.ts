@@ -11,6 +11,8 @@ import { withNewKey } from '../envelope/s3ec-v2.ts';
 import {
   LandedWriteError,
   WriteFencedError,
+  isWritten,
+  type EnvelopeFileSeen,
   type EnvelopeStore,
   type ItemRef,
   type ReadResult,
@@ -138,7 +140,7 @@ export async function rewrapUntilWritten(
       const key = w.item.key;
       const p = byKey.get(key)!;
       const r = results.get(key);
-      if (r === 'written') done.set(key, writtenOutcome(key, p, round));
+      if (isWritten(r)) done.set(key, writtenOutcome(key, p, round, undefined, typeof r === 'object' ? r.written : undefined));
       else if (typeof r === 'object' && 'landed' in r) done.set(key, writtenOutcome(key, p, round, r.landed));
       else if (typeof r === 'object') done.set(key, r);
       else if (round >= maxConflicts) {
@@ -166,9 +168,9 @@ export interface Prepared {
   alreadyAtTarget?: boolean;
 }
 
-/** The outcome of an item whose write landed. */
-export function writtenOutcome(key: string, p: Prepared, conflicts: number, problem?: string): ItemOutcome {
-  const also = problem === undefined ? {} : { problem };
+/** The outcome of an item whose write landed; `file`: its instruction file as the write left it. */
+export function writtenOutcome(key: string, p: Prepared, conflicts: number, problem?: string, file?: EnvelopeFileSeen): ItemOutcome {
+  const also = { ...(problem === undefined ? {} : { problem }), ...(file ? { envelopeFile: file } : {}) };
   if (p.alreadyAtTarget) return { status: 'skipped', key, reason: 'already-at-target', current: p.to, recorded: { requestId: p.requestId }, ...also };
   return { status: 'rewrapped', key, from: p.from, to: p.to, requestId: p.requestId, conflicts, ...also };
 }
@@ -182,7 +184,8 @@ export async function prepare(t: RewrapTarget, key: string, read: ReadResult): P
   }
   const env = read.envelope;
   const c = classifyInMap(env, t.provider, mapOf(t));
-  if (c.kind === 'skip') return { status: 'skipped', key, reason: c.reason, current: c.current };
+  const file = read.envelopeFile ? { envelopeFile: read.envelopeFile } : {};
+  if (c.kind === 'skip') return { status: 'skipped', key, reason: c.reason, current: c.current, ...file };
   if (c.kind === 'unknown-kek') {
     const detail =
       t.provider.kind === 'kms'
@@ -204,7 +207,7 @@ export async function prepare(t: RewrapTarget, key: string, read: ReadResult): P
        * incident on one material would take the key's other materials along): skipped.
        */
       const r = c.materialUnknown && from.id === to.id ? err.rewrapped : undefined;
-      if (!r) return { status: 'skipped', key, reason: 'not-under-source', current: err.actual };
+      if (!r) return { status: 'skipped', key, reason: 'not-under-source', current: err.actual, ...file };
       const alreadyAtTarget = r.from.materialId !== undefined && r.from.materialId === r.to.materialId;
       return { token: read.token, next: withNewKey(env, r.wrapped, r.matdesc, r.to), from: r.from, to: r.to, requestId: r.requestId, alreadyAtTarget };
     }

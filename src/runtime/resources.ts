@@ -29,7 +29,7 @@ import { WatchedKeyring } from '../kek/keyring-file-watch.ts';
 import { BudgetedKekProvider } from '../kek/budgeted-kek-provider.ts';
 import { DedupingKekProvider } from '../kek/deduping-kek-provider.ts';
 import { SharedDedupingKekProvider, type SharedRewrapStore } from '../kek/shared-deduping-kek-provider.ts';
-import { claimDekRewrap, releaseDekRewrap, storeDekRewrap } from '../ledger/index.ts';
+import { claimDekRewrap, instructionFilesSeen, releaseDekRewrap, storeDekRewrap } from '../ledger/index.ts';
 import { KmsBudget } from '../queue/kms-budget.ts';
 import type { Source } from '../sources/source.ts';
 import type { ProcessMetrics } from '../metrics/process-metrics.ts';
@@ -39,7 +39,7 @@ import { CsvManifestSource } from '../sources/csv-manifest-source.ts';
 import { drainsKmsMaterial } from '../core/kms-material.ts';
 import { PgTableSource } from '../sources/pg-table-source.ts';
 import { InventoryCache, S3InventorySource } from '../sources/s3-inventory-source.ts';
-import { parseStoreId } from '../core/store-id.ts';
+import { parseStoreId, s3StoreId } from '../core/store-id.ts';
 
 /**
  * Connection settings shared by every pool and dedicated client (the scheduler's lock
@@ -298,13 +298,19 @@ export class Resources {
 
   /**
    * `unrecordedRows`: a pg source selects the rows that record no KEK too (PgTableSourceOptions.unrecorded).
-   * `forPlanning`: the planner's own sources (an `s3` source checks its `.instruction` names in
-   * the delta pass only: S3ListSource).
+   * `planning`: the planner's sources for that campaign (an `s3` source checks its `.instruction`
+   * names in the delta pass only, skipping those its workers saw: S3ListSource).
    */
-  source(spec: CampaignSpec, index: number, o: { unrecordedRows?: boolean; forPlanning?: boolean } = {}): Source {
+  source(spec: CampaignSpec, index: number, o: { unrecordedRows?: boolean; planning?: { campaignId: string } } = {}): Source {
     const s = spec.sources[index]!;
     /* A requester-pays bucket is listed as requester too (its instruction-file HEADs as well). */
-    if (s.type === 's3') return new S3ListSource(this.s3ClientFor(s.bucket, [spec]), s.bucket, s.prefix, { instructionChecksInDeltaPass: o.forPlanning === true });
+    if (s.type === 's3') {
+      const planning = o.planning;
+      const listing = planning
+        ? { instructionChecksInDeltaPass: true, instructionFilesSeen: (keys: string[]) => instructionFilesSeen(this.ledger, planning.campaignId, s3StoreId(s.bucket), keys) }
+        : {};
+      return new S3ListSource(this.s3ClientFor(s.bucket, [spec]), s.bucket, s.prefix, listing);
+    }
     if (s.type === 's3-manifest') return new CsvManifestSource(s.manifestFile, s.keysUrlEncoded);
     if (s.type === 's3-inventory') return new S3InventorySource(this.s3Client(), s, this.inventories);
     const from = sourceKeksOf(spec);

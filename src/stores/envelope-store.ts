@@ -7,9 +7,31 @@ export interface ItemRef {
   key: string;
 }
 
-export type ReadResult = { kind: 'envelope'; envelope: Envelope; /** opaque to the pipeline */ token: unknown } | InvalidEnvelope;
+export type ReadResult =
+  | {
+      kind: 'envelope';
+      envelope: Envelope;
+      /** opaque to the pipeline */
+      token: unknown;
+      /** See EnvelopeFileSeen: the file as this read found it. */
+      envelopeFile?: EnvelopeFileSeen;
+    }
+  | InvalidEnvelope;
 
-export type WriteResult = 'written' | 'conflict';
+/**
+ * S3 instruction placement: `<key>.instruction`, holding the item's envelope and carrying the
+ * instruction-file marker, as a read found it or a write left it. The ledger keeps its ETag with
+ * the item, so a delta pass that lists the same ETag knows the name is no item without a
+ * HeadObject (S3ListSource). Only for a marked file: an unmarked one is left to that check.
+ */
+export interface EnvelopeFileSeen {
+  etag: string;
+}
+
+/** `{ written }`: written, and the write left the envelope file as EnvelopeFileSeen says. */
+export type WriteResult = 'written' | 'conflict' | { written: EnvelopeFileSeen };
+
+export const isWritten = (r: unknown): r is Exclude<WriteResult, 'conflict'> => r === 'written' || (typeof r === 'object' && r !== null && 'written' in r);
 
 /**
  * Invariant 8: a worker writes only while it holds its batch lease. The store calls the fence

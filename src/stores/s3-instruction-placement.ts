@@ -5,8 +5,8 @@
  * PutObject If-Match on its ETag, which changes with every write: a true compare-and-swap.
  */
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { ENVELOPE_KEYS, INSTRUCTION_SUFFIX, detectFormat, parseStringMap, parseV2, serializeV2 } from '../envelope/s3ec-v2.ts';
-import type { ReadResult, WriteFence } from './envelope-store.ts';
+import { ENVELOPE_KEYS, INSTRUCTION_FILE_MARKER, INSTRUCTION_SUFFIX, detectFormat, parseStringMap, parseV2, serializeV2 } from '../envelope/s3ec-v2.ts';
+import type { ReadResult, WriteFence, WriteResult } from './envelope-store.ts';
 import type { Envelope } from '../core/envelope.ts';
 import { fencedWrite, normalizeEtag } from './s3-client.ts';
 import { etagAs, type EtagCheck } from './s3-capabilities.ts';
@@ -76,10 +76,10 @@ export async function writeInstructionFile(
   ifMatch: Exclude<EtagCheck, false> | null,
   signal?: AbortSignal,
   fence?: WriteFence,
-): Promise<'written' | 'conflict'> {
+): Promise<WriteResult> {
   const ikey = instructionKey(key);
   try {
-    await client.send(
+    const out = await client.send(
       fencedWrite(new PutObjectCommand({
         Bucket: bucket,
         Key: ikey,
@@ -90,7 +90,8 @@ export async function writeInstructionFile(
       }), fence),
       { abortSignal: signal },
     );
-    return 'written';
+    /* Our write copies the metadata read, marker included: a marked file stays marked. */
+    return INSTRUCTION_FILE_MARKER in state.metadata && out.ETag ? { written: { etag: normalizeEtag(out.ETag) } } : 'written';
   } catch (err) {
     // RGW answers 412 for If-Match on a missing key, AWS 404: both mean "changed, re-read".
     if (isPreconditionFailed(err) || isNotFound(err)) return 'conflict';

@@ -30,9 +30,9 @@ const OUTCOMES = new Set(['rewrapped', 'skipped', 'failed']);
 const ITEMS_SQL = `
 WITH input AS (
   SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                       $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
+                       $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $18::text[])
     AS u(store_id, item_key, outcome, reason, detail, from_kek, from_version, from_material,
-         to_kek, to_version, to_material, inv_kek, inv_version, inv_material)
+         to_kek, to_version, to_material, inv_kek, inv_version, inv_material, envelope_file_etag)
 ),
 old AS (
   -- One primary-key lookup and row lock per item, in input order (sorted: a stable lock order).
@@ -63,6 +63,8 @@ changed AS (
          -- Kept only by a kept rewrap: a rewrapped item with no prior outcome moved in this batch (deltaPassChanges).
          prior_outcome = CASE WHEN d.keep_rewrap THEN ci.prior_outcome ELSE NULL END,
          attempts = ci.attempts + 1,
+         -- The file as this attempt left it; NULL (unknown, or unmarked) leaves the check to the delta pass.
+         envelope_file_etag = d.envelope_file_etag,
          done_at = now()
     FROM decided d
    WHERE ci.campaign_id = $1 AND ci.batch_no = $2 AND ci.store_id = d.store_id AND ci.item_key = d.item_key
@@ -198,6 +200,7 @@ export async function commitBatch(pool: pg.Pool, req: CommitRequest): Promise<Co
       ...kekCols(outcomes, (o) => o.to),
       ...kekCols(outcomes, inventoryKek),
       req.final,
+      col(outcomes, (o) => o.envelopeFileEtag),
     ]);
     const r = rows[0];
     /* Counted for every commit that landed (deltaPassChanges compares commits with claims). */
