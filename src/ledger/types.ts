@@ -148,7 +148,7 @@ export interface ItemOutcomeRecord {
   currentKek?: KekRecord;
   /**
    * S3 instruction placement: the ETag of the item's `<key>.instruction`, marked as an
-   * instruction file, as this attempt left it (EnvelopeFileSeen; listInstructionFilesSeen).
+   * instruction file, as this attempt left it (EnvelopeFileSeen; sql/instructionFilesSeen.ts).
    */
   envelopeFileEtag?: string;
 }

@@ -147,7 +147,7 @@ export class S3EnvelopeStore implements EnvelopeStore {
       kind: 'envelope',
       envelope: instruction.envelope,
       token: makeToken({ placement: 'instruction', ...objectState(head), instruction: instruction.state }),
-      ...(INSTRUCTION_FILE_MARKER in instruction.state.metadata ? { envelopeFile: { etag: instruction.state.etag } } : {}),
+      ...(INSTRUCTION_FILE_MARKER in instruction.state.metadata && instruction.state.etag ? { envelopeFile: { etag: instruction.state.etag } } : {}),
     };
   }
 
