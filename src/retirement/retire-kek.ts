@@ -31,6 +31,15 @@ export async function retireKek(res: Resources, kek: KekSelector, o: RetirementO
   const [gated] = await campaignsFromKek(res.ledger, kek);
   const admin = res.kekAdmin((gated ?? newest).spec, { keyringFile: check.keyringFile ?? o.keyringFile });
   if (o.delete) {
+    /* Invariant 7, for the one step that cannot be undone: the full pass re-reads every item in
+       scope and can take hours, and the gate's ledger and live checks were read before it. A
+       campaign started meanwhile (draining the KEK, or moving items to it), a move, a new
+       noncurrent version: all are checked again, without the full pass, just before the delete. */
+    const again = await checkRetirement(res, kek, { ...o, fullPass: false }, signal);
+    if (!again.ok) {
+      const blockers = again.blockers.map((b) => `${b} (found checking again after the full pass, just before the delete)`);
+      return { check: { ...again, ...(check.fullPass ? { fullPass: check.fullPass } : {}), blockers } };
+    }
     await admin.destroy(kek, signal);
     return { check, action: 'deleted' };
   }
