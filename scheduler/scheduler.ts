@@ -100,7 +100,7 @@ export async function startScheduler(config: ProcessConfig, log: Logger): Promis
       return;
     }
     if (!c.planDone) {
-      const r = await planStep(res, c, config.scheduler.planPageSize, 200, term);
+      const r = await planStep(res, c, config.scheduler.planPageSize, config.scheduler.planStepMs, term);
       await statistics.afterPlanStep(res, c.id, r);
       if (!r.planDone) planning = true;
     }

@@ -71,6 +71,8 @@ export interface ProcessConfig {
     reconcileEveryMs: number;
     /** Items read from a source per planning step. */
     planPageSize: number;
+    /** How long one campaign's planning may take per tick before the scheduler moves on. */
+    planStepMs: number;
   };
   /** Every Postgres pool and connection (ledger, data, the scheduler's lock connection). */
   postgres: {
@@ -180,6 +182,7 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
       tickMs: int(env, 'REWRAP_TICK_MS', 250, 10),
       reconcileEveryMs: int(env, 'REWRAP_RECONCILE_MS', 3000, 100),
       planPageSize: int(env, 'REWRAP_PLAN_PAGE', 5000, 1),
+      planStepMs: int(env, 'REWRAP_PLAN_STEP_MS', 200, 10),
     },
     postgres: postgresSettings(env),
     logLevel: env.LOG_LEVEL || 'info',

@@ -6,6 +6,10 @@
  * Node process). Here the order is made certain, not left to a restart's timing: the next page's
  * read waits on an advisory lock the test holds (the id column is a domain whose CHECK takes it),
  * the ledger write waits on a table lock the test holds, and the test ends the read's session.
+ * The plan step's time budget is set far beyond the test: with the default 200 ms, a step whose
+ * ledger write the test held longer than that returned at its budget and dropped the failed read
+ * unawaited (correct: the next tick reads the page again), so the tick did not fail and CI, on a
+ * loaded box, saw no "campaign tick failed".
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
@@ -26,7 +30,7 @@ let pipe: Pipeline;
 let holder: pg.Client;
 
 beforeAll(async () => {
-  pipe = await startPipeline({ label: 'readahead', workers: 1, env: { REWRAP_PLAN_PAGE: String(PAGE) } });
+  pipe = await startPipeline({ label: 'readahead', workers: 1, env: { REWRAP_PLAN_PAGE: String(PAGE), REWRAP_PLAN_STEP_MS: '600000' } });
   await pipe.db.pool.query(`
     CREATE FUNCTION gate_open(v bigint) RETURNS boolean LANGUAGE plpgsql STRICT VOLATILE AS $$
       BEGIN PERFORM pg_advisory_xact_lock_shared(${GATE}); RETURN true; END $$;
