@@ -23,12 +23,17 @@
  *     under it since, keeps its history: 'exposed', reason current-under-source);
  *   - the version itself is re-read just before the delete: only a version whose envelope is (or
  *     may be) under the source KEK is deleted; a delete marker holds no envelope and is never one;
+ *   - a version with id "null" only while the bucket's versioning is Enabled, read just before:
+ *     in a Suspended bucket any PUT of the key (the application's) becomes its null version and
+ *     current, and a delete by id "null" would then delete that new current object (measured on
+ *     Ceph RGW: the key reverted to the older version). It stays: 'exposed', reason
+ *     null-version-suspended (or versioning-unknown when it cannot be read);
  *   - a version under legal hold or COMPLIANCE retention is never deleted; GOVERNANCE retention
  *     only with `bypassGovernanceRetention`; an AccessDenied on the delete (the server's lock, or
  *     no s3:DeleteObjectVersion) is recorded as 'locked' (delete-refused), not a crash.
  */
 import type pg from 'pg';
-import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetBucketVersioningCommand } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { bucketOf } from '../core/store-id.ts';
 import type { Logger } from '../log.ts';
@@ -115,6 +120,13 @@ async function deleteVersion(ctx: NoncurrentContext, c: Campaign, v: NoncurrentV
     log.info({ event: 'version.locked', ...audit, reason: locked }, 'audit');
     return record(v, 'locked', locked);
   }
+  if (v.versionId === 'null') {
+    const held = await nullVersionHeld(ctx, bucket, signal);
+    if (held) {
+      log.info({ event: 'version.kept', ...audit, reason: held }, 'audit');
+      return record(v, 'exposed', held);
+    }
+  }
   try {
     await ctx.s3(bucket).send(
       new DeleteObjectCommand({ Bucket: bucket, Key: v.key, VersionId: v.versionId, ...(bypass && governanceActive(again.lock, now) ? { BypassGovernanceRetention: true } : {}) }),
@@ -132,6 +144,21 @@ async function deleteVersion(ctx: NoncurrentContext, c: Campaign, v: NoncurrentV
   }
   log.info({ event: 'version.deleted', ...audit, bypassGovernanceRetention: bypass && governanceActive(again.lock, now) }, 'audit');
   return record(v, 'deleted', null);
+}
+
+/**
+ * Why a null version must not be deleted now, or undefined when versioning is Enabled (read now,
+ * not from the page: it can be suspended at any time). In a Suspended bucket the id "null" names
+ * whatever the key's latest write was, possibly the current object.
+ */
+async function nullVersionHeld(ctx: NoncurrentContext, bucket: string, signal?: AbortSignal): Promise<'null-version-suspended' | 'versioning-unknown' | undefined> {
+  try {
+    const { Status } = await ctx.s3(bucket).send(new GetBucketVersioningCommand({ Bucket: bucket }), { abortSignal: signal });
+    return Status === 'Enabled' ? undefined : 'null-version-suspended';
+  } catch (err) {
+    if (signal?.aborted || isTransientS3Error(err)) throw err; // the page is read again next tick
+    return 'versioning-unknown';
+  }
 }
 
 /** For status and the API: the campaign's noncurrent-version option, where its sweep is, and what it counted, by store. */

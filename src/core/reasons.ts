@@ -28,6 +28,7 @@ export const PERMANENT_REASONS = {
   'archived-storage-class': 'the S3 object is in an archive storage class or tier (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering archive: InvalidObjectState); it cannot be copied in place, left untouched',
   'sse-c-object': 'the S3 object is encrypted with a customer-provided key (SSE-C) rewrap does not have; it cannot be read or copied, left untouched',
   'requester-pays': 'the S3 bucket charges the requester and the source does not say requesterPays: true; nothing was read or written',
+  'null-version-would-be-replaced': 'the S3 bucket has versioning Suspended and the key has an older version with id "null", which a rewrite would replace for good; nothing was written',
   'unconditional-write-refused': 'the store offers no compare-and-swap and unconditional writes are not allowed',
   'store-rejected': 'the store refused the item with an error of its own (e.g. S3 MetadataTooLarge); the detail names it',
   'hsm-mechanism-unsupported': 'the HSM (PKCS#11 token) cannot wrap and unwrap with the mechanism this envelope format needs (e.g. AES/GCM on SoftHSM2); left untouched, never done in software',

@@ -13,7 +13,8 @@
  *
  * Not kept by a rewrite: object ACLs (no copy keeps them; buckets with ACLs disabled, the AWS
  * default since 2023, are unaffected) and, in versioned buckets, the old envelope stays in the
- * previous version. Keys ending in `.instruction` that carry `x-amz-crypto-instr-file` are
+ * previous version (in a versioning-suspended bucket a write would replace the key's null
+ * version instead: refused when that is an older copy, s3-null-version.ts). Keys ending in `.instruction` that carry `x-amz-crypto-instr-file` are
  * instruction files, never items: read answers 'not-encrypted' saying so. Objects a self-copy
  * cannot rewrite (archived, SSE-C, a requester-pays bucket without `requesterPays`) are answered
  * 'invalid' with their own reason from the HEAD, before any write (s3-uncopyable.ts).
@@ -28,8 +29,9 @@ import { copyLevel, instructionLevel, multipartLevel, probeS3Capabilities, type 
 import { isNotFound, toItemFailure } from './s3-errors.ts';
 import { uncopyableFromHead, uncopyableFromHeadError } from './s3-uncopyable.ts';
 import { contentDecrypts } from './s3-content-check.ts';
-import { readInstructionFile, writeInstructionFile } from './s3-instruction-placement.ts';
+import { instructionKey, readInstructionFile, writeInstructionFile } from './s3-instruction-placement.ts';
 import { writeMetadataEnvelope } from './s3-metadata-placement.ts';
+import { NullVersionGuard } from './s3-null-version.ts';
 import { isS3ItemToken, makeToken, objectState, type S3ItemToken } from './s3-object-token.ts';
 import { s3StoreId, s3Url, type StoreId } from '../core/store-id.ts';
 
@@ -79,6 +81,7 @@ export class S3EnvelopeStore implements EnvelopeStore {
   private readonly allowUnconditionalWrites: boolean;
   private readonly requesterPays: boolean;
   private probe?: Promise<S3Capabilities>;
+  private readonly nullVersions: NullVersionGuard;
 
   constructor(options: S3EnvelopeStoreOptions) {
     if (!options.bucket) throw new ConfigError('S3EnvelopeStore: bucket is required');
@@ -99,6 +102,7 @@ export class S3EnvelopeStore implements EnvelopeStore {
     if (this.partSizeBytes < 5 * MiB) throw new ConfigError(`S3EnvelopeStore: partSizeBytes is ${this.partSizeBytes}; S3 parts are at least 5 MiB (5242880)`);
     this.partCopyConcurrency = positiveInt('partCopyConcurrency', options.partCopyConcurrency ?? 4);
     this.allowUnconditionalWrites = options.allowUnconditionalWrites ?? false;
+    this.nullVersions = new NullVersionGuard(this.client, this.bucket);
   }
 
   /** What the endpoint honours for this bucket: probed on first use, then cached. */
@@ -166,6 +170,9 @@ export class S3EnvelopeStore implements EnvelopeStore {
           (token.placement === 'metadata' && token.size > this.multipartThresholdBytes ? ', or raise multipartThresholdBytes if the endpoint copies large objects in one request' : ''),
       );
     }
+    /* Nothing lost: in a versioning-suspended bucket the write must not replace an older null version. */
+    if (token.placement === 'instruction') await this.nullVersions.check(instructionKey(item.key), token.instruction!.versionId, where, signal);
+    else await this.nullVersions.check(item.key, token.versionId, where, signal);
     if (token.placement === 'instruction') {
       return writeInstructionFile(this.client, this.bucket, item.key, token.instruction!, next, caps.putIfMatch || null, signal, fence);
     }

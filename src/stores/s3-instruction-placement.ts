@@ -53,7 +53,7 @@ export async function readInstructionFile(client: S3Client, bucket: string, key:
   return {
     kind: 'envelope',
     envelope: parsed.envelope,
-    state: { etag: normalizeEtag(out.ETag), metadata: { ...(out.Metadata ?? {}) }, contentType: out.ContentType, json },
+    state: { etag: normalizeEtag(out.ETag), ...(out.VersionId !== undefined ? { versionId: out.VersionId } : {}), metadata: { ...(out.Metadata ?? {}) }, contentType: out.ContentType, json },
   };
 }
 

@@ -32,6 +32,8 @@ export interface PreservedHeaders {
 export interface InstructionFileState {
   /** Normalised (unquoted) ETag of `<key>.instruction` as read. */
   etag: string;
+  /** Its version id as read (absent in a bucket never versioned, or for a null version on some endpoints). */
+  versionId?: string;
   /** Its user metadata (carries `x-amz-crypto-instr-file`), kept on rewrite. */
   metadata: Record<string, string>;
   contentType?: string;
@@ -44,6 +46,8 @@ export interface S3ItemToken {
   placement: 'metadata' | 'instruction';
   /** Normalised (unquoted) ETag of the object as read. */
   etag: string;
+  /** The object's version id as read (absent in a bucket never versioned, or for a null version on some endpoints). */
+  versionId?: string;
   size: number;
   /** The object's full user metadata as read (lower-case keys, no `x-amz-meta-`). */
   metadata: Record<string, string>;
@@ -82,9 +86,10 @@ export function preservedHeaders(head: HeadObjectCommandOutput): PreservedHeader
   return h;
 }
 
-export function objectState(head: HeadObjectCommandOutput): Pick<S3ItemToken, 'etag' | 'size' | 'metadata' | 'headers' | 'tagCount'> {
+export function objectState(head: HeadObjectCommandOutput): Pick<S3ItemToken, 'etag' | 'versionId' | 'size' | 'metadata' | 'headers' | 'tagCount'> {
   return {
     etag: normalizeEtag(head.ETag),
+    ...(head.VersionId !== undefined ? { versionId: head.VersionId } : {}),
     size: head.ContentLength ?? 0,
     metadata: { ...(head.Metadata ?? {}) },
     headers: preservedHeaders(head),
