@@ -67,6 +67,7 @@ const COMMAND_ACTIONS: Record<string, string[]> = {
   'kms:CreateKey': ['kms:CreateKey'],
   'kms:RotateKeyOnDemand': ['kms:RotateKeyOnDemand'],
   'kms:DisableKey': ['kms:DisableKey'],
+  'kms:ListAliases': ['kms:ListAliases'],
 };
 
 interface Sender {
@@ -93,6 +94,8 @@ const VERSION_READ: Partial<Record<Role, string[]>> = {
 };
 /** `file#Command` → who sends it. A pair found in the code but not here fails, and so does a stale one. */
 const SENDERS: Record<string, Sender> = {
+  'src/stores/s3-null-version.ts#s3:GetBucketVersioning': { roles: STORE, why: 'a write in a versioning-suspended bucket must not replace an older null version' },
+  'src/stores/s3-null-version.ts#s3:HeadObject': { roles: STORE, actions: ['s3:GetObjectVersion'], why: 'does the key have a null version (HEAD ?versionId=null), in suspended buckets only' },
   'src/stores/s3-envelope-store.ts#s3:HeadObject': { roles: [...STORE, 'operator'], why: 'reads an item (kek retire --full re-reads every item)' },
   'src/stores/s3-instruction-placement.ts#s3:GetObject': { roles: [...STORE, 'operator'], why: 'reads an instruction file' },
   'src/stores/s3-instruction-placement.ts#s3:PutObject': { roles: STORE, why: 'conditional write of an instruction file' },
@@ -123,7 +126,8 @@ const SENDERS: Record<string, Sender> = {
   'src/kek/kms-kek-provider.ts#kms:ReEncrypt': { roles: STORE, why: 'the rewrap itself' },
   'src/kek/kms-kek-provider.ts#kms:DescribeKey': { roles: STORE, why: "resolves a destination alias to check ReEncrypt's KeyId" },
   'src/kek/kms-kek-provider.ts#kms:Decrypt': { roles: ['scheduler-canary'], why: 'the canary unwraps a moved DEK under the destination key' },
-  'src/kek/kms-kek-admin.ts#kms:DescribeKey': { roles: ['scheduler'], why: 'scheduled rotation: the current key material' },
+  'src/kek/kms-kek-admin.ts#kms:DescribeKey': { roles: ['scheduler', 'operator'], why: "scheduled rotation: the current key material; kek retire: the retired key's id and ARN" },
+  'src/kek/kms-kek-admin.ts#kms:ListAliases': { roles: ['operator'], why: "kek retire: the retired key's aliases (items may record the key by one)" },
   'src/kek/kms-kek-admin.ts#kms:RotateKeyOnDemand': { roles: ['scheduler'], why: 'scheduled rotation: rotate-on-demand' },
   'src/kek/kms-kek-admin.ts#kms:CreateKey': { roles: ['scheduler'], why: 'scheduled rotation: a new key' },
   'src/kek/kms-kek-admin.ts#kms:DisableKey': { roles: ['operator'], why: 'kek retire' },
@@ -147,6 +151,7 @@ const SENDERS: Record<string, Sender> = {
   'src/stores/s3-object-lock.ts#s3:HeadObject': { roles: STORE, why: "reads the new version's lock settings" },
   'src/stores/s3-object-lock.ts#s3:PutObjectLegalHold': { roles: ['object-lock'], why: 'object lock kept on the new version (object-lock buckets)' },
   'src/stores/s3-object-lock.ts#s3:PutObjectRetention': { roles: ['object-lock'], why: 'object lock kept on the new version (object-lock buckets)' },
+  'src/campaign/noncurrent-sweep.ts#s3:GetBucketVersioning': { roles: ['scheduler'], why: 'the sweep deletes a null version only while versioning is Enabled, read just before' },
   'src/campaign/noncurrent-sweep.ts#s3:DeleteObject': { roles: ['noncurrent-deletion'], actions: ['s3:DeleteObjectVersion', 's3:BypassGovernanceRetention'], why: 'noncurrent-version deletion, when enabled (governance bypass when enabled)' },
   'src/reports/report-sink.ts#s3:PutObject': { roles: ['operator'], why: 'campaign report --out s3://' },
   'src/reports/ledger-retention.ts#s3:HeadObject': { roles: ['operator'], why: 'ledger prune --archive s3://: the archive is read back (size, ETag) before any ledger row is deleted' },
@@ -169,10 +174,12 @@ const NOT_SENT_BY: Record<'worker' | 'scheduler', Record<string, string>> = {
     'src/kek/kms-kek-admin.ts#kms:CreateKey': 'scheduled rotation (scheduler)',
     'src/kek/kms-kek-admin.ts#kms:DisableKey': 'kek retire (operator)',
     'src/kek/kms-kek-admin.ts#kms:Decrypt': 'kek retire (operator)',
+    'src/kek/kms-kek-admin.ts#kms:ListAliases': 'kek retire (operator)',
   },
   scheduler: {
     'src/kek/kms-kek-admin.ts#kms:DisableKey': 'kek retire (operator); the scheduler reaches the admin port for scheduled rotation',
     'src/kek/kms-kek-admin.ts#kms:Decrypt': "kek retire's sample (operator)",
+    'src/kek/kms-kek-admin.ts#kms:ListAliases': "kek retire: the key's other names (operator)",
   },
 };
 /** The roles one process kind takes: its base policy and the variants attached to the same process. */
@@ -315,11 +322,11 @@ describe('IAM policies in deploy/aws/ (least privilege)', () => {
     expect(allowed(['iam-scheduler.json']).has('kms:Decrypt')).toBe(false);
   });
 
-  it('no wildcard action is allowed, and only kms:CreateKey (which has no key yet) is granted on every resource', () => {
+  it('no wildcard action is allowed, and only kms:CreateKey (which has no key yet) and kms:ListAliases (which IAM scopes to no resource) are granted on every resource', () => {
     for (const file of readdirSync(POLICIES).filter((f) => f.startsWith('iam-'))) {
       for (const s of statements(file).filter((x) => x.Effect === 'Allow')) {
         for (const a of list(s.Action)) expect(a, `${file} ${s.Sid}`).not.toMatch(/\*/);
-        if (list(s.Resource).includes('*')) expect(list(s.Action), `${file} ${s.Sid}`).toEqual(['kms:CreateKey']);
+        if (list(s.Resource).includes('*')) expect(['kms:CreateKey', 'kms:ListAliases'], `${file} ${s.Sid}`).toEqual(expect.arrayContaining(list(s.Action)));
       }
     }
   });

@@ -43,6 +43,12 @@ export interface KekAdmin {
   destroy(kek: KekSelector, signal?: AbortSignal): Promise<void>;
   /** Loads what verification needs (a keyring's material, zeroed by the verifier's close()). */
   verifier(): KekVerifier;
+  /**
+   * Every other name the provider gives the key `kekId` names (KMS: its key id, key ARN, aliases
+   * and alias ARNs), for providers where one key has several. Items and rows may record any of
+   * them; the retirement gate checks them all. Throws when the provider cannot say.
+   */
+  otherNames?(kekId: string, signal?: AbortSignal): Promise<string[]>;
 }
 
 /** Verifying DEKs against the KEKs (the retirement gate's sample and full pass). */

@@ -7,7 +7,7 @@
  * the operator's own procedure. Verification is a Decrypt (with KeyId when the ledger says which
  * key) whose plaintext is zeroed at once.
  */
-import { CreateKeyCommand, DecryptCommand, DescribeKeyCommand, DisableKeyCommand, RotateKeyOnDemandCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { CreateKeyCommand, DecryptCommand, DescribeKeyCommand, DisableKeyCommand, ListAliasesCommand, RotateKeyOnDemandCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { ConfigError } from '../core/errors.ts';
 import type { KekAdmin, KekLifecycleOptions, KekVerifier, UnwrapVerdict } from './kek-admin.ts';
 import { formatKek, type KekSelector, type KekVersionRef, type WrappedDek } from '../core/kek-ref.ts';
@@ -44,6 +44,9 @@ export class KmsKekAdmin implements KekAdmin {
 
   assertRetirable(kek: KekSelector, o: { destroy: boolean }): void {
     if (o.destroy) throw new ConfigError('kek retire --delete: not supported for KMS keys (our KMS server has no ScheduleKeyDeletion); disable the key here and schedule its deletion in KMS yourself');
+    if (kek.id.startsWith('alias/') || /^arn:[^:]+:kms:[^:]*:[^:]*:alias\//.test(kek.id)) {
+      throw new ConfigError(`kek retire ${kek.id}: KMS disables a key by its key id or key ARN, not by an alias (an alias can be pointed at another key meanwhile); run rewrap kek retire with the key ARN (aws kms describe-key --key-id ${kek.id})`);
+    }
     if (kek.version !== undefined) throw new ConfigError(`kek retire ${formatKek(kek)}: KMS cannot disable one key material; retire the whole key (rewrap kek retire ${kek.id}) once no item is under any of its materials`);
   }
 
@@ -58,6 +61,24 @@ export class KmsKekAdmin implements KekAdmin {
 
   verifier(): KekVerifier {
     return new KmsKekVerifier(this.#kms);
+  }
+
+  /** DescribeKey (the key id and ARN an alias or id resolves to) and ListAliases of that key. */
+  async otherNames(kekId: string, signal?: AbortSignal): Promise<string[]> {
+    const meta = (await this.#kms.send(new DescribeKeyCommand({ KeyId: kekId }), { abortSignal: signal })).KeyMetadata;
+    if (!meta?.KeyId || !meta.Arn) throw new Error(`KMS DescribeKey ${kekId} answered without the key's id and ARN`);
+    const names = new Set<string>([meta.KeyId, meta.Arn]);
+    for (let marker: string | undefined, more = true; more; ) {
+      const page = await this.#kms.send(new ListAliasesCommand({ KeyId: meta.KeyId, Marker: marker }), { abortSignal: signal });
+      for (const a of page.Aliases ?? []) {
+        if (a.AliasName) names.add(a.AliasName);
+        if (a.AliasArn) names.add(a.AliasArn);
+      }
+      more = page.Truncated === true && page.NextMarker !== undefined;
+      marker = page.NextMarker;
+    }
+    names.delete(kekId);
+    return [...names].sort();
   }
 }
 

@@ -24,6 +24,7 @@ import { mayBeUnder } from '../core/kms-material.ts';
 import type { KekVerifier } from '../kek/kek-admin.ts';
 import { storeIdOf, type CampaignSpec } from '../core/campaign-spec.ts';
 import { noncurrentVersionUse, type NoncurrentUse } from './versioned-buckets.ts';
+import { otherNameBlockers } from './other-key-names.ts';
 import { S3ListSource } from '../sources/s3-list-source.ts';
 import type { Source } from '../sources/source.ts';
 import { parseStoreId } from '../core/store-id.ts';
@@ -139,6 +140,8 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
   const keyringFile = admin.keyringFile;
   const checker = admin.verifier();
   try {
+    /* Invariant 7: items and rows that record the key by another of its names (KMS aliases, ARNs). */
+    blockers.push(...(await otherNameBlockers(res, admin, kek, name, campaigns, signal)));
     /* Invariant 7: noncurrent versions under the KEK, counted from the versioned buckets in scope. */
     const storeIds = [...usage.stores.map((s) => s.storeId), ...campaigns.flatMap((c) => c.spec.sources.flatMap(storeIdOf))];
     const specs = campaigns.map((c) => c.spec);
