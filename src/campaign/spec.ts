@@ -169,6 +169,7 @@ function parsePkcs11Provider(r: Record<string, unknown>): ProviderSpec {
     if (typeof l !== 'object' || l === null || Array.isArray(l) || !Object.entries(l).every(([k, v]) => /.@./.test(k) && str(v))) {
       throw new ConfigError(`${at}.labels: expected { "<kek id>@<version>": "<token label>", ... }`);
     }
+    labelsOneToOne(l as Record<string, string>, `${at}.labels`);
   }
   if (r.maxSessions !== undefined) checkNumber(r.maxSessions, { integer: true, min: 2, max: 1024, what: 'PKCS#11 sessions per worker process, the login session included' }, `${at}.maxSessions`);
   return {
@@ -179,6 +180,25 @@ function parsePkcs11Provider(r: Record<string, unknown>): ProviderSpec {
     ...(r.labels !== undefined ? { labels: { ...(r.labels as Record<string, string>) } } : {}),
     ...(r.maxSessions !== undefined ? { maxSessions: r.maxSessions as number } : {}),
   };
+}
+
+/**
+ * Two KEK names on one token object: retiring one would disable or destroy what the other's items
+ * need, and the gate checks only items recorded under the name it is given. A label is the
+ * name's own by default, so a label that is another KEK name not in the map is taken too.
+ */
+function labelsOneToOne(labels: Record<string, string>, at: string): void {
+  const owner = new Map<string, string>();
+  for (const [name, label] of Object.entries(labels)) {
+    const other = owner.get(label);
+    if (other !== undefined) throw new ConfigError(`${at}: "${other}" and "${name}" both name the token object labelled "${label}"; each KEK version needs its own object (retiring one would take the other's)`);
+    owner.set(label, name);
+  }
+  for (const [name, label] of Object.entries(labels)) {
+    if (label !== name && /.@./.test(label) && !(label in labels)) {
+      throw new ConfigError(`${at}: "${name}" is mapped to the label "${label}", which is also the default label of the KEK version ${label}; map ${label} to its own label too, or choose another for ${name}`);
+    }
+  }
 }
 
 const PLACEMENTS = ['auto', 'metadata', 'instruction'];
