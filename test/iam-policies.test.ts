@@ -151,6 +151,7 @@ const SENDERS: Record<string, Sender> = {
   'src/stores/s3-object-lock.ts#s3:HeadObject': { roles: STORE, why: "reads the new version's lock settings" },
   'src/stores/s3-object-lock.ts#s3:PutObjectLegalHold': { roles: ['object-lock'], why: 'object lock kept on the new version (object-lock buckets)' },
   'src/stores/s3-object-lock.ts#s3:PutObjectRetention': { roles: ['object-lock'], why: 'object lock kept on the new version (object-lock buckets)' },
+  'src/campaign/suspended-buckets.ts#s3:GetBucketVersioning': { roles: ['operator'], why: 'campaign create warns about versioning-suspended buckets' },
   'src/campaign/noncurrent-sweep.ts#s3:GetBucketVersioning': { roles: ['scheduler'], why: 'the sweep deletes a null version only while versioning is Enabled, read just before' },
   'src/campaign/noncurrent-sweep.ts#s3:DeleteObject': { roles: ['noncurrent-deletion'], actions: ['s3:DeleteObjectVersion', 's3:BypassGovernanceRetention'], why: 'noncurrent-version deletion, when enabled (governance bypass when enabled)' },
   'src/reports/report-sink.ts#s3:PutObject': { roles: ['operator'], why: 'campaign report --out s3://' },

@@ -17,6 +17,7 @@ import { getDecrypted, matdescKey, putEncrypted } from '../dev/reference/s3ec-cl
 import { freshBucket, s3TestEnv, type TestBucket } from './harness/s3.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { LeakGuard } from './support/leak-guard.ts';
+import { rewrapCli, specFile } from './support/cli.ts';
 
 const k1 = { id: 'k', version: '1', material: randomBytes(32) };
 const k2 = { id: 'k', version: '2', material: randomBytes(32) };
@@ -86,6 +87,16 @@ afterAll(async () => {
 
 describe('versioning-suspended buckets: no null version is replaced or deleted', () => {
   let campaignId: string;
+
+  it('campaign create (and its dry run) warns, naming the suspended bucket and not the enabled one', async () => {
+    const keyringFile = await pipe.keyringFile([k1, k2]);
+    const file = await specFile(pipe, { name: 'suspended dry run', sources: [{ type: 's3', bucket: suspended.bucket }, { type: 's3', bucket: enabled.bucket }], provider: { type: 'local', keyringFile }, from: 'k@1', to: 'k@2' });
+    const r = await rewrapCli(pipe, ['campaign', 'create', '--spec', file, '--dry-run']);
+    guard.text(r.stdout, r.stderr);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`warning: versioning is Suspended on s3://${suspended.bucket}: an object whose current version was written while versioning was on`);
+    expect(r.stderr).not.toContain(enabled.bucket);
+  }, 60_000);
 
   it('a rewrite that would replace an older null version fails the item, nothing written; the others move to k@2', async () => {
     const keyringFile = await pipe.keyringFile([k1, k2]);

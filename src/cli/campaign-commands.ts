@@ -1,4 +1,5 @@
 /** `rewrap campaign ...`: talks to the ledger directly. */
+import { suspendedBuckets, suspendedWarning } from '../campaign/suspended-buckets.ts';
 import {
   CampaignConflictError,
   campaignProgress,
@@ -37,6 +38,8 @@ Exit codes: 0 created, 2 bad spec or flags, 3 refused (overlaps a campaign that 
     /* A key map rule is resolved now, so that the dry run counts what the stored spec will drain. */
     const spec = resolveKeyMap(await loadSpecFile(values.spec));
     return withLedger(async (res) => {
+      const suspended = await suspendedBuckets(res, spec);
+      if (suspended.length > 0) process.stderr.write(suspendedWarning(suspended));
       if (values['dry-run']) {
         const r = await dryRun(res, spec);
         out(Boolean(values.json), r, () =>
