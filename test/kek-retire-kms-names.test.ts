@@ -15,6 +15,7 @@ import { createKmsClient } from '../src/kek/kms-client.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { jsonOf, rewrapCli } from './support/cli.ts';
 import { expectKmsRowsUnder, kmsRowSource, kmsRowTable } from './support/kms-row-fixture.ts';
+import { LeakGuard } from './support/leak-guard.ts';
 
 const ROWS = 40;
 const TABLE = 'knames';
@@ -24,6 +25,7 @@ let oldArn: string;
 let newKey: string;
 let alias: string;
 let deks: Map<string, Buffer>;
+const guard = new LeakGuard();
 
 beforeAll(async () => {
   pipe = await startPipeline({ label: 'retire-kms-names', workers: 1 });
@@ -32,6 +34,7 @@ beforeAll(async () => {
   alias = `alias/rw-old-${randomBytes(4).toString('hex')}`;
   await kms.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: oldArn }));
   ({ deks } = await kmsRowTable(pipe.db.pool, kms, TABLE, ROWS, alias));
+  guard.secret(...deks.values());
   await pipe.db.pool.query(`UPDATE ${TABLE} SET kek_id = $1 WHERE id > $2`, [oldArn, ROWS / 2]);
 }, 120_000);
 
@@ -42,6 +45,7 @@ afterAll(async () => {
 
 const retire = async (...args: string[]) => {
   const r = await rewrapCli(pipe, ['kek', 'retire', ...args, '--grace', '0', '--json']);
+  guard.text(r.stdout, r.stderr);
   if (r.code === 1) throw new Error(r.stderr);
   return { ...r, json: jsonOf<{ retired: boolean; action: string | null; blockers: string[] }>(r) };
 };
@@ -69,6 +73,7 @@ describe('kek retire, a KMS key the rows name two ways', () => {
   it('once a campaign from the alias moved the rest, retiring the key disables it (by its ARN: by the alias is refused) and every row decrypts under the new one', async () => {
     expect(await drain(alias)).toMatchObject({ rewrapped: ROWS / 2, failed: 0 });
     const byAlias = await rewrapCli(pipe, ['kek', 'retire', alias, '--grace', '0']);
+    guard.text(byAlias.stdout, byAlias.stderr);
     expect(byAlias.code).not.toBe(0);
     expect(byAlias.stderr).toContain(`kek retire ${alias}: KMS disables a key by its key id or key ARN, not by an alias`);
     expect((await kms.send(new DescribeKeyCommand({ KeyId: oldArn }))).KeyMetadata).toMatchObject({ Enabled: true });
@@ -78,4 +83,9 @@ describe('kek retire, a KMS key the rows name two ways', () => {
     expect((await kms.send(new DescribeKeyCommand({ KeyId: oldArn }))).KeyMetadata).toMatchObject({ Enabled: false });
     expect(await expectKmsRowsUnder(pipe.db.pool, kms, TABLE, newKey, deks)).toBe(ROWS);
   }, 240_000);
+
+  it('no DEK bytes in any process log or CLI output (invariant 5)', () => {
+    guard.text(pipe.logs());
+    expect(guard.findLeaks()).toEqual([]);
+  });
 });
