@@ -6,7 +6,7 @@
  * under the source KEK (except permanent failures), since a row rewritten under the old KEK
  * after we moved it must move again.
  */
-import { addPlannedItems, refreshStatistics, replanItems } from '../src/ledger/index.ts';
+import { addPlannedItems, addPlannedRanges, refreshStatistics, replanItems } from '../src/ledger/index.ts';
 import { savePlanCursor } from '../src/ledger/sql/savePlanCursor.ts';
 import type { Campaign } from '../src/ledger/types.ts';
 import type { Resources } from '../src/runtime/resources.ts';
@@ -62,7 +62,10 @@ export async function planStep(res: Resources, campaign: Campaign, pageSize: num
         continue;
       }
       const replan = delta && spec.sources[cur.s]!.type === 'pg';
-      const r = replan
+      /* Batch form (Postgres tables only): ranges of the page's ids, read after the cursor. */
+      const r = campaign.ledgerForm === 'batches'
+        ? await addPlannedRanges(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, typeof cur.c === 'string' ? cur.c : null, last ? next : cur, last && planDone, delta)
+        : replan
         ? await replanItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? { cursor: next, planDone } : undefined)
         : await addPlannedItems(res.ledger, campaign.id, g.storeId, g.keys, spec.options.batchSize, last ? next : cur, last && planDone, delta);
       planned += r.planned + r.requeued;

@@ -74,6 +74,12 @@ export interface ProcessConfig {
     /** How long one campaign's planning may take per tick before the scheduler moves on. */
     planStepMs: number;
   };
+  /**
+   * REWRAP_LEDGER_FORM (items or batches, default items): how campaigns created by this process
+   * record their items. 'batches' (Postgres table sources only; docs/batch-ledger-design.md) writes
+   * one ledger row per batch, an id range, instead of one per item. Read at `campaign create`.
+   */
+  ledgerForm: 'items' | 'batches';
   /** Every Postgres pool and connection (ledger, data, the scheduler's lock connection). */
   postgres: {
     /** How long a new connection may take before the attempt fails (the caller retries). */
@@ -125,6 +131,12 @@ export interface ProcessConfig {
 }
 
 type Env = Record<string, string | undefined>;
+
+function ledgerForm(value: string | undefined): 'items' | 'batches' {
+  if (value === undefined || value === '' || value === 'items') return 'items';
+  if (value === 'batches') return 'batches';
+  throw new ConfigError(`REWRAP_LEDGER_FORM: expected "items" (one ledger row per item, the default) or "batches" (one per batch; Postgres table sources only), got "${value}"`);
+}
 
 function int(env: Env, name: string, dflt: number, min = 0): number {
   const v = env[name];
@@ -184,6 +196,7 @@ export function loadConfig(env: Env = process.env): ProcessConfig {
       planPageSize: int(env, 'REWRAP_PLAN_PAGE', 5000, 1),
       planStepMs: int(env, 'REWRAP_PLAN_STEP_MS', 200, 10),
     },
+    ledgerForm: ledgerForm(env.REWRAP_LEDGER_FORM),
     postgres: postgresSettings(env),
     logLevel: env.LOG_LEVEL || 'info',
     metricsPort: env.REWRAP_METRICS_PORT ? int(env, 'REWRAP_METRICS_PORT', 0, 0) : undefined,

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { auditWrites } from '../src/rewrap/audit.ts';
 import type { Logger } from '../src/log.ts';
-import { commitBatch } from '../src/ledger/index.ts';
+import { commitBatch, commitBatchRange } from '../src/ledger/index.ts';
 import type { ItemOutcomeRecord } from '../src/ledger/types.ts';
 import type { ItemOutcome, OutcomeCounts } from '../src/rewrap/outcome.ts';
 import { countOutcomes } from '../src/rewrap/outcome.ts';
@@ -22,6 +22,8 @@ export interface CommittedBatch {
   /** Metric labels. */
   provider: string;
   campaignKind: string;
+  /** Batch ledger form: the claim's attempt number (commitBatchRange). */
+  attempt?: number;
 }
 
 /**
@@ -43,7 +45,8 @@ export async function commitOutcomes(
   const final = !interrupted && counts.retry === 0;
   const m = metrics;
   const commitStarted = performance.now();
-  const commit = await commitBatch(pool, { campaignId: b.campaignId, batchNo: b.batchNo, owner: b.owner, outcomes: records, final }).catch((err: unknown) => {
+  const req = { campaignId: b.campaignId, batchNo: b.batchNo, owner: b.owner, outcomes: records, final, attempt: b.attempt };
+  const commit = await (b.attempt === undefined ? commitBatch(pool, req) : commitBatchRange(pool, req)).catch((err: unknown) => {
     m?.batchCommits.inc({ outcome: 'error' });
     throw err;
   });

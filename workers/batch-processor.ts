@@ -19,6 +19,7 @@ import { commitOutcomes } from './batch-commit.ts';
 import { isTransientPgError } from '../src/stores/pg-table-errors.ts';
 import { KekMap } from '../src/kek/kek-map.ts';
 import { keyMapOf } from '../src/core/campaign-spec.ts';
+import { rewrapRange } from './range-batch.ts';
 
 /** Thrown when some items failed transiently: BullMQ retries the job (only those items remain). */
 export class RetryLaterError extends Error {
@@ -65,13 +66,16 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
       fence: lease.fence,
     };
     try {
-      outcomes = await rewrapBatch(target, batch.items.map((key) => ({ key })), { concurrency: spec.options.concurrency });
+      const opts = { concurrency: spec.options.concurrency };
+      outcomes = batch.range
+        ? await rewrapRange(d.res, campaign, batch.storeId, batch.range, (items) => rewrapBatch(target, items, opts))
+        : await rewrapBatch(target, batch.items.map((key) => ({ key })), opts);
     } catch (err) {
       if (!(err instanceof BatchInterruptedError)) throw err;
       outcomes = err.completed;
       interrupted = err.cause;
     }
-    const batchRef = { campaignId, batchNo, owner, storeId: batch.storeId, provider: spec.provider.type, campaignKind: campaign.kind };
+    const batchRef = { campaignId, batchNo, owner, storeId: batch.storeId, provider: spec.provider.type, campaignKind: campaign.kind, attempt: batch.range ? batch.attempts : undefined };
     const { status, counts } = await commitOutcomes(pool, d.res.metrics, log, batchRef, outcomes, interrupted !== undefined);
     if (status === 'fenced') return 'fenced';
     if (interrupted !== undefined) {

@@ -60,7 +60,7 @@ Exit codes: 0 created, 2 bad spec or flags, 3 refused (overlaps a campaign that 
         );
       }
       try {
-        const c = await admitCampaign(res.ledger, spec);
+        const c = await admitCampaign(res.ledger, spec, 0, res.config.ledgerForm);
         if (values.start) await setCampaignState(res.ledger, c.id, ['planning'], 'running');
         out(Boolean(values.json), { id: c.id, state: values.start ? 'running' : c.state }, () => `created campaign ${c.id}${values.start ? ' (running)' : '; start it with: rewrap campaign start ' + c.id}`);
         return EXIT.ok;

@@ -2,7 +2,7 @@
 import type { Campaign } from './types.ts';
 
 export const CAMPAIGN_COLUMNS = `id, name, kind, state, spec, scopes, priority, plan_cursor, plan_done, plan_started_at,
-  delta_passes, pause_reason, created_at, started_at, finished_at, updated_at, canary_state, noncurrent_cursor, noncurrent_swept_at`;
+  delta_passes, pause_reason, created_at, started_at, finished_at, updated_at, canary_state, noncurrent_cursor, noncurrent_swept_at, ledger_form`;
 
 export function toCampaign(r: Record<string, any>): Campaign {
   return {
@@ -25,6 +25,7 @@ export function toCampaign(r: Record<string, any>): Campaign {
     canaryState: r.canary_state ?? null,
     noncurrentCursor: r.noncurrent_cursor ?? null,
     noncurrentSweptAt: r.noncurrent_swept_at ?? null,
+    ledgerForm: r.ledger_form ?? 'items',
   };
 }
 

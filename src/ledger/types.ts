@@ -43,7 +43,12 @@ export interface Campaign {
   noncurrentCursor: unknown;
   /** When the noncurrent sweep finished; the campaign completes only after it. */
   noncurrentSweptAt: Date | null;
+  /** How the ledger records its items (migration 000009.sql): a row per item, or per batch (id ranges). */
+  ledgerForm: LedgerForm;
 }
+
+/** 'batches': Postgres table sources only; a batch is an id range evaluated when it runs. */
+export type LedgerForm = 'items' | 'batches';
 
 /** What a campaign's noncurrent sweep saw or did to one noncurrent object version (schema 6). */
 export type NoncurrentState = 'exposed' | 'deleted' | 'locked' | 'kept';
@@ -73,6 +78,8 @@ export interface NewCampaign {
   scopes: Scope[];
   /** Higher runs first; default 0. */
   priority?: number;
+  /** Default 'items'; 'batches' only for campaigns whose sources are all Postgres tables. */
+  ledgerForm?: LedgerForm;
 }
 
 export type BatchState = 'pending' | 'enqueued' | 'done';
@@ -111,7 +118,16 @@ export interface LeaseRequest {
 export type ClaimResult =
   | {
       status: 'claimed';
-      batch: { batchNo: number; storeId: string; /** only items without an outcome */ items: string[]; attempts: number; leaseUntil: Date };
+      batch: {
+        batchNo: number;
+        storeId: string;
+        /** only items without an outcome (batch form: empty, the items are `range`) */
+        items: string[];
+        attempts: number;
+        leaseUntil: Date;
+        /** Batch form: the rows lo < id <= hi the source selects now, less `exclude` (items with an exception already). */
+        range?: BatchRange;
+      };
       campaign: Campaign;
     }
   | { status: 'done' }
@@ -153,6 +169,14 @@ export interface ItemOutcomeRecord {
   envelopeFileEtag?: string;
 }
 
+export interface BatchRange {
+  lo: string | null;
+  hi: string;
+  exclude: string[];
+  /** A delta pass's batch: items the campaign recorded an exception for in earlier batches are left out too (the worker asks). */
+  delta: boolean;
+}
+
 export interface CommitRequest {
   campaignId: string;
   batchNo: number;
@@ -160,6 +184,8 @@ export interface CommitRequest {
   outcomes: ItemOutcomeRecord[];
   /** The worker is finished with this batch: mark it done if every item has an outcome. */
   final: boolean;
+  /** Batch form: the claim's attempt number; a second commit of one attempt changes nothing. */
+  attempt?: number;
 }
 
 export type CommitResult =

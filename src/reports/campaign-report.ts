@@ -44,6 +44,13 @@ function noncurrentContext(res: Resources, campaign: Campaign): NoncurrentContex
 
 /** `force`: replace an existing --out file or S3 object (refused otherwise). */
 export async function writeCampaignReport(res: Resources, campaign: Campaign, o: { kind: ReportKind; format: ReportFormat; out?: string; force?: boolean }): Promise<ReportResult> {
+  if (campaign.ledgerForm === 'batches' && o.kind !== 'failures') {
+    /* Said, not guessed: these list items, and a batch-form campaign records ranges (docs/batch-ledger-design.md, decision 6). */
+    throw new ConfigError(
+      `campaign ${campaign.id} records its items per batch (REWRAP_LEDGER_FORM=batches): the ${o.kind} report is not available for it yet; ` +
+        '`rewrap campaign status` has its counts and `--kind failures` its failed items',
+    );
+  }
   const sink = await openReportSink(o.out, () => res.s3Client(), o.format === 'csv' ? 'text/csv' : 'application/x-ndjson', { force: o.force });
   try {
     let r: ReportResult;

@@ -33,6 +33,7 @@ export interface PgTableSourceOptions {
 
 export class PgTableSource implements Source {
   private sql?: string;
+  private rangeSql?: string;
   private readonly storeId: StoreId;
 
   constructor(
@@ -47,12 +48,26 @@ export class PgTableSource implements Source {
   /** The id is compared in its own type, so the primary key index serves every page. */
   private async query(): Promise<string> {
     if (this.sql) return this.sql;
+    const sql = await this.buildQuery();
+    /* A batch of the batch ledger form: the same rows, up to its upper bound (the last parameter). */
+    const limitAt = sql.lastIndexOf(' ORDER BY ');
+    const one = this.from as KekSelector;
+    const n = Array.isArray(this.from) || one.version !== undefined ? 5 : 4;
+    this.rangeSql = `${sql.slice(0, limitAt)} AND ${quoteIdent(this.o.idColumn)} <= $${n}::text::${this.idType} ${sql.slice(limitAt + 1)}`;
+    this.sql = sql;
+    return sql;
+  }
+
+  private idType = 'text';
+
+  private async buildQuery(): Promise<string> {
     const { tableSql } = parseTableName(this.o.table);
     const id = quoteIdent(this.o.idColumn);
     const columns = await readColumnTypes(this.pool, tableSql);
     if (!columns) throw new ConfigError(`pg source ${this.o.table}: table does not exist (or is not on the search_path of the pool); check the table setting`);
     const idCol = columns.get(this.o.idColumn);
     if (!idCol) throw new ConfigError(`pg source ${this.o.table}: no column "${this.o.idColumn}" (idColumn)`);
+    this.idType = idCol.declared;
     const versionCol = columns.get(this.o.kekVersionColumn);
     if (!versionCol) throw new ConfigError(`pg source ${this.o.table}: no column "${this.o.kekVersionColumn}" (kekVersionColumn)`);
     const one = this.from as KekSelector;
@@ -71,25 +86,42 @@ export class PgTableSource implements Source {
     const noVersion = this.o.unrecorded ? ` OR ${version} IS NULL` : '';
     if (Array.isArray(this.from)) {
       /* A key map: rows whose KEK columns name one of its sources (a source without a version: any version of its id). */
-      this.sql =
+      return (
         `SELECT ${id}::text AS k FROM ${tableSql} ` +
         `WHERE ($1::text IS NULL OR ${id} > $1::text::${idCol.declared}) ` +
         `AND (EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS m(i, v) WHERE m.i = ${kekId} AND (m.v IS NULL OR m.v = ${version}::text${noVersion}))${noKekId}) ` +
-        `ORDER BY ${id} LIMIT $4`;
-      return this.sql;
+        `ORDER BY ${id} LIMIT $4`
+      );
     }
     /* Draining one KMS key material: rows with no material recorded may be under it (kms-material.ts). */
     const unrecorded = this.o.kmsMaterial ? ` OR ${version} IS NULL OR ${version}::text !~ '${KMS_MATERIAL_ID_PATTERN}'` : '';
     const versionFilter = one.version === undefined ? '' : ` AND (${version} = $3${unrecorded}${noVersion})`;
-    this.sql =
+    return (
       `SELECT ${id}::text AS k FROM ${tableSql} ` +
       `WHERE ($1::text IS NULL OR ${id} > $1::text::${idCol.declared}) AND ((${kekId} = $2${versionFilter})${noKekId}) ` +
-      `ORDER BY ${id} LIMIT $${one.version === undefined ? 3 : 4}`;
-    return this.sql;
+      `ORDER BY ${id} LIMIT $${one.version === undefined ? 3 : 4}`
+    );
   }
 
   async page(cursor: unknown, limit: number): Promise<SourcePage> {
     const last = typeof cursor === 'string' ? cursor : null;
+    const { rows } = await this.pool.query<{ k: string }>(await this.query(), this.params(last, limit));
+    const keys = rows.map((r) => r.k);
+    const done = keys.length < limit;
+    return { groups: [{ storeId: this.storeId, keys }], cursor: done ? null : keys[keys.length - 1], done };
+  }
+
+  /**
+   * A batch of the batch ledger form: up to `limit` ids after `after` (null: from `lo`'s side, the
+   * caller passes lo) and at most `hi`, of the rows the source selects now, in id order.
+   */
+  async rangePage(after: string | null, hi: string, limit: number): Promise<string[]> {
+    await this.query();
+    const { rows } = await this.pool.query<{ k: string }>(this.rangeSql!, [...this.params(after, limit), hi]);
+    return rows.map((r) => r.k);
+  }
+
+  private params(last: string | null, limit: number): unknown[] {
     const params: unknown[] = [last];
     if (Array.isArray(this.from)) {
       const from = this.from as readonly KekSelector[];
@@ -100,10 +132,7 @@ export class PgTableSource implements Source {
       if (from.version !== undefined) params.push(from.version);
     }
     params.push(limit);
-    const { rows } = await this.pool.query<{ k: string }>(await this.query(), params);
-    const keys = rows.map((r) => r.k);
-    const done = keys.length < limit;
-    return { groups: [{ storeId: this.storeId, keys }], cursor: done ? null : keys[keys.length - 1], done };
+    return params;
   }
 
   /** Rows still under the source KEK are exactly what is left: the same query from the start. */

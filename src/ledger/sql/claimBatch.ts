@@ -25,19 +25,28 @@ export async function claimBatch(pool: pg.Pool, req: LeaseRequest): Promise<Clai
     const campaign = toCampaign(campaigns[0]);
     if (campaign.state !== 'running') return { status: 'campaign-not-running', state: campaign.state };
     if (b.live && b.lease_owner !== req.owner) return { status: 'leased', leaseOwner: b.lease_owner!, leaseUntil: b.lease_until! };
-    const { rows: claimed } = await client.query<{ store_id: string; attempts: number; lease_until: Date }>(
+    const { rows: claimed } = await client.query<{ store_id: string; attempts: number; lease_until: Date; lo: string | null; hi: string | null; delta: boolean }>(
       `UPDATE rewrap_batches
           SET lease_owner = $3, lease_until = now() + $4::float8 * interval '1 millisecond', attempts = attempts + 1
         WHERE campaign_id = $1 AND batch_no = $2
-        RETURNING store_id, attempts, lease_until`,
+        RETURNING store_id, attempts, lease_until, lo, hi, delta`,
       [req.campaignId, req.batchNo, req.owner, req.leaseMs],
     );
+    const c = claimed[0];
+    if (campaign.ledgerForm === 'batches') {
+      /* The range is read by the worker; items an earlier attempt recorded as exceptions are left out. */
+      const { rows: excepted } = await client.query<{ item_key: string }>(
+        'SELECT item_key FROM rewrap_batch_exceptions WHERE campaign_id = $1 AND batch_no = $2 ORDER BY item_key',
+        [req.campaignId, req.batchNo],
+      );
+      const range = { lo: c.lo, hi: c.hi!, exclude: excepted.map((r) => r.item_key), delta: c.delta };
+      return { status: 'claimed', batch: { batchNo: req.batchNo, storeId: c.store_id, items: [], attempts: c.attempts, leaseUntil: c.lease_until, range }, campaign };
+    }
     const { rows: items } = await client.query<{ item_key: string }>(
       `SELECT item_key FROM rewrap_campaign_items
         WHERE campaign_id = $1 AND batch_no = $2 AND outcome IS NULL ORDER BY store_id, item_key`,
       [req.campaignId, req.batchNo],
     );
-    const c = claimed[0];
     return {
       status: 'claimed',
       batch: { batchNo: req.batchNo, storeId: c.store_id, items: items.map((r) => r.item_key), attempts: c.attempts, leaseUntil: c.lease_until },

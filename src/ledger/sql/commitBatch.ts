@@ -23,6 +23,7 @@ import { withTransaction } from '../transaction.ts';
 import { validateLease } from '../lease-guard.ts';
 import { applyAutoPause, autoPauseOptions } from '../auto-pause.ts';
 import { ConfigError } from '../../core/errors.ts';
+import { TOTALS_SQL } from './campaign-totals.ts';
 import type { CommitRequest, CommitResult, Counters, ItemOutcomeRecord, KekRecord } from '../types.ts';
 
 const OUTCOMES = new Set(['rewrapped', 'skipped', 'failed']);
@@ -113,28 +114,7 @@ SELECT (SELECT count(*) FROM old)::int AS matched, d.changed, d.d_rewrapped, d.d
        (ob.n - d.newly_done)::int AS remaining, EXISTS (SELECT 1 FROM finished) AS finished, r.reasons, r.reason_deltas
   FROM deltas d CROSS JOIN open_before ob CROSS JOIN reason_deltas r`;
 
-/** The campaign-wide rows, moved by the exact deltas of ITEMS_SQL; last before COMMIT (see above). */
-const TOTALS_SQL = `
-WITH counted AS (
-  UPDATE rewrap_campaign_counters k
-     SET rewrapped = k.rewrapped + $2, skipped = k.skipped + $3, failed = k.failed + $4
-   WHERE k.campaign_id = $1
-  RETURNING k.planned, k.rewrapped, k.skipped, k.failed
-),
-reasons AS (
-  INSERT INTO rewrap_campaign_failure_reasons AS r (campaign_id, reason, items)
-  SELECT $1, u.reason, u.delta FROM unnest($6::text[], $7::int[]) AS u(reason, delta)
-  ON CONFLICT (campaign_id, reason) DO UPDATE SET items = r.items + EXCLUDED.items
-),
-progress AS (
-  INSERT INTO rewrap_progress AS p (campaign_id, at_second, items)
-  SELECT $1, date_trunc('second', now()), $5::int WHERE $5::int > 0
-  ON CONFLICT (campaign_id, at_second) DO UPDATE SET items = p.items + EXCLUDED.items
-),
-pruned AS (
-  DELETE FROM rewrap_progress WHERE campaign_id = $1 AND at_second < now() - interval '1 hour'
-)
-SELECT planned, rewrapped, skipped, failed FROM counted`;
+
 
 interface ItemsRow {
   matched: number;
@@ -149,7 +129,7 @@ interface ItemsRow {
   reason_deltas: number[];
 }
 
-function validateOutcome(where: string, o: ItemOutcomeRecord): void {
+export function validateOutcome(where: string, o: ItemOutcomeRecord): void {
   if (typeof o.storeId !== 'string' || o.storeId.length === 0) throw new ConfigError(`${where}.storeId: expected a non-empty store id`);
   if (typeof o.itemKey !== 'string' || o.itemKey.length === 0) throw new ConfigError(`${where}.itemKey: expected a non-empty item key`);
   if (!OUTCOMES.has(o.outcome)) throw new ConfigError(`${where}.outcome (${o.itemKey}): expected rewrapped, skipped or failed, got ${String(o.outcome)}`);
@@ -217,6 +197,7 @@ export async function commitBatch(pool: pg.Pool, req: CommitRequest): Promise<Co
       r.newly_done,
       r.reasons,
       r.reason_deltas,
+      0,
     ]);
     const t = totals[0];
     const after: Counters = { planned: Number(t.planned), rewrapped: Number(t.rewrapped), skipped: Number(t.skipped), failed: Number(t.failed) };

@@ -30,6 +30,23 @@ export async function createCampaign(pool: pg.Pool, input: NewCampaign): Promise
   if (!Number.isInteger(priority)) throw new ConfigError('campaign priority: expected an integer');
   if (typeof input.spec !== 'object' || input.spec === null) throw new ConfigError('campaign spec: expected an object');
   const scopes = validateScopes(input.scopes);
+  const ledgerForm = input.ledgerForm ?? 'items';
+  if (ledgerForm !== 'items' && ledgerForm !== 'batches') throw new ConfigError(`campaign ledgerForm: expected "items" or "batches", got ${String(ledgerForm)}`);
+  if (ledgerForm === 'batches') {
+    const notPg = input.spec.sources.findIndex((s) => s.type !== 'pg');
+    if (notPg >= 0) {
+      throw new ConfigError(
+        `campaign "${input.name}": the batch ledger form (REWRAP_LEDGER_FORM=batches) takes Postgres table sources only; ` +
+          `sources[${notPg}] is ${input.spec.sources[notPg]!.type}. Unset REWRAP_LEDGER_FORM (per-item ledger) for this campaign`,
+      );
+    }
+    if (input.spec.keyMap !== undefined) {
+      throw new ConfigError(`campaign "${input.name}": keyMap: the batch ledger form (REWRAP_LEDGER_FORM=batches) does not count per key map entry yet; use from/to, or unset REWRAP_LEDGER_FORM`);
+    }
+    if (input.spec.options.canaryFraction > 0) {
+      throw new ConfigError(`campaign "${input.name}": options.canaryFraction: the batch ledger form (REWRAP_LEDGER_FORM=batches) has no canary yet; set it to 0, or unset REWRAP_LEDGER_FORM`);
+    }
+  }
 
   return withTransaction(pool, async (client) => {
     await client.query(XACT_LOCK_SQL, [lockPurpose.createCampaign]);
@@ -65,10 +82,10 @@ export async function createCampaign(pool: pg.Pool, input: NewCampaign): Promise
       }
     }
     const { rows } = await client.query(
-      `INSERT INTO rewrap_campaigns (id, name, kind, spec, scopes, priority)
-       VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6)
+      `INSERT INTO rewrap_campaigns (id, name, kind, spec, scopes, priority, ledger_form)
+       VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7)
        RETURNING ${CAMPAIGN_COLUMNS}`,
-      [newCampaignId(), input.name, input.kind, jsonParam(input.spec), jsonParam(scopes), priority],
+      [newCampaignId(), input.name, input.kind, jsonParam(input.spec), jsonParam(scopes), priority, ledgerForm],
     );
     await client.query('INSERT INTO rewrap_campaign_counters (campaign_id) VALUES ($1)', [rows[0].id]);
     return toCampaign(rows[0]);

@@ -37,8 +37,12 @@ export async function kekUsage(db: Queryable, kek: { id: string; version?: strin
   const { rows } = await db.query<{ kind: 'under' | 'pending' | 'failed' | 'example'; store_id: string; reason: string | null; n: string }>(
     `WITH newest_failure AS (
        SELECT DISTINCT ON (ci.store_id, ci.item_key) ci.store_id, ci.item_key, ci.reason, ci.done_at
-         FROM rewrap_campaign_items ci
-        WHERE ci.campaign_id = ANY($3::text[]) AND ci.outcome = 'failed'
+         FROM (SELECT store_id, item_key, reason, done_at FROM rewrap_campaign_items
+                WHERE campaign_id = ANY($3::text[]) AND outcome = 'failed'
+               UNION ALL
+               -- Batch form: its failed items are its exceptions.
+               SELECT store_id, item_key, reason, at FROM rewrap_batch_exceptions
+                WHERE campaign_id = ANY($3::text[]) AND outcome = 'failed') ci
         ORDER BY ci.store_id, ci.item_key, ci.done_at DESC),
      failed AS (
        SELECT f.store_id, f.item_key, coalesce(f.reason, 'unspecified') AS reason
@@ -50,8 +54,17 @@ export async function kekUsage(db: Queryable, kek: { id: string; version?: strin
        FROM rewrap_inventory v LEFT JOIN failed f ON f.store_id = v.store_id AND f.item_key = v.item_key
       GROUP BY v.store_id
      UNION ALL
+     -- Batch form: items skipped under the KEK (any campaign; no inventory row is written for them).
+     SELECT 'under', v.store_id, NULL, count(*) FROM rewrap_batch_exceptions v
+      WHERE v.outcome = 'skipped' AND ${under} GROUP BY v.store_id
+     UNION ALL
      SELECT 'pending', store_id, NULL, count(DISTINCT item_key)
        FROM rewrap_campaign_items WHERE campaign_id = ANY($3::text[]) AND outcome IS NULL GROUP BY store_id
+     UNION ALL
+     -- Batch form: a range not done yet may hold anything (at least one item each: cannot tell).
+     SELECT 'pending', b.store_id, NULL, sum(greatest(b.item_count - b.rewrapped - b.skipped - b.failed, 1))
+       FROM rewrap_batches b JOIN rewrap_campaigns c ON c.id = b.campaign_id
+      WHERE b.campaign_id = ANY($3::text[]) AND c.ledger_form = 'batches' AND b.state <> 'done' GROUP BY b.store_id
      UNION ALL
      SELECT 'failed', store_id, reason, count(*) FROM failed GROUP BY store_id, reason
      UNION ALL
@@ -80,7 +93,8 @@ export async function kekUsage(db: Queryable, kek: { id: string; version?: strin
     }
   }
   const { rows: last } = await db.query<{ at: Date | null }>(
-    `SELECT max(done_at) AS at FROM rewrap_campaign_items WHERE campaign_id = ANY($1::text[]) AND outcome = 'rewrapped'`,
+    `SELECT greatest((SELECT max(done_at) FROM rewrap_campaign_items WHERE campaign_id = ANY($1::text[]) AND outcome = 'rewrapped'),
+                     (SELECT max(done_at) FROM rewrap_batches WHERE campaign_id = ANY($1::text[]) AND moved_at IS NOT NULL)) AS at`,
     [campaignIds],
   );
   return { stores: [...stores.values()], failed, failedExamples, lastMovedAt: last[0]?.at ?? null };

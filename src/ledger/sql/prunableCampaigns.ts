@@ -10,6 +10,8 @@ export async function prunableCampaigns(db: Queryable, cutoff: Date): Promise<Ca
   const { rows } = await db.query(
     `SELECT ${CAMPAIGN_COLUMNS} FROM rewrap_campaigns
       WHERE state IN ('completed', 'cancelled') AND finished_at IS NOT NULL AND finished_at < $1
+        -- A batch-form campaign's detail is per batch already (and its exceptions feed the retirement gate).
+        AND ledger_form = 'items'
       ORDER BY finished_at, id`,
     [cutoff],
   );

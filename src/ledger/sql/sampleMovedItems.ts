@@ -9,16 +9,25 @@ export interface MovedItem {
 }
 
 /**
- * Up to `limit` items the campaigns rewrapped, chosen at random (a verification sample). `from`:
+ * Up to `limit` items the campaigns rewrapped, chosen at random (a verification sample; a batch-form
+ * campaign offers one item per batch). `from`:
  * only items moved away from that KEK (a key map campaign moves many; retiring one of them
  * samples its own items): its id, and its version or KMS material when it names one.
  */
 export async function sampleMovedItems(db: Queryable, campaignIds: string[], limit: number, from?: { id: string; version?: string }): Promise<MovedItem[]> {
   const { rows } = await db.query(
-    `SELECT campaign_id, store_id, item_key, to_kek, to_version, to_material, done_at FROM rewrap_campaign_items
-      WHERE campaign_id = ANY($1::text[]) AND outcome = 'rewrapped'
-        AND ($3::text IS NULL OR from_kek = $3)
-        AND ($4::text IS NULL OR from_version = $4 OR from_material = $4)
+    `SELECT * FROM (
+       SELECT campaign_id, store_id, item_key, to_kek, to_version, to_material, done_at FROM rewrap_campaign_items
+        WHERE campaign_id = ANY($1::text[]) AND outcome = 'rewrapped'
+          AND ($3::text IS NULL OR from_kek = $3)
+          AND ($4::text IS NULL OR from_version = $4 OR from_material = $4)
+       UNION ALL
+       -- Batch form: one item each batch rewrapped (its sample), as its commit recorded it.
+       SELECT campaign_id, store_id, sample->>'key', sample->'to'->>'id', sample->'to'->>'version', sample->'to'->>'materialId', coalesce(done_at, moved_at)
+         FROM rewrap_batches
+        WHERE campaign_id = ANY($1::text[]) AND sample IS NOT NULL
+          AND ($3::text IS NULL OR sample->'from'->>'id' = $3)
+          AND ($4::text IS NULL OR sample->'from'->>'version' = $4 OR sample->'from'->>'materialId' = $4)) m
       ORDER BY random() LIMIT $2`,
     [campaignIds, limit, from?.id ?? null, from?.version ?? null],
   );

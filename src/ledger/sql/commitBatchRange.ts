@@ -1,0 +1,134 @@
+/**
+ * Batch ledger form (docs/batch-ledger-design.md): records a worker's outcomes for a range batch
+ * in ONE transaction, only while the worker still owns the batch's lease (else 'fenced', nothing
+ * written). No row per item: the batch row takes the counts; failed and skipped items (the
+ * exceptions) get a row each in rewrap_batch_exceptions.
+ * Invariant 1 (the worker's side): called only after the store writes succeeded.
+ * Postconditions:
+ * - exactly-once effects: a commit is counted once per claim (`attempt`, kept as counted_attempt):
+ *   committing the same attempt twice changes nothing. A later attempt reads the range again, and
+ *   the items the earlier ones moved are no longer selected by the source's KEK filter, nor are
+ *   the exceptions they recorded (the claim leaves those out), so no item is counted twice by one
+ *   batch;
+ * - planned: a batch contributes the items the plan counted in its range until it is done, then
+ *   the items its commits counted (rows that entered or left the range meanwhile, design
+ *   decision 2), so a finished campaign has planned = rewrapped + skipped + failed;
+ * - `rewrapped` counts moves: a row written back under the source KEK after its batch ran, and
+ *   moved again by a delta pass, counts once in each (README, batch ledger form).
+ */
+import type pg from 'pg';
+import { withTransaction } from '../transaction.ts';
+import { validateLease } from '../lease-guard.ts';
+import { applyAutoPause, autoPauseOptions } from '../auto-pause.ts';
+import { ConfigError } from '../../core/errors.ts';
+import { TOTALS_SQL } from './campaign-totals.ts';
+import { validateOutcome } from './commitBatch.ts';
+import type { CommitRequest, CommitResult, Counters, ItemOutcomeRecord } from '../types.ts';
+
+const EXCEPTIONS_SQL = `
+INSERT INTO rewrap_batch_exceptions (campaign_id, store_id, item_key, batch_no, outcome, reason, detail,
+                                     from_kek, from_version, from_material, kek_id, kek_version, material_id)
+SELECT $1, $2, u.k, $3, u.outcome, u.reason, u.detail, u.fk, u.fv, u.fm, u.ck, u.cv, u.cm
+  FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+    AS u(k, outcome, reason, detail, fk, fv, fm, ck, cv, cm)
+ON CONFLICT DO NOTHING
+RETURNING outcome, reason`;
+
+/**
+ * A store the per-item ledger has seen keeps a per-item inventory (rewrap_inventory): its rows
+ * there would otherwise keep naming the KEK this batch moved them away from, and the retirement
+ * gate would refuse that KEK for ever. Stores without one (only batch-form campaigns) get none.
+ */
+const INVENTORY_SQL = `
+INSERT INTO rewrap_inventory AS v (store_id, item_key, kek_id, kek_version, material_id, campaign_id, updated_at)
+SELECT $2, u.k, u.kek, u.ver, u.mat, $1, now() FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS u(k, kek, ver, mat)
+ WHERE u.kek IS NOT NULL
+ON CONFLICT (store_id, item_key) DO UPDATE
+   SET kek_id = EXCLUDED.kek_id, kek_version = EXCLUDED.kek_version, material_id = EXCLUDED.material_id,
+       campaign_id = EXCLUDED.campaign_id, updated_at = EXCLUDED.updated_at`;
+
+const BATCH_SQL = `
+UPDATE rewrap_batches b
+   SET rewrapped = b.rewrapped + $3, skipped = b.skipped + $4, failed = b.failed + $5,
+       counted_attempt = $6, commits = b.commits + 1,
+       moved_at = CASE WHEN $3 > 0 THEN coalesce(b.moved_at, now()) ELSE b.moved_at END,
+       sample = coalesce(b.sample, $7::jsonb),
+       state = CASE WHEN $8 THEN 'done' ELSE b.state END,
+       done_at = CASE WHEN $8 THEN coalesce(b.done_at, now()) ELSE b.done_at END,
+       lease_until = CASE WHEN $8 THEN NULL ELSE b.lease_until END
+ WHERE b.campaign_id = $1 AND b.batch_no = $2
+RETURNING b.rewrapped + b.skipped + b.failed AS counted`;
+
+/** What a batch adds to the campaign's planned count (see the postconditions). */
+const plannedShare = (itemCount: number, counted: number, done: boolean) => (done ? counted : Math.max(itemCount, counted));
+
+export async function commitBatchRange(pool: pg.Pool, req: CommitRequest): Promise<CommitResult> {
+  validateLease('commitBatchRange', req);
+  const attempt = req.attempt;
+  if (!Number.isInteger(attempt) || attempt! < 1) throw new ConfigError(`commitBatchRange(${req.campaignId}/${req.batchNo}).attempt: expected the claim's attempt number (an integer >= 1), got ${String(attempt)}`);
+  const byItem = new Map<string, ItemOutcomeRecord>();
+  req.outcomes.forEach((o, i) => {
+    validateOutcome(`commitBatchRange(${req.campaignId}/${req.batchNo}).outcomes[${i}]`, o);
+    byItem.set(o.itemKey, o);
+  });
+  const outcomes = [...byItem.values()];
+  const exceptions = outcomes.filter((o) => o.outcome !== 'rewrapped');
+  const rewrapped = outcomes.length - exceptions.length;
+  const moved = outcomes.find((o) => o.outcome === 'rewrapped');
+
+  return withTransaction(pool, async (client) => {
+    const { rows: batches } = await client.query<{ lease_owner: string | null; state: string; store_id: string; item_count: number; counted: number; counted_attempt: number; spec: unknown; campaign_state: string; has_inventory: boolean }>(
+      `SELECT b.lease_owner, b.state, b.store_id, b.item_count, b.rewrapped + b.skipped + b.failed AS counted, b.counted_attempt,
+              c.spec, c.state AS campaign_state,
+              EXISTS (SELECT 1 FROM rewrap_inventory v WHERE v.store_id = b.store_id) AS has_inventory
+         FROM rewrap_batches b JOIN rewrap_campaigns c ON c.id = b.campaign_id
+        WHERE b.campaign_id = $1 AND b.batch_no = $2 FOR UPDATE OF b`,
+      [req.campaignId, req.batchNo],
+    );
+    if (batches.length === 0) throw new Error(`commitBatchRange: batch ${req.batchNo} of campaign ${req.campaignId} does not exist in the ledger`);
+    const batch = batches[0]!;
+    if (batch.lease_owner !== req.owner) return { status: 'fenced', leaseOwner: batch.lease_owner };
+    const wasDone = batch.state === 'done';
+    const unchanged = { status: 'committed' as const, changed: 0, notInBatch: 0, remaining: 0, batchDone: wasDone, autoPaused: false };
+    if (batch.counted_attempt >= attempt!) return unchanged;
+    const other = outcomes.find((o) => o.storeId !== batch.store_id);
+    if (other) throw new ConfigError(`commitBatchRange(${req.campaignId}/${req.batchNo}): item ${other.itemKey} names store ${other.storeId}; the batch is of ${batch.store_id}`);
+
+    const col = (f: (o: ItemOutcomeRecord) => string | undefined) => exceptions.map((o) => f(o) ?? null);
+    const inserted = exceptions.length === 0
+      ? []
+      : (await client.query<{ outcome: string; reason: string }>(EXCEPTIONS_SQL, [
+          req.campaignId, batch.store_id, req.batchNo,
+          col((o) => o.itemKey), col((o) => o.outcome), col((o) => o.reason), col((o) => o.detail),
+          col((o) => o.from?.id), col((o) => o.from?.version), col((o) => o.from?.materialId),
+          col((o) => o.currentKek?.id), col((o) => o.currentKek?.version), col((o) => o.currentKek?.materialId),
+        ])).rows;
+    if (batch.has_inventory && outcomes.length > 0) {
+      const kekOf = (o: ItemOutcomeRecord) => (o.outcome === 'rewrapped' ? o.to : o.currentKek);
+      await client.query(INVENTORY_SQL, [
+        req.campaignId, batch.store_id, outcomes.map((o) => o.itemKey),
+        outcomes.map((o) => kekOf(o)?.id ?? null), outcomes.map((o) => kekOf(o)?.version ?? null), outcomes.map((o) => kekOf(o)?.materialId ?? null),
+      ]);
+    }
+    const skipped = inserted.filter((r) => r.outcome === 'skipped').length;
+    const failed = inserted.length - skipped;
+    const sample = moved ? JSON.stringify({ key: moved.itemKey, from: moved.from ?? null, to: moved.to }) : null;
+    const done = wasDone || req.final;
+    const { rows } = await client.query<{ counted: number }>(BATCH_SQL, [req.campaignId, req.batchNo, rewrapped, skipped, failed, attempt, sample, req.final]);
+    const plannedDelta = plannedShare(batch.item_count, rows[0]!.counted, done) - plannedShare(batch.item_count, batch.counted, wasDone);
+    const newlyDone = rewrapped + inserted.length;
+    const result = { ...unchanged, changed: newlyDone, batchDone: done };
+    if (newlyDone === 0 && plannedDelta === 0) return result;
+
+    const reasons = new Map<string, number>();
+    for (const r of inserted) if (r.outcome === 'failed') reasons.set(r.reason, (reasons.get(r.reason) ?? 0) + 1);
+    const { rows: totals } = await client.query<Record<keyof Counters, string>>(TOTALS_SQL, [
+      req.campaignId, rewrapped, skipped, failed, newlyDone, [...reasons.keys()], [...reasons.values()], plannedDelta,
+    ]);
+    const t = totals[0]!;
+    const after: Counters = { planned: Number(t.planned), rewrapped: Number(t.rewrapped), skipped: Number(t.skipped), failed: Number(t.failed) };
+    const before: Counters = { planned: after.planned - plannedDelta, rewrapped: after.rewrapped - rewrapped, skipped: after.skipped - skipped, failed: after.failed - failed };
+    if (batch.campaign_state === 'running') result.autoPaused = await applyAutoPause(client, req.campaignId, autoPauseOptions(batch.spec), before, after);
+    return result;
+  });
+}

@@ -1,0 +1,202 @@
+/**
+ * The batch ledger form for Postgres tables (issue 17, point 1; docs/batch-ledger-design.md),
+ * through real scheduler and worker processes and the real CLI (REWRAP_LEDGER_FORM=batches):
+ * - every row moves and unwraps under the new KEK to its original DEK, each written once; the
+ *   ledger holds one row per batch and none per item, and its counts match the store;
+ * - rows written under the old KEK while the campaign runs (new ids above the plan, and rows
+ *   written back inside planned ranges) are moved by the batches or the delta pass: nothing is
+ *   left behind when the campaign completes;
+ * - rows that cannot be rewrapped are exceptions: counted once, listed by the failures report,
+ *   and the retirement gate refuses the old KEK naming them (invariant 7); reports that list
+ *   items say they are not available instead of printing nothing;
+ * - a commit repeated for one claim changes nothing (invariant 2, the ledger's side);
+ * - no DEK or KEK bytes in any log or CLI output (invariant 5).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { insertRows, unwrapAll, type RowKek } from '../dev/reference/row-client.ts';
+import { aesWrap } from '../dev/reference/s3ec-client.ts';
+import { claimBatch, commitBatchRange } from '../src/ledger/index.ts';
+import { startPipeline, type Pipeline } from './support/pipeline.ts';
+import { rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
+import { jsonOf, rewrapCli, specFile } from './support/cli.ts';
+import { LeakGuard } from './support/leak-guard.ts';
+
+const v1: RowKek = { id: 'b', version: '1', material: randomBytes(32) };
+const v2: RowKek = { id: 'b', version: '2', material: randomBytes(32) };
+const v3: RowKek = { id: 'b', version: '3', material: randomBytes(32) };
+
+let pipe: Pipeline;
+let keyringFile: string;
+const guard = new LeakGuard();
+guard.secret(v1.material, v2.material, v3.material);
+
+const spec = (name: string, table: string, from: string, to: string, options: Record<string, unknown> = {}) => ({
+  name,
+  sources: [rowSource(table)],
+  provider: { type: 'local', keyringFile },
+  from,
+  to,
+  options: { batchSize: 100, concurrency: 8, ...options },
+});
+
+async function create(s: unknown): Promise<string> {
+  const r = await rewrapCli(pipe, ['campaign', 'create', '--spec', await specFile(pipe, s), '--start', '--json']);
+  guard.text(r.stdout, r.stderr);
+  expect(r.code, r.stderr).toBe(0);
+  return jsonOf<{ id: string }>(r).id;
+}
+
+const completed = (id: string, timeoutMs = 60_000) =>
+  pipe.waitFor(id, 'completed', (p) => p.state === 'completed', timeoutMs).catch((err: Error) => {
+    throw new Error(`${err.message}\nworkers:\n${pipe.workers.map((w) => w.lines.slice(-15).join('\n')).join('\n')}`);
+  });
+
+async function ledgerRows(id: string): Promise<{ items: number; batches: number; exceptions: number; form: string }> {
+  const { rows } = await pipe.db.pool.query(
+    `SELECT (SELECT count(*) FROM rewrap_campaign_items WHERE campaign_id = $1)::int AS items,
+            (SELECT count(*) FROM rewrap_batches WHERE campaign_id = $1)::int AS batches,
+            (SELECT count(*) FROM rewrap_batch_exceptions WHERE campaign_id = $1)::int AS exceptions,
+            (SELECT ledger_form FROM rewrap_campaigns WHERE id = $1) AS form`,
+    [id],
+  );
+  return rows[0];
+}
+
+beforeAll(async () => {
+  pipe = await startPipeline({ label: 'batchform', workers: 2, env: { REWRAP_LEDGER_FORM: 'batches' } });
+  keyringFile = await pipe.keyringFile([v1, v2, v3]);
+}, 120_000);
+
+afterAll(async () => {
+  await pipe?.stop();
+});
+
+describe('the batch ledger form (Postgres tables)', () => {
+  it('moves 5,000 rows with one ledger row per batch and none per item; the counts match the store, each row written once', async () => {
+    const deks = await rowTable(pipe.db.pool, 'accounts', 5_000, v1);
+    for (const d of deks.values()) guard.secret(d);
+    const id = await create(spec('accounts b1 to b2', 'accounts', 'b@1', 'b@2'));
+    const p = await completed(id);
+
+    const rows = await unwrapAll(pipe.db.pool, 'accounts', [v2]); // only b@2 given: a row under b@1 would throw
+    expect(rows.size).toBe(5_000);
+    for (const [rowId, r] of rows) expect(r.dek.equals(deks.get(rowId)!), `row ${rowId}`).toBe(true);
+    expect(await rowsAt(pipe.db.pool, 'accounts', 'b', '2')).toBe(5_000);
+    expect(await rowsWrittenTwice(pipe.db.pool, 'accounts')).toEqual([]);
+    expect({ planned: p.planned, rewrapped: p.rewrapped, skipped: p.skipped, failed: p.failed, remaining: p.remaining }).toEqual({
+      planned: 5_000, rewrapped: 5_000, skipped: 0, failed: 0, remaining: 0,
+    });
+    const ledger = await ledgerRows(id);
+    expect(ledger.form).toBe('batches');
+    expect(ledger.items).toBe(0);
+    expect(ledger.exceptions).toBe(0);
+    expect(ledger.batches).toBeGreaterThanOrEqual(50); // the main pass's 50 ranges, and the (empty) delta pass's none
+    expect(ledger.batches).toBeLessThanOrEqual(52);
+  });
+
+  it('rows written under the old KEK while the campaign runs (new ids, and rows written back inside done ranges) are all moved before it completes', async () => {
+    const deks = await rowTable(pipe.db.pool, 'orders', 2_000, v1);
+    // Paced so that the writes below land while batches are still running.
+    const id = await create(spec('orders b1 to b2', 'orders', 'b@1', 'b@2', { batchSize: 50, kmsRequestsPerSecond: 400 }));
+    await pipe.waitFor(id, 'under way', (p) => p.rewrapped >= 500, 60_000);
+    // The application: 300 new rows under b@1 (ids above every planned range) ...
+    const added = await insertRows(pipe.db.pool, 'orders', 300, v1, 2_001);
+    // ... and 20 rows of ranges already done written back under b@1 with fresh DEKs.
+    const { rows: moved } = await pipe.db.pool.query<{ id: string }>(`SELECT id::text FROM orders WHERE kek_version = '2' ORDER BY id LIMIT 20`);
+    const rewritten = new Map<string, Buffer>();
+    for (const { id: rowId } of moved) {
+      const dek = randomBytes(32);
+      rewritten.set(rowId, dek);
+      await pipe.db.pool.query(`UPDATE orders SET wrapped_dek = $1, kek_version = '1' WHERE id = $2`, [aesWrap(v1.material, dek), rowId]);
+    }
+    for (const d of [...added.values(), ...rewritten.values(), ...deks.values()]) guard.secret(d);
+    await completed(id);
+
+    const rows = await unwrapAll(pipe.db.pool, 'orders', [v2]);
+    expect(rows.size).toBe(2_300);
+    expect(await rowsAt(pipe.db.pool, 'orders', 'b', '1')).toBe(0);
+    for (const [rowId, r] of rows) {
+      const want = rewritten.get(rowId) ?? added.get(rowId) ?? deks.get(rowId)!;
+      expect(r.dek.equals(want), `row ${rowId}`).toBe(true);
+    }
+    const p = await pipe.progress(id);
+    // Counts are per move: the 20 rows written back moved twice.
+    expect(p.rewrapped).toBe(2_300 + 20);
+    expect(p.planned).toBe(p.rewrapped + p.skipped + p.failed);
+    expect(p.remaining).toBe(0);
+  });
+
+  it('rows that cannot be rewrapped are exceptions, counted once; the gate refuses the old KEK naming them; item reports say they are not available', async () => {
+    const deks = await rowTable(pipe.db.pool, 'vault', 400, v1);
+    for (const d of deks.values()) guard.secret(d);
+    // Three rows whose wrapped key is no AES/GCM envelope of any KEK.
+    await pipe.db.pool.query(`UPDATE vault SET wrapped_dek = $1 WHERE id IN (7, 150, 399)`, [randomBytes(40)]);
+    const id = await create(spec('vault b1 to b2', 'vault', 'b@1', 'b@2', { batchSize: 50 }));
+    const p = await completed(id);
+    expect({ rewrapped: p.rewrapped, failed: p.failed, remaining: p.remaining, planned: p.planned }).toEqual({ rewrapped: 397, failed: 3, remaining: 0, planned: 400 });
+    expect((await ledgerRows(id)).exceptions).toBe(3);
+
+    const failures = await rewrapCli(pipe, ['campaign', 'report', id, '--kind', 'failures', '--format', 'jsonl']);
+    guard.text(failures.stdout, failures.stderr);
+    expect(failures.code, failures.stderr).toBe(0);
+    const items = failures.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l).item ?? JSON.parse(l).itemKey);
+    expect(items.sort()).toEqual(['150', '399', '7']);
+
+    const completion = await rewrapCli(pipe, ['campaign', 'report', id, '--kind', 'completion']);
+    guard.text(completion.stdout, completion.stderr);
+    expect(completion.code).not.toBe(0);
+    expect(completion.stderr).toContain('records its items per batch');
+    expect(completion.stderr).toContain('--kind failures');
+
+    const retire = await rewrapCli(pipe, ['kek', 'retire', 'b@1', '--grace', '0', '--json']);
+    guard.text(retire.stdout, retire.stderr);
+    expect(retire.code, retire.stdout + retire.stderr).toBe(3);
+    const gate = jsonOf<{ retired: boolean; blockers: string[]; stores: { storeId: string; underKek: number; notYetMoved: number; failedNotMoved: number }[] }>(retire);
+    expect(gate.retired).toBe(false);
+    // The three rows block, by store; the tables drained by the other tests block nothing.
+    expect(gate.stores.filter((st) => st.underKek + st.notYetMoved + st.failedNotMoved > 0)).toEqual([{ storeId: 'pg:vault', underKek: 0, notYetMoved: 0, failedNotMoved: 3 }]);
+    expect(gate.blockers.join('\n')).toMatch(/pg:vault.*3/);
+  });
+
+  it('a commit repeated for the same claim changes nothing (invariant 2)', async () => {
+    await rowTable(pipe.db.pool, 'repeat', 10, v1);
+    const id = await create(spec('repeat b1 to b3', 'repeat', 'b@1', 'b@3', { batchSize: 10 }));
+    await completed(id);
+    const before = await pipe.progress(id);
+    // Take the done batch's lease back by hand, as a late duplicate of its worker would hold it.
+    const { rows } = await pipe.db.pool.query<{ batch_no: number; lease_owner: string; attempts: number }>(
+      'SELECT batch_no, lease_owner, attempts FROM rewrap_batches WHERE campaign_id = $1 AND rewrapped > 0 ORDER BY batch_no LIMIT 1',
+      [id],
+    );
+    const b = rows[0]!;
+    const again = await commitBatchRange(pipe.db.pool, {
+      campaignId: id,
+      batchNo: b.batch_no,
+      owner: b.lease_owner,
+      attempt: b.attempts,
+      final: true,
+      outcomes: [{ storeId: 'pg:repeat', itemKey: '1', outcome: 'rewrapped', from: { id: 'b', version: '1' }, to: { id: 'b', version: '3' } }],
+    });
+    expect(again).toMatchObject({ status: 'committed', changed: 0 });
+    expect(await pipe.progress(id)).toMatchObject({ planned: before.planned, rewrapped: before.rewrapped, remaining: 0 });
+    expect(await claimBatch(pipe.db.pool, { campaignId: id, batchNo: b.batch_no, owner: 'late', leaseMs: 1000 })).toEqual({ status: 'done' });
+  });
+
+  it('refuses sources the batch form cannot take, naming the source and the way out', async () => {
+    const r = await rewrapCli(pipe, [
+      'campaign', 'create', '--json', '--spec',
+      await specFile(pipe, { ...spec('mixed', 'accounts', 'b@2', 'b@3'), sources: [rowSource('accounts'), { type: 's3', bucket: 'some-bucket' }] }),
+    ]);
+    guard.text(r.stdout, r.stderr);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('sources[1] is s3');
+    expect(r.stderr).toContain('REWRAP_LEDGER_FORM');
+  });
+
+  it('no DEK or KEK bytes in any process log or CLI output (invariant 5)', () => {
+    guard.text(pipe.logs());
+    expect(guard.linesSeen).toBeGreaterThan(0);
+    expect(guard.findLeaks()).toEqual([]);
+  });
+});

@@ -1,0 +1,62 @@
+/**
+ * A batch of the batch ledger form (docs/batch-ledger-design.md): the rows lo < id <= hi that the
+ * campaign's Postgres source selects now, read page by page from the source table and rewrapped
+ * a page at a time. Items an earlier attempt (or, for a delta pass's batch, an earlier batch)
+ * recorded as exceptions are left out: each is counted once.
+ * A page that fails part-way stops the batch (BatchInterruptedError carries what finished).
+ */
+import type { Resources } from '../src/runtime/resources.ts';
+import type { BatchRange, Campaign } from '../src/ledger/types.ts';
+import { exceptionsAmong } from '../src/ledger/index.ts';
+import { PgTableSource } from '../src/sources/pg-table-source.ts';
+import { pgStoreId } from '../src/core/store-id.ts';
+import { BatchInterruptedError } from '../src/rewrap/rewrap-batch.ts';
+import type { ItemRef } from '../src/stores/envelope-store.ts';
+import type { ItemOutcome } from '../src/rewrap/outcome.ts';
+
+/** One source per campaign and store, kept: it reads the table's column types once. */
+const sources = new Map<string, PgTableSource>();
+
+function rangeSource(res: Resources, campaign: Campaign, storeId: string): PgTableSource {
+  const key = `${campaign.id}\u0000${storeId}`;
+  let source = sources.get(key);
+  if (source) return source;
+  const index = campaign.spec.sources.findIndex((s) => s.type === 'pg' && pgStoreId(s.table) === storeId);
+  if (index < 0) throw new Error(`campaign ${campaign.id}: no pg source of store ${storeId}; its batches cannot be read`);
+  source = res.source(campaign.spec, index) as PgTableSource;
+  if (sources.size > 1000) sources.clear();
+  sources.set(key, source);
+  return source;
+}
+
+export async function rewrapRange(
+  res: Resources,
+  campaign: Campaign,
+  storeId: string,
+  range: BatchRange,
+  rewrap: (items: ItemRef[]) => Promise<ItemOutcome[]>,
+): Promise<ItemOutcome[]> {
+  const source = rangeSource(res, campaign, storeId);
+  const pageSize = campaign.spec.options.batchSize;
+  const exclude = new Set(range.exclude);
+  const outcomes: ItemOutcome[] = [];
+  try {
+    for (let after = range.lo; ; ) {
+      const ids = await source.rangePage(after, range.hi, pageSize);
+      if (ids.length === 0) return outcomes;
+      after = ids[ids.length - 1]!;
+      let keys = exclude.size > 0 ? ids.filter((k) => !exclude.has(k)) : ids;
+      if (range.delta) {
+        const excepted = await exceptionsAmong(res.ledger, campaign.id, storeId, keys);
+        if (excepted.size > 0) keys = keys.filter((k) => !excepted.has(k));
+      }
+      outcomes.push(...(await rewrap(keys.map((key) => ({ key })))));
+      if (ids.length < pageSize) return outcomes;
+    }
+  } catch (err) {
+    /* The pages before this one were written: their outcomes are still committed. */
+    if (err instanceof BatchInterruptedError) throw new BatchInterruptedError([...outcomes, ...err.completed], err.cause);
+    if (outcomes.length > 0) throw new BatchInterruptedError(outcomes, err);
+    throw err;
+  }
+}
