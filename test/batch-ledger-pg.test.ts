@@ -21,15 +21,18 @@ import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
 import { jsonOf, rewrapCli, specFile } from './support/cli.ts';
 import { LeakGuard } from './support/leak-guard.ts';
+import { loadKeyringFile } from '../src/kek/keyring-file.ts';
 
 const v1: RowKek = { id: 'b', version: '1', material: randomBytes(32) };
 const v2: RowKek = { id: 'b', version: '2', material: randomBytes(32) };
 const v3: RowKek = { id: 'b', version: '3', material: randomBytes(32) };
+const c1: RowKek = { id: 'c', version: '1', material: randomBytes(32) };
+const c2: RowKek = { id: 'c', version: '2', material: randomBytes(32) };
 
 let pipe: Pipeline;
 let keyringFile: string;
 const guard = new LeakGuard();
-guard.secret(v1.material, v2.material, v3.material);
+guard.secret(v1.material, v2.material, v3.material, c1.material, c2.material);
 
 const spec = (name: string, table: string, from: string, to: string, options: Record<string, unknown> = {}) => ({
   name,
@@ -65,7 +68,7 @@ async function ledgerRows(id: string): Promise<{ items: number; batches: number;
 
 beforeAll(async () => {
   pipe = await startPipeline({ label: 'batchform', workers: 2, env: { REWRAP_LEDGER_FORM: 'batches' } });
-  keyringFile = await pipe.keyringFile([v1, v2, v3]);
+  keyringFile = await pipe.keyringFile([v1, v2, v3, c1, c2]);
 }, 120_000);
 
 afterAll(async () => {
@@ -181,6 +184,49 @@ describe('the batch ledger form (Postgres tables)', () => {
     expect(again).toMatchObject({ status: 'committed', changed: 0 });
     expect(await pipe.progress(id)).toMatchObject({ planned: before.planned, rewrapped: before.rewrapped, remaining: 0 });
     expect(await claimBatch(pipe.db.pool, { campaignId: id, batchNo: b.batch_no, owner: 'late', leaseMs: 1000 })).toEqual({ status: 'done' });
+  });
+
+  it('workers SIGKILLed mid-batch: every row still moves to its original DEK, none is written twice, the counts stay consistent', async () => {
+    const deks = await rowTable(pipe.db.pool, 'ledger', 6_000, v1);
+    for (const d of deks.values()) guard.secret(d);
+    const id = await create(spec('ledger b1 to b2', 'ledger', 'b@1', 'b@2', { batchSize: 100, kmsRequestsPerSecond: 1_000 }));
+    for (const at of [1_000, 3_000]) {
+      await pipe.waitFor(id, `${at} rewrapped`, (p) => p.rewrapped >= at, 60_000);
+      const victim = pipe.workers.shift()!;
+      victim.child.kill('SIGKILL');
+      await pipe.startWorker();
+    }
+    const p = await completed(id);
+
+    const rows = await unwrapAll(pipe.db.pool, 'ledger', [v2]);
+    expect(rows.size).toBe(6_000);
+    for (const [rowId, r] of rows) expect(r.dek.equals(deks.get(rowId)!), `row ${rowId}`).toBe(true);
+    // A batch taken over after a kill reads only the rows still under b@1: none is written again.
+    expect(await rowsWrittenTwice(pipe.db.pool, 'ledger')).toEqual([]);
+    // Rows a killed worker wrote without committing are not counted (invariant 1), and nothing is counted twice.
+    expect(p.rewrapped).toBeLessThanOrEqual(6_000);
+    expect(p.failed).toBe(0);
+    expect(p.planned).toBe(p.rewrapped + p.skipped);
+    expect(p.remaining).toBe(0);
+    // The kills hit batches in hand: some were taken over by a second claim.
+    const { rows: retried } = await pipe.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM rewrap_batches WHERE campaign_id = $1 AND attempts > 1', [id]);
+    expect(retried[0]!.n).toBeGreaterThan(0);
+  });
+
+  it('kek retire passes once a batch-form campaign drained the KEK: the sample it re-reads comes from the batches', async () => {
+    await rowTable(pipe.db.pool, 'drained', 1_000, c1);
+    const id = await create(spec('drained c1 to c2', 'drained', 'c@1', 'c@2', { batchSize: 100 }));
+    await completed(id);
+    const retire = await rewrapCli(pipe, ['kek', 'retire', 'c@1', '--grace', '0', '--json']);
+    guard.text(retire.stdout, retire.stderr);
+    expect(retire.code, retire.stdout + retire.stderr).toBe(0);
+    const gate = jsonOf<{ retired: boolean; sample: { checked: number; failed: unknown[] } }>(retire);
+    expect(gate.retired).toBe(true);
+    expect(gate.sample.checked).toBeGreaterThan(0);
+    expect(gate.sample.failed).toEqual([]);
+    // Retired means disabled in the keyring; nothing was left under it.
+    expect(loadKeyringFile(keyringFile).find((e) => e.id === 'c' && e.version === '1')?.state).toBe('disabled');
+    expect(await rowsAt(pipe.db.pool, 'drained', 'c', '1')).toBe(0);
   });
 
   it('refuses sources the batch form cannot take, naming the source and the way out', async () => {

@@ -13,7 +13,7 @@ import { REWRAP_BIN } from '../../dev/services/processes.ts';
 import { admitCampaign } from '../../src/campaign/create.ts';
 import { parseCampaignSpec } from '../../src/campaign/spec.ts';
 import { campaignProgress, migrate, setCampaignState } from '../../src/ledger/index.ts';
-import type { CampaignProgress } from '../../src/ledger/types.ts';
+import type { CampaignProgress, LedgerForm } from '../../src/ledger/types.ts';
 import type { CpuMeter } from './cpu-meter.ts';
 import type { BenchSchema } from './services.ts';
 
@@ -68,6 +68,8 @@ export interface DeploymentOptions {
   s3?: { endpoint: string; accessKeyId: string; secretAccessKey: string };
   meter: CpuMeter;
   env?: Record<string, string>;
+  /** How campaigns this deployment starts record their items (default 'items'). */
+  ledgerForm?: LedgerForm;
 }
 
 export class Deployment {
@@ -115,7 +117,7 @@ export class Deployment {
 
   /** Admits a campaign and (unless `start` is false: the scheduler then only plans it) starts it. */
   async startCampaign(spec: unknown, start = true): Promise<string> {
-    const c = await admitCampaign(this.o.db.pool, parseCampaignSpec(spec));
+    const c = await admitCampaign(this.o.db.pool, parseCampaignSpec(spec), 0, this.o.ledgerForm);
     if (start) await this.run(c.id);
     return c.id;
   }
