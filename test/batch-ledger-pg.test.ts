@@ -7,16 +7,18 @@
  *   written back inside planned ranges) are moved by the batches or the delta pass: nothing is
  *   left behind when the campaign completes;
  * - rows that cannot be rewrapped are exceptions: counted once, listed by the failures report,
- *   and the retirement gate refuses the old KEK naming them (invariant 7); reports that list
- *   items say they are not available instead of printing nothing;
+ *   and the retirement gate refuses the old KEK naming them (invariant 7); the completion and
+ *   exposure reports list a line per range and per exception;
  * - a commit repeated for one claim changes nothing (invariant 2, the ledger's side);
  * - no DEK or KEK bytes in any log or CLI output (invariant 5).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { insertRows, unwrapAll, type RowKek } from '../dev/reference/row-client.ts';
 import { aesWrap } from '../dev/reference/s3ec-client.ts';
-import { claimBatch, commitBatchRange } from '../src/ledger/index.ts';
+import { claimBatch, commitBatchRange, inventoryByKek } from '../src/ledger/index.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
 import { jsonOf, rewrapCli, specFile } from './support/cli.ts';
@@ -96,6 +98,16 @@ describe('the batch ledger form (Postgres tables)', () => {
     expect(ledger.exceptions).toBe(0);
     expect(ledger.batches).toBeGreaterThanOrEqual(50); // the main pass's 50 ranges, and the (empty) delta pass's none
     expect(ledger.batches).toBeLessThanOrEqual(52);
+    // The inventory by KEK (dashboard, metrics) comes from the batch rows.
+    expect(await inventoryByKek(pipe.db.pool, 'pg:accounts')).toEqual([{ storeId: 'pg:accounts', kekId: 'b', kekVersion: '2', materialId: null, items: 5_000 }]);
+
+    // A later campaign that drains b@2 from the table supersedes what the first one left there.
+    const next = await create(spec('accounts b2 to b3', 'accounts', 'b@2', 'b@3'));
+    await pipe.waitFor(next, 'half way', (q) => q.rewrapped >= 1_000, 60_000);
+    const during = await inventoryByKek(pipe.db.pool, 'pg:accounts');
+    expect(during.reduce((a, r) => a + r.items, 0)).toBe(5_000); // moved ones leave b@2 as they reach b@3
+    await completed(next);
+    expect(await inventoryByKek(pipe.db.pool, 'pg:accounts')).toEqual([{ storeId: 'pg:accounts', kekId: 'b', kekVersion: '3', materialId: null, items: 5_000 }]);
   });
 
   it('rows written under the old KEK while the campaign runs (new ids, and rows written back inside done ranges) are all moved before it completes', async () => {
@@ -130,7 +142,7 @@ describe('the batch ledger form (Postgres tables)', () => {
     expect(p.remaining).toBe(0);
   });
 
-  it('rows that cannot be rewrapped are exceptions, counted once; the gate refuses the old KEK naming them; item reports say they are not available', async () => {
+  it('rows that cannot be rewrapped are exceptions, counted once; the gate refuses the old KEK naming them; the completion and exposure reports list ranges and exceptions', async () => {
     const deks = await rowTable(pipe.db.pool, 'vault', 400, v1);
     for (const d of deks.values()) guard.secret(d);
     // Three rows whose wrapped key is no AES/GCM envelope of any KEK.
@@ -146,11 +158,41 @@ describe('the batch ledger form (Postgres tables)', () => {
     const items = failures.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l).item ?? JSON.parse(l).itemKey);
     expect(items.sort()).toEqual(['150', '399', '7']);
 
-    const completion = await rewrapCli(pipe, ['campaign', 'report', id, '--kind', 'completion']);
+    // The completion report: a line per range with its counts, and one per exception.
+    const out = join(pipe.dir, 'vault-completion.jsonl');
+    const completion = await rewrapCli(pipe, ['campaign', 'report', id, '--kind', 'completion', '--out', out, '--json']);
     guard.text(completion.stdout, completion.stderr);
-    expect(completion.code).not.toBe(0);
-    expect(completion.stderr).toContain('records its items per batch');
-    expect(completion.stderr).toContain('--kind failures');
+    expect(completion.code, completion.stderr).toBe(0);
+    const lines = (await readFile(out, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, string | number | null>);
+    const ranges = lines.filter((l) => l.outcome === 'batch');
+    expect(ranges.reduce((a, l) => a + Number(l.rewrapped), 0)).toBe(397);
+    expect(ranges.reduce((a, l) => a + Number(l.failed), 0)).toBe(3);
+    expect(ranges.every((l) => l.to_kek === 'b@2' && l.range_hi !== null)).toBe(true);
+    // The plan's ranges cover the table without a gap: each starts where the one before ended.
+    const bounds = ranges.filter((l) => l.pass === 'plan').map((l) => [l.range_lo, l.range_hi]);
+    expect(bounds[0]![0]).toBeNull();
+    for (let i = 1; i < bounds.length; i++) expect(bounds[i]![0]).toBe(bounds[i - 1]![1]);
+    expect(bounds[bounds.length - 1]![1]).toBe('400');
+    expect(lines.filter((l) => l.outcome === 'failed').map((l) => l.item).sort()).toEqual(['150', '399', '7']);
+    expect(jsonOf<{ items: number }>(completion).items).toBe(400);
+
+    // The exposure report of b@1: 397 moved in ranges, the three rows exposed by name.
+    const exposureOut = join(pipe.dir, 'vault-exposure.jsonl');
+    const exposure = await rewrapCli(pipe, ['campaign', 'report', id, '--kind', 'exposure', '--out', exposureOut, '--json']);
+    guard.text(exposure.stdout, exposure.stderr);
+    expect(exposure.code, exposure.stderr).toBe(0);
+    const summary = jsonOf<{ totals: Record<string, number>; exposedByStore: Record<string, number>; timeline: { moved: number }[] }>(exposure);
+    expect(summary.totals).toMatchObject({ moved: 397, exposed: 3, underKek: 400 });
+    expect(summary.exposedByStore).toEqual({ 'pg:vault': 3 });
+    expect(summary.timeline.reduce((a, t) => a + t.moved, 0)).toBe(397);
+    const exposedLines = (await readFile(exposureOut, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { status: string; item: string | null });
+    expect(exposedLines.filter((l) => l.status === 'exposed').map((l) => l.item).sort()).toEqual(['150', '399', '7']);
+
+    // The keks report: moved away from b@1, and what is still under it, from the batch rows and the exceptions.
+    const keks = await rewrapCli(pipe, ['campaign', 'report', id, '--kind', 'keks', '--format', 'jsonl']);
+    guard.text(keks.stdout, keks.stderr);
+    expect(keks.code, keks.stderr).toBe(0);
+    expect(JSON.parse(keks.stdout.trim())).toEqual({ from_kek: 'b@1', to_kek: 'b@2', moved: 397, remaining: 3, failed: 3 });
 
     const retire = await rewrapCli(pipe, ['kek', 'retire', 'b@1', '--grace', '0', '--json']);
     guard.text(retire.stdout, retire.stderr);
@@ -229,7 +271,7 @@ describe('the batch ledger form (Postgres tables)', () => {
     expect(await rowsAt(pipe.db.pool, 'drained', 'c', '1')).toBe(0);
   });
 
-  it('refuses sources the batch form cannot take, naming the source and the way out', async () => {
+  it('refuses what the batch form cannot take (S3 sources, canaries), naming the field and the way out', async () => {
     const r = await rewrapCli(pipe, [
       'campaign', 'create', '--json', '--spec',
       await specFile(pipe, { ...spec('mixed', 'accounts', 'b@2', 'b@3'), sources: [rowSource('accounts'), { type: 's3', bucket: 'some-bucket' }] }),
@@ -238,6 +280,10 @@ describe('the batch ledger form (Postgres tables)', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('sources[1] is s3');
     expect(r.stderr).toContain('REWRAP_LEDGER_FORM');
+    const canary = await rewrapCli(pipe, ['campaign', 'create', '--json', '--spec', await specFile(pipe, spec('with canary', 'accounts', 'b@3', 'b@1', { canaryFraction: 0.01 }))]);
+    guard.text(canary.stdout, canary.stderr);
+    expect(canary.code).not.toBe(0);
+    expect(canary.stderr).toContain('options.canaryFraction');
   });
 
   it('no DEK or KEK bytes in any process log or CLI output (invariant 5)', () => {

@@ -47,6 +47,7 @@ export { campaignKekCounts, type KekCountRow } from './sql/campaignKekCounts.ts'
 export { kekUsage } from './sql/kekUsage.ts';
 export { sampleMovedItems } from './sql/sampleMovedItems.ts';
 export { campaignItems } from './sql/campaignItems.ts';
+export { campaignBatches, type CampaignBatchRow, type BatchException } from './sql/campaignBatches.ts';
 export { itemsMovedPerMinute } from './sql/itemsMovedPerMinute.ts';
 export { recordCanary } from './sql/recordCanary.ts';
 export { recordCanaryMoves, type CanaryMove } from './sql/recordCanaryMoves.ts';

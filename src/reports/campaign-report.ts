@@ -6,6 +6,7 @@ import { openReportSink } from './report-sink.ts';
 import type { ReportFormat } from './report-format.ts';
 import { writeFailuresReport } from './failures-report.ts';
 import { writeCompletionReport, type CompletionSummary } from './completion-report.ts';
+import { writeBatchCompletionReport } from './batch-form-reports.ts';
 import { writeExposureReport, type ExposureSummary } from './exposure-report.ts';
 import type { NoncurrentContext } from './noncurrent-versions.ts';
 import { writeKeksReport, type KeksSummary } from './keks-report.ts';
@@ -44,18 +45,14 @@ function noncurrentContext(res: Resources, campaign: Campaign): NoncurrentContex
 
 /** `force`: replace an existing --out file or S3 object (refused otherwise). */
 export async function writeCampaignReport(res: Resources, campaign: Campaign, o: { kind: ReportKind; format: ReportFormat; out?: string; force?: boolean }): Promise<ReportResult> {
-  if (campaign.ledgerForm === 'batches' && o.kind !== 'failures') {
-    /* Said, not guessed: these list items, and a batch-form campaign records ranges (docs/batch-ledger-design.md, decision 6). */
-    throw new ConfigError(
-      `campaign ${campaign.id} records its items per batch (REWRAP_LEDGER_FORM=batches): the ${o.kind} report is not available for it yet; ` +
-        '`rewrap campaign status` has its counts and `--kind failures` its failed items',
-    );
-  }
   const sink = await openReportSink(o.out, () => res.s3Client(), o.format === 'csv' ? 'text/csv' : 'application/x-ndjson', { force: o.force });
   try {
     let r: ReportResult;
     if (o.kind === 'failures') r = { kind: 'failures', location: '', ...(await writeFailuresReport(res.ledger, campaign.id, o.format, sink)) };
-    else if (o.kind === 'completion') r = { kind: 'completion', location: '', ...(await writeCompletionReport(res.ledger, campaign.id, o.format, sink)) };
+    else if (o.kind === 'completion') {
+      const summary = campaign.ledgerForm === 'batches' ? await writeBatchCompletionReport(res.ledger, campaign, o.format, sink) : await writeCompletionReport(res.ledger, campaign.id, o.format, sink);
+      r = { kind: 'completion', location: '', ...summary };
+    }
     else if (o.kind === 'keks') r = { kind: 'keks', location: '', ...(await writeKeksReport(res.ledger, campaign, o.format, sink)) };
     else r = { kind: 'exposure', location: '', ...(await writeExposureReport(res.ledger, campaign, o.format, sink, undefined, noncurrentContext(res, campaign))) };
     r.location = await sink.close();

@@ -34,6 +34,7 @@ import { UNDER_NO_KEK_REASONS } from '../core/reasons.ts';
 import { kekText, lineWriter, type ReportFormat } from './report-format.ts';
 import type { ReportSink } from './report-sink.ts';
 import { forEachNoncurrentExposed, type NoncurrentContext } from './noncurrent-versions.ts';
+import { writeBatchExposureLines } from './batch-form-reports.ts';
 
 export const EXPOSURE_COLUMNS = ['store', 'item', 'status', 'moved_at', 'to_kek', 'reason', 'kek_now', 'version_id'] as const;
 export type ExposureRow = Record<(typeof EXPOSURE_COLUMNS)[number], string | null>;
@@ -55,6 +56,8 @@ export interface ExposureSummary {
   firstMovedAt: string | null;
   lastMovedAt: string | null;
   timeline: { minute: string; moved: number }[];
+  /** Batch form: ranges claimed again after a claim that may have moved items without counting them. */
+  unconfirmedRanges?: number;
 }
 
 const under = (k: KekRecord | null, c: KekSelector) => k !== null && mayBeUnder(k, c);
@@ -62,6 +65,11 @@ const under = (k: KekRecord | null, c: KekSelector) => k !== null && mayBeUnder(
 export async function writeExposureReport(db: Queryable, campaign: Campaign, format: ReportFormat, sink: ReportSink, pageSize = 2000, noncurrent?: NoncurrentContext): Promise<ExposureSummary> {
   /* An exposure is of one compromised KEK (an incident campaign); a key map campaign has many: refused with a clear message. */
   const compromised = singleKekOf(campaign.spec, 'the exposure report').from;
+  if (campaign.ledgerForm === 'batches') {
+    /* A line per range and per exception (batch-form-reports.ts); a pg-only campaign has no noncurrent versions. */
+    const lines = await writeBatchExposureLines(db, campaign, compromised, format, sink);
+    return { ...(await exposureSummary(db, campaign, compromised, lines.totals, lines.exposedByStore, {}, [])), unconfirmedRanges: lines.unconfirmedRanges };
+  }
   const w = lineWriter<ExposureRow>(format, [...EXPOSURE_COLUMNS]);
   if (w.header) await sink.write(w.header);
   const totals = { underKek: 0, moved: 0, movedUnconfirmed: 0, exposed: 0, neverUnderKek: 0, noEnvelope: 0, noncurrentExposed: 0 };
@@ -124,6 +132,19 @@ export async function writeExposureReport(db: Queryable, campaign: Campaign, for
           w.line({ store: v.storeId, item: v.key, status: 'exposed-noncurrent', moved_at: null, to_kek: null, reason: 'noncurrent-version', kek_now: kekText(v.kek) || null, version_id: v.versionId }),
         );
       });
+  return exposureSummary(db, campaign, compromised, totals, exposedByStore, noncurrentExposedByStore, noncurrentUnchecked);
+}
+
+/** The summary around the lines: what the ledger knows beyond this campaign, and the timeline. */
+async function exposureSummary(
+  db: Queryable,
+  campaign: Campaign,
+  compromised: KekSelector,
+  totals: ExposureSummary['totals'],
+  exposedByStore: Record<string, number>,
+  noncurrentExposedByStore: Record<string, number>,
+  noncurrentUnchecked: string[],
+): Promise<ExposureSummary> {
   const stillUnderKekByStore: Record<string, number> = {};
   const drained = await campaignsFromKek(db, compromised);
   const usage = await kekUsage(db, compromised, drained.map((c) => c.id), UNDER_NO_KEK_REASONS);

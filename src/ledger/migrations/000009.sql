@@ -11,7 +11,10 @@ ALTER TABLE rewrap_campaigns ADD COLUMN ledger_form text NOT NULL DEFAULT 'items
 --   rewrapped/skipped/failed: what the batch's commits counted (each commit once: counted_attempt);
 --   planned_count stays item_count (the rows the plan saw in the range);
 --   moved_at: the first commit that rewrapped an item of it;
---   sample: one item it rewrapped, {"key", "from", "to"}, for the retirement gate's sample.
+--   sample: one item it rewrapped, {"key", "from", "to"}, for the retirement gate's sample;
+--   keks: {"[kek id, version, material]": items} the KEKs that wrap the items it read, as its
+--         commits left them (rewrapped: the target; skipped, failed: what the envelope names);
+--   from_keks: the same for what its rewrapped items were under (the inventory by KEK).
 ALTER TABLE rewrap_batches
   ADD COLUMN lo text,
   ADD COLUMN hi text,
@@ -21,7 +24,9 @@ ALTER TABLE rewrap_batches
   ADD COLUMN failed int NOT NULL DEFAULT 0,
   ADD COLUMN counted_attempt int NOT NULL DEFAULT 0,
   ADD COLUMN moved_at timestamptz,
-  ADD COLUMN sample jsonb;
+  ADD COLUMN sample jsonb,
+  ADD COLUMN keks jsonb,
+  ADD COLUMN from_keks jsonb;
 
 -- Batch form: the items that are neither rewrapped nor found already moved by an earlier attempt,
 -- one row each (failed, skipped with a reason). An item has at most one per campaign: a claim

@@ -28,6 +28,17 @@ export async function campaignKekCounts(db: Queryable, campaignId: string): Prom
          FROM rewrap_campaign_items ci
          LEFT JOIN rewrap_inventory v ON v.store_id = ci.store_id AND v.item_key = ci.item_key
         WHERE ci.campaign_id = $1 AND ci.outcome IN ('skipped', 'failed') AND (v.item_key IS NOT NULL OR ci.outcome = 'failed')
+        GROUP BY 1, 2
+       UNION ALL
+       -- Batch form: moves from the batches' from_keks; what is still under a KEK from the exceptions.
+       SELECT (k.key::jsonb)->>0, coalesce((k.key::jsonb)->>1, (k.key::jsonb)->>2), sum(k.value::int), 0, 0
+         FROM rewrap_batches b CROSS JOIN LATERAL jsonb_each_text(b.from_keks) k
+        WHERE b.campaign_id = $1 AND b.from_keks IS NOT NULL
+        GROUP BY 1, 2
+       UNION ALL
+       SELECT e.kek_id, coalesce(e.kek_version, e.material_id), 0, count(*), count(*) FILTER (WHERE e.outcome = 'failed')
+         FROM rewrap_batch_exceptions e
+        WHERE e.campaign_id = $1 AND (e.kek_id IS NOT NULL OR e.outcome = 'failed')
         GROUP BY 1, 2) k
       GROUP BY 1, 2 ORDER BY 1 NULLS FIRST, 2 NULLS FIRST`,
     [campaignId],

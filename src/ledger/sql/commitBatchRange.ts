@@ -23,7 +23,7 @@ import { applyAutoPause, autoPauseOptions } from '../auto-pause.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { TOTALS_SQL } from './campaign-totals.ts';
 import { validateOutcome } from './commitBatch.ts';
-import type { CommitRequest, CommitResult, Counters, ItemOutcomeRecord } from '../types.ts';
+import type { CommitRequest, CommitResult, Counters, ItemOutcomeRecord, KekRecord } from '../types.ts';
 
 const EXCEPTIONS_SQL = `
 INSERT INTO rewrap_batch_exceptions (campaign_id, store_id, item_key, batch_no, outcome, reason, detail,
@@ -32,7 +32,7 @@ SELECT $1, $2, u.k, $3, u.outcome, u.reason, u.detail, u.fk, u.fv, u.fm, u.ck, u
   FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
     AS u(k, outcome, reason, detail, fk, fv, fm, ck, cv, cm)
 ON CONFLICT DO NOTHING
-RETURNING outcome, reason`;
+RETURNING item_key, outcome, reason`;
 
 /**
  * A store the per-item ledger has seen keeps a per-item inventory (rewrap_inventory): its rows
@@ -52,12 +52,19 @@ UPDATE rewrap_batches b
    SET rewrapped = b.rewrapped + $3, skipped = b.skipped + $4, failed = b.failed + $5,
        counted_attempt = $6, commits = b.commits + 1,
        moved_at = CASE WHEN $3 > 0 THEN coalesce(b.moved_at, now()) ELSE b.moved_at END,
-       sample = coalesce(b.sample, $7::jsonb),
+       sample = coalesce(b.sample, $7::jsonb), keks = $9::jsonb, from_keks = $10::jsonb,
        state = CASE WHEN $8 THEN 'done' ELSE b.state END,
        done_at = CASE WHEN $8 THEN coalesce(b.done_at, now()) ELSE b.done_at END,
        lease_until = CASE WHEN $8 THEN NULL ELSE b.lease_until END
  WHERE b.campaign_id = $1 AND b.batch_no = $2
 RETURNING b.rewrapped + b.skipped + b.failed AS counted`;
+
+/** Items by KEK: key JSON [id, version, material] (nulls where unknown; [null, null, null]: no KEK could be told). */
+type KekCounts = Record<string, number>;
+function addKek(into: KekCounts, k: KekRecord | undefined): void {
+  const key = JSON.stringify([k?.id ?? null, k?.version ?? null, k?.materialId ?? null]);
+  into[key] = (into[key] ?? 0) + 1;
+}
 
 /** What a batch adds to the campaign's planned count (see the postconditions). */
 const plannedShare = (itemCount: number, counted: number, done: boolean) => (done ? counted : Math.max(itemCount, counted));
@@ -77,8 +84,11 @@ export async function commitBatchRange(pool: pg.Pool, req: CommitRequest): Promi
   const moved = outcomes.find((o) => o.outcome === 'rewrapped');
 
   return withTransaction(pool, async (client) => {
-    const { rows: batches } = await client.query<{ lease_owner: string | null; state: string; store_id: string; item_count: number; counted: number; counted_attempt: number; spec: unknown; campaign_state: string; has_inventory: boolean }>(
-      `SELECT b.lease_owner, b.state, b.store_id, b.item_count, b.rewrapped + b.skipped + b.failed AS counted, b.counted_attempt,
+    const { rows: batches } = await client.query<{
+      lease_owner: string | null; state: string; store_id: string; item_count: number; counted: number; counted_attempt: number;
+      keks: KekCounts | null; from_keks: KekCounts | null; spec: unknown; campaign_state: string; has_inventory: boolean;
+    }>(
+      `SELECT b.lease_owner, b.state, b.store_id, b.item_count, b.rewrapped + b.skipped + b.failed AS counted, b.counted_attempt, b.keks, b.from_keks,
               c.spec, c.state AS campaign_state,
               EXISTS (SELECT 1 FROM rewrap_inventory v WHERE v.store_id = b.store_id) AS has_inventory
          FROM rewrap_batches b JOIN rewrap_campaigns c ON c.id = b.campaign_id
@@ -97,7 +107,7 @@ export async function commitBatchRange(pool: pg.Pool, req: CommitRequest): Promi
     const col = (f: (o: ItemOutcomeRecord) => string | undefined) => exceptions.map((o) => f(o) ?? null);
     const inserted = exceptions.length === 0
       ? []
-      : (await client.query<{ outcome: string; reason: string }>(EXCEPTIONS_SQL, [
+      : (await client.query<{ item_key: string; outcome: string; reason: string }>(EXCEPTIONS_SQL, [
           req.campaignId, batch.store_id, req.batchNo,
           col((o) => o.itemKey), col((o) => o.outcome), col((o) => o.reason), col((o) => o.detail),
           col((o) => o.from?.id), col((o) => o.from?.version), col((o) => o.from?.materialId),
@@ -110,11 +120,20 @@ export async function commitBatchRange(pool: pg.Pool, req: CommitRequest): Promi
         outcomes.map((o) => kekOf(o)?.id ?? null), outcomes.map((o) => kekOf(o)?.version ?? null), outcomes.map((o) => kekOf(o)?.materialId ?? null),
       ]);
     }
+    const insertedKeys = new Set(inserted.map((r) => r.item_key));
     const skipped = inserted.filter((r) => r.outcome === 'skipped').length;
     const failed = inserted.length - skipped;
     const sample = moved ? JSON.stringify({ key: moved.itemKey, from: moved.from ?? null, to: moved.to }) : null;
     const done = wasDone || req.final;
-    const { rows } = await client.query<{ counted: number }>(BATCH_SQL, [req.campaignId, req.batchNo, rewrapped, skipped, failed, attempt, sample, req.final]);
+    /* What wraps the items this commit counted (an exception an earlier commit recorded is not counted again). */
+    const keks = { ...(batch.keks ?? {}) };
+    const fromKeks = { ...(batch.from_keks ?? {}) };
+    for (const o of outcomes) {
+      if (o.outcome !== 'rewrapped' && !insertedKeys.has(o.itemKey)) continue;
+      addKek(keks, o.outcome === 'rewrapped' ? o.to : o.currentKek);
+      if (o.outcome === 'rewrapped') addKek(fromKeks, o.from);
+    }
+    const { rows } = await client.query<{ counted: number }>(BATCH_SQL, [req.campaignId, req.batchNo, rewrapped, skipped, failed, attempt, sample, req.final, JSON.stringify(keks), JSON.stringify(fromKeks)]);
     const plannedDelta = plannedShare(batch.item_count, rows[0]!.counted, done) - plannedShare(batch.item_count, batch.counted, wasDone);
     const newlyDone = rewrapped + inserted.length;
     const result = { ...unchanged, changed: newlyDone, batchDone: done };
