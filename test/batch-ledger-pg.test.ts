@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { insertRows, unwrapAll, type RowKek } from '../dev/reference/row-client.ts';
-import { aesWrap } from '../dev/reference/s3ec-client.ts';
+import { aesUnwrap, aesWrap } from '../dev/reference/s3ec-client.ts';
 import { claimBatch, commitBatchRange, inventoryByKek } from '../src/ledger/index.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
@@ -202,6 +202,35 @@ describe('the batch ledger form (Postgres tables)', () => {
     // The three rows block, by store; the tables drained by the other tests block nothing.
     expect(gate.stores.filter((st) => st.underKek + st.notYetMoved + st.failedNotMoved > 0)).toEqual([{ storeId: 'pg:vault', underKek: 0, notYetMoved: 0, failedNotMoved: 3 }]);
     expect(gate.blockers.join('\n')).toMatch(/pg:vault.*3/);
+  });
+
+  it('a range is read when it runs: rows that left the source KEK after the plan are not touched, rows that entered it are moved, planned follows', async () => {
+    const deks = await rowTable(pipe.db.pool, 'drift', 300, v1);
+    for (const d of deks.values()) guard.secret(d);
+    // Rows 251-260 say b@3 when the plan runs (their DEKs are under b@1 all along).
+    await pipe.db.pool.query(`UPDATE drift SET kek_version = '3' WHERE id BETWEEN 251 AND 260`);
+    // Created without --start: the scheduler plans it, no worker takes a batch yet.
+    const created = await rewrapCli(pipe, ['campaign', 'create', '--spec', await specFile(pipe, spec('drift b1 to b2', 'drift', 'b@1', 'b@2', { batchSize: 100 })), '--json']);
+    expect(created.code, created.stderr).toBe(0);
+    const id = jsonOf<{ id: string }>(created).id;
+    await pipe.waitFor(id, 'planned', (p) => p.planDone && p.planned === 290, 60_000);
+    // The application meanwhile: rows 101-130 leave b@1 (rewritten under b@3 by another path) and
+    // rows 251-260 enter it (their KEK columns corrected), inside ranges the plan cut.
+    await pipe.db.pool.query(`UPDATE drift SET kek_version = '3', wrapped_dek = $1 WHERE id BETWEEN 101 AND 130`, [Buffer.alloc(40, 7)]);
+    await pipe.db.pool.query(`UPDATE drift SET kek_version = '1' WHERE id BETWEEN 251 AND 260`);
+    const { rows: before } = await pipe.db.pool.query<{ id: string; wrapped_dek: Buffer }>('SELECT id::text, wrapped_dek FROM drift WHERE id BETWEEN 101 AND 130 ORDER BY id');
+    const started = await rewrapCli(pipe, ['campaign', 'start', id]);
+    expect(started.code, started.stderr).toBe(0);
+    const p = await completed(id);
+    // The rows that left b@1 were not read, so not written: byte for byte as the application left them.
+    const { rows: after } = await pipe.db.pool.query<{ id: string; wrapped_dek: Buffer }>('SELECT id::text, wrapped_dek FROM drift WHERE id BETWEEN 101 AND 130 ORDER BY id');
+    expect(after).toEqual(before);
+    expect(await rowsAt(pipe.db.pool, 'drift', 'b', '1')).toBe(0);
+    expect(await rowsAt(pipe.db.pool, 'drift', 'b', '2')).toBe(270);
+    const { rows: moved } = await pipe.db.pool.query<{ id: string; wrapped_dek: Buffer }>(`SELECT id::text, wrapped_dek FROM drift WHERE kek_version = '2'`);
+    for (const r of moved) expect(aesUnwrap(v2.material, r.wrapped_dek).equals(deks.get(r.id)!), `row ${r.id}`).toBe(true);
+    expect(moved.map((r) => Number(r.id)).filter((n) => n >= 251 && n <= 260)).toHaveLength(10);
+    expect({ planned: p.planned, rewrapped: p.rewrapped, skipped: p.skipped, failed: p.failed, remaining: p.remaining }).toEqual({ planned: 270, rewrapped: 270, skipped: 0, failed: 0, remaining: 0 });
   });
 
   it('a commit repeated for the same claim changes nothing (invariant 2)', async () => {
