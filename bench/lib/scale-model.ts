@@ -32,6 +32,8 @@ export interface ScaleInputs {
   schedulerCpuPerBatch: number;
   redisCpuPerBatch: number;
   ledgerBytesPerItem: number;
+  /** Ledger rows per item besides the batch rows: 2 in the per-item form (a plan row, an inventory row), about 0 in the batch form (exceptions only). Default 2. */
+  ledgerRowsPerItem?: number;
   /** The delta pass's search, measured on the pg source (bench/scenarios/s-scale.ts). */
   deltaPgSecondsPerTableRow: number;
   deltaPgSecondsPerLateRowIndexed: number;
@@ -65,7 +67,7 @@ export interface ScaleOutput {
   budgetWorkerCoresPerRequest: number;
   budgetWorkerCoresBlocks: number;
   pgCoresAvailable: number;
-  rateLimitedBy: 'kms quota' | 'postgres (per-item ledger)' | 'redis' | 'planning';
+  rateLimitedBy: 'kms quota' | 'postgres (ledger)' | 'redis' | 'planning';
   achievableRate: number;
   hours: number;
   quotaUsedPercent: number;
@@ -90,7 +92,7 @@ export function scaleModel(m: ScaleInputs, c: ScaleCase): ScaleOutput {
   const rate = Math.min(c.quota, pgRate, redisRate);
   let hours = c.items / rate / 3600;
   const planningHours = c.items / m.planItemsPerSec / 3600;
-  let limitedBy: ScaleOutput['rateLimitedBy'] = rate === c.quota ? 'kms quota' : rate === pgRate ? 'postgres (per-item ledger)' : 'redis';
+  let limitedBy: ScaleOutput['rateLimitedBy'] = rate === c.quota ? 'kms quota' : rate === pgRate ? 'postgres (ledger)' : 'redis';
   if (planningHours > hours) {
     hours = planningHours;
     limitedBy = 'planning';
@@ -100,7 +102,7 @@ export function scaleModel(m: ScaleInputs, c: ScaleCase): ScaleOutput {
     quota: c.quota,
     kmsHours: c.items / c.quota / 3600,
     planningHours,
-    ledgerRows: 2 * c.items + Math.ceil(c.items / m.batchSize),
+    ledgerRows: (m.ledgerRowsPerItem ?? 2) * c.items + Math.ceil(c.items / m.batchSize),
     ledgerGB: (c.items * m.ledgerBytesPerItem) / 1e9,
     pgCoresAtQuota,
     workerCoresAtQuota,

@@ -10,6 +10,8 @@
  *     the scheduler and of Postgres per item, ledger bytes per item;
  *   - run: a window of the campaign running: per batch, Redis commands and Redis, Postgres and
  *     scheduler CPU; per item, worker CPU; ledger bytes per item once committed.
+ *   - plan, batch ledger form: the same table planned as id ranges (one statement per page, no
+ *     row per item), in this process, before the per-item campaign;
  *   - delta: the final delta pass's search (issue 17, point 7) once every row is at the target
  *     but 1 in 10,000, rewritten under the source KEK "after the plan" (late writes): the pg
  *     source's own delta pages (PLAN_PAGE rows) over the whole table, first as created (no index
@@ -24,10 +26,13 @@ import { createEnvelopeTable } from '../../src/stores/pg-table-schema.ts';
 import { aesWrap } from '../../dev/reference/s3ec-client.ts';
 import { KmsBudget } from '../../src/queue/kms-budget.ts';
 import { Deployment, round } from '../lib/deployment.ts';
-import { benchKeyring, scenarioEnv, type BenchContext, type ScenarioResult, type ScenarioEnv } from '../lib/context.ts';
+import { benchKeyring, scenarioEnv, target, type BenchContext, type ScenarioResult, type ScenarioEnv } from '../lib/context.ts';
 import { describeScale, scaleModel, type ScaleInputs } from '../lib/scale-model.ts';
 import { ROW_BATCH, rowSpec } from './b1-rows.ts';
 import { PgTableSource } from '../../src/sources/pg-table-source.ts';
+import { admitCampaign } from '../../src/campaign/create.ts';
+import { parseCampaignSpec } from '../../src/campaign/spec.ts';
+import { addPlannedRanges, migrate, setCampaignState } from '../../src/ledger/index.ts';
 
 const PLAN_PAGE = 50_000;
 /** The model's assumed ListObjectsV2 page time (1,000 keys), not measured here: no AWS from this box. */
@@ -84,6 +89,91 @@ async function measureDelta(ctx: BenchContext, env: ScenarioEnv, table: string, 
   return delta;
 }
 
+/**
+ * The batch ledger form's plan (REWRAP_LEDGER_FORM=batches) of the whole table, as the planner
+ * runs it (the source's keyset page, then one statement per page: addPlannedRanges), in this
+ * process, before the deployment starts. Wall time, Postgres CPU and ledger bytes per item.
+ */
+async function measureBatchFormPlan(env: ScenarioEnv, table: string, keyringFile: string, n: number) {
+  await migrate(env.db.pool);
+  const c = await admitCampaign(env.db.pool, parseCampaignSpec(rowSpec(`scale ${n} batch form`, table, keyringFile, 'scale@1', 'scale@2')), 0, 'batches');
+  const source = new PgTableSource(env.db.pool, { table, idColumn: 'id', kekIdColumn: 'kek_id', kekVersionColumn: 'kek_version' }, { id: 'scale', version: '1' });
+  const end = await env.meter.begin();
+  const t = performance.now();
+  let planned = 0;
+  for (let cursor: string | null = null, done = false; !done; ) {
+    const page = await source.page(cursor, PLAN_PAGE);
+    const keys = page.groups[0]!.keys;
+    done = page.done;
+    const r = await addPlannedRanges(env.db.pool, c.id, page.groups[0]!.storeId, keys, ROW_BATCH, cursor, page.cursor, done, false);
+    planned += r.planned;
+    cursor = page.cursor as string | null;
+  }
+  const seconds = (performance.now() - t) / 1000;
+  const cpu = await end();
+  const { rows } = await env.db.pool.query<{ n: number; bytes: string }>('SELECT count(*)::int AS n, coalesce(sum(pg_column_size(b.*)), 0) AS bytes FROM rewrap_batches b WHERE campaign_id = $1', [c.id]);
+  if (planned !== n) throw new Error(`scale: the batch form planned ${planned} of ${n} rows`);
+  return {
+    campaignId: c.id,
+    items: n,
+    seconds: round(seconds, 2),
+    itemsPerSec: Math.round(n / seconds),
+    postgresCpuUsPerItem: round((1e6 * cpu.postgres) / n, 3),
+    batches: rows[0]!.n,
+    ledgerBytesPerItem: round(Number(rows[0]!.bytes) / n, 3),
+  };
+}
+
+/** A window of a campaign running (after a warm-up of 4 batches), then cancelled: per batch and per item costs. */
+async function measureRun(ctx: BenchContext, env: ScenarioEnv, d: Deployment, id: string, n: number, runSeconds: number) {
+  await d.run(id);
+  const warm = Date.now() + 120_000;
+  for (let q = await d.progress(id); q.rewrapped + q.skipped < ROW_BATCH * 4; q = await d.progress(id)) {
+    if (Date.now() > warm) throw new Error('scale: no batch committed within 120 s of the start');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const done = (x: { rewrapped: number; skipped: number; failed: number }) => x.rewrapped + x.skipped + x.failed;
+  const p0 = await d.progress(id);
+  const end = await env.meter.begin();
+  const calls0 = await redisCalls(env.redis.client);
+  const t = performance.now();
+  await new Promise((r) => setTimeout(r, runSeconds * 1000));
+  const p1 = await d.progress(id);
+  const runCpu = await end();
+  const seconds = (performance.now() - t) / 1000;
+  const calls = (await redisCalls(env.redis.client)) - calls0;
+  await d.cancel(id);
+  const items = done(p1) - done(p0);
+  const batches = items / ROW_BATCH;
+  const bytesAfter = await ledgerBytes(env);
+  const run = {
+    items,
+    seconds: round(seconds),
+    itemsPerSec: Math.round(items / seconds),
+    cpu: runCpu,
+    batches: round(batches, 1),
+    workerCpuUsPerItem: round((1e6 * runCpu.worker) / items, 2),
+    postgresCpuMsPerBatch: round((1000 * runCpu.postgres) / batches, 3),
+    schedulerCpuMsPerBatch: round((1000 * runCpu.scheduler) / batches, 3),
+    redisCpuMsPerBatch: round((1000 * runCpu.redis) / batches, 3),
+    redisCommandsPerBatch: round(calls / batches, 1),
+    ledgerBytesPerItemAfterCommits: round(bytesAfter / n, 1),
+  };
+  ctx.say(`    ran ${items} items (${run.itemsPerSec}/s): per batch of ${ROW_BATCH}: Postgres ${run.postgresCpuMsPerBatch} ms, Redis ${run.redisCommandsPerBatch} commands / ${run.redisCpuMsPerBatch} ms, scheduler ${run.schedulerCpuMsPerBatch} ms; worker ${run.workerCpuUsPerItem} us/item`);
+  return run;
+}
+
+/** Until no worker of the cancelled campaign may still hold a lease (a new campaign over the table is refused until then). */
+async function leasesGone(env: ScenarioEnv, id: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const { rows } = await env.db.pool.query<{ live: boolean }>('SELECT EXISTS (SELECT 1 FROM rewrap_batches WHERE campaign_id = $1 AND lease_until > now()) AS live', [id]);
+    if (!rows[0]!.live) return;
+    if (Date.now() > deadline) throw new Error(`scale: campaign ${id} still holds leases 120 s after its cancel`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 async function measureSize(ctx: BenchContext, n: number, runSeconds: number) {
   const env = await scenarioEnv(ctx, `s${n}`);
   const table = 'synthetic';
@@ -99,8 +189,23 @@ async function measureSize(ctx: BenchContext, n: number, runSeconds: number) {
     await env.db.pool.query(`ALTER TABLE ${table} ADD PRIMARY KEY (id)`);
     await env.db.pool.query(`ANALYZE ${table}`);
     ctx.say(`  scale ${n.toLocaleString('en')}: table written in ${((performance.now() - t) / 1000).toFixed(0)} s; planning`);
+    const batchPlan = await measureBatchFormPlan(env, table, file, n);
+    ctx.say(`    batch ledger form: planned in ${batchPlan.seconds} s (${batchPlan.itemsPerSec} items/s), ${batchPlan.batches} batch rows, ${batchPlan.ledgerBytesPerItem} ledger bytes/item`);
     const d = await Deployment.start({ db: env.db, redisUrl: env.redis.url, prefix: env.prefix, dir: env.dir, meter: env.meter, env: { REWRAP_PLAN_PAGE: String(PLAN_PAGE) } }, 2);
     try {
+      /* The batch-form campaign planned above runs its window first, then the table goes back under scale@1. */
+      ctx.say(`    batch ledger form: running ${runSeconds} s`);
+      const batchRun = await measureRun(ctx, env, d, batchPlan.campaignId, n, runSeconds);
+      const batchBytes = await env.db.pool.query<{ bytes: string }>(
+        `SELECT (SELECT coalesce(sum(pg_column_size(b.*)), 0) FROM rewrap_batches b WHERE campaign_id = $1)
+              + (SELECT coalesce(sum(pg_column_size(e.*)), 0) FROM rewrap_batch_exceptions e WHERE campaign_id = $1) AS bytes`,
+        [batchPlan.campaignId],
+      );
+      const batchFormRun = { ...batchRun, ledgerBytesPerItemAfterCommits: round(Number(batchBytes.rows[0]!.bytes) / n, 3) };
+      await leasesGone(env, batchPlan.campaignId);
+      await env.db.pool.query(`UPDATE ${table} SET kek_version = '1', wrapped_dek = $1 WHERE kek_version <> '1'`, [wrapped]);
+      await env.db.pool.query(`VACUUM ANALYZE ${table}`);
+
       /* Plan. */
       let end = await env.meter.begin();
       let calls0 = await redisCalls(env.redis.client);
@@ -134,43 +239,9 @@ async function measureSize(ctx: BenchContext, n: number, runSeconds: number) {
       };
       ctx.say(`    planned in ${plan.seconds} s (${plan.itemsPerSec} items/s), ledger ${plan.ledgerBytesPerItem} bytes/item; running ${runSeconds} s`);
 
-      /* Run: a warm-up, then the measured window. */
-      await d.run(id);
-      const warm = Date.now() + 120_000;
-      for (let q = await d.progress(id); q.rewrapped + q.skipped < ROW_BATCH * 4; q = await d.progress(id)) {
-        if (Date.now() > warm) throw new Error('scale: no batch committed within 120 s of the start');
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      const done = (x: typeof p) => x.rewrapped + x.skipped + x.failed;
-      const p0 = await d.progress(id);
-      end = await env.meter.begin();
-      calls0 = await redisCalls(env.redis.client);
-      t = performance.now();
-      await new Promise((r) => setTimeout(r, runSeconds * 1000));
-      const p1 = await d.progress(id);
-      const runCpu = await end();
-      const seconds = (performance.now() - t) / 1000;
-      const calls = (await redisCalls(env.redis.client)) - calls0;
-      await d.cancel(id);
-      const items = done(p1) - done(p0);
-      const batches = items / ROW_BATCH;
-      const bytesAfter = await ledgerBytes(env);
-      const run = {
-        items,
-        seconds: round(seconds),
-        itemsPerSec: Math.round(items / seconds),
-        cpu: runCpu,
-        batches: round(batches, 1),
-        workerCpuUsPerItem: round((1e6 * runCpu.worker) / items, 2),
-        postgresCpuMsPerBatch: round((1000 * runCpu.postgres) / batches, 3),
-        schedulerCpuMsPerBatch: round((1000 * runCpu.scheduler) / batches, 3),
-        redisCpuMsPerBatch: round((1000 * runCpu.redis) / batches, 3),
-        redisCommandsPerBatch: round(calls / batches, 1),
-        ledgerBytesPerItemAfterCommits: round(bytesAfter / n, 1),
-      };
-      ctx.say(`    ran ${items} items (${run.itemsPerSec}/s): per batch of ${ROW_BATCH}: Postgres ${run.postgresCpuMsPerBatch} ms, Redis ${run.redisCommandsPerBatch} commands / ${run.redisCpuMsPerBatch} ms, scheduler ${run.schedulerCpuMsPerBatch} ms; worker ${run.workerCpuUsPerItem} us/item`);
+      const run = await measureRun(ctx, env, d, id, n, runSeconds);
       const delta = await measureDelta(ctx, env, table, n);
-      return { plan, run, delta };
+      return { plan, batchPlan, run, batchFormRun, delta };
     } finally {
       await d.stop();
     }
@@ -248,6 +319,8 @@ export async function runScale(ctx: BenchContext, sizes?: number[]): Promise<Sce
     const m = await measureSize(ctx, n, runSeconds);
     measured.push(m);
     phases[`plan ${n.toLocaleString('en')}`] = m.plan;
+    phases[`plan, batch ledger form ${n.toLocaleString('en')}`] = m.batchPlan;
+    phases[`run, batch ledger form ${n.toLocaleString('en')}`] = m.batchFormRun;
     phases[`run ${n.toLocaleString('en')}`] = m.run;
     phases[`delta ${n.toLocaleString('en')}`] = m.delta;
   }
@@ -272,17 +345,35 @@ export async function runScale(ctx: BenchContext, sizes?: number[]): Promise<Sce
       blockMs: 200,
     },
   };
+  /* The batch ledger form (Postgres tables): the same model from its own plan and run. */
+  const batchInputs: ScaleInputs = {
+    ...inputs,
+    planItemsPerSec: big.batchPlan.itemsPerSec,
+    pgCpuPerItemPlan: big.batchPlan.postgresCpuUsPerItem / 1e6,
+    pgCpuPerItemRun: big.batchFormRun.postgresCpuMsPerBatch / 1000 / ROW_BATCH,
+    workerCpuPerItem: big.batchFormRun.workerCpuUsPerItem / 1e6,
+    schedulerCpuPerBatch: big.batchFormRun.schedulerCpuMsPerBatch / 1000,
+    redisCpuPerBatch: big.batchFormRun.redisCpuMsPerBatch / 1000,
+    ledgerBytesPerItem: big.batchFormRun.ledgerBytesPerItemAfterCommits,
+    ledgerRowsPerItem: 0,
+  };
   const notes: string[] = [];
   const models: Record<string, unknown> = {};
-  for (const [quota, pgCores] of [
-    [10_000, 2],
-    [10_000, 16],
-    [100_000, 16],
+  for (const [form, m] of [
+    ['per-item ledger', inputs],
+    ['batch ledger form', batchInputs],
   ] as const) {
-    const o = scaleModel(inputs, { items: 1e9, quota, pgCoresAvailable: pgCores, workerCoresEach: 1, lateItems: 1e5, s3ListPageSeconds: S3_LIST_PAGE_SECONDS });
-    models[`1B at ${quota} req/s, Postgres ${pgCores} cores`] = o;
-    notes.push(...describeScale(o).split('\n'));
+    for (const [quota, pgCores] of [
+      [10_000, 2],
+      [10_000, 16],
+      [100_000, 16],
+    ] as const) {
+      const o = scaleModel(m, { items: 1e9, quota, pgCoresAvailable: pgCores, workerCoresEach: 1, lateItems: 1e5, s3ListPageSeconds: S3_LIST_PAGE_SECONDS });
+      models[`${form}: 1B at ${quota} req/s, Postgres ${pgCores} cores`] = o;
+      notes.push(...describeScale(o).split('\n').map((l, i) => (i === 0 ? `${form}: ${l}` : l)));
+    }
   }
+  phases.modelInputsBatchForm = batchInputs;
   phases.modelInputs = inputs;
   phases.model = models;
   for (const line of notes) ctx.say(`  ${line}`);
@@ -294,10 +385,17 @@ export async function runScale(ctx: BenchContext, sizes?: number[]): Promise<Sce
     ratios: Object.fromEntries(
       measured.flatMap((m) => [
         [`worker us/item @${m.plan.items}`, m.run.workerCpuUsPerItem],
+        [`batch-form plan items/s @${m.plan.items}`, m.batchPlan.itemsPerSec],
+        [`batch-form plan ledger bytes/item @${m.plan.items}`, m.batchPlan.ledgerBytesPerItem],
         [`delta search us/table row, no KEK index @${m.plan.items}`, m.delta.noIndex.usPerTableRow],
       ]),
     ),
-    targets: {},
+    targets: Object.fromEntries(
+      measured.flatMap((m) => [
+        [`batch-form plan items/s @${m.plan.items}`, target(m.batchPlan.itemsPerSec, '>=', 1_000_000)],
+        [`batch-form plan ledger bytes/item @${m.plan.items}`, target(m.batchPlan.ledgerBytesPerItem, '<=', 2)],
+      ]),
+    ),
     notes,
     seconds: round((performance.now() - started) / 1000, 1),
   };
