@@ -68,7 +68,7 @@ export async function processBatch(d: ProcessorDeps, campaignId: string, batchNo
     try {
       const opts = { concurrency: spec.options.concurrency };
       outcomes = batch.range
-        ? await rewrapRange(d.res, campaign, batch.storeId, batch.range, (items) => rewrapBatch(target, items, opts))
+        ? await rewrapRange(d.res, campaign, batch.storeId, target.store, batch.range, (items, reads) => rewrapBatch(target, items, { ...opts, ...(reads ? { reads } : {}) }), lease.signal)
         : await rewrapBatch(target, batch.items.map((key) => ({ key })), opts);
     } catch (err) {
       if (!(err instanceof BatchInterruptedError)) throw err;

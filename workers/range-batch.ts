@@ -11,7 +11,7 @@ import { exceptionsAmong } from '../src/ledger/index.ts';
 import { PgTableSource } from '../src/sources/pg-table-source.ts';
 import { pgStoreId } from '../src/core/store-id.ts';
 import { BatchInterruptedError } from '../src/rewrap/rewrap-batch.ts';
-import type { ItemRef } from '../src/stores/envelope-store.ts';
+import { isBatchStore, type EnvelopeStore, type ItemRef, type ReadResult } from '../src/stores/envelope-store.ts';
 import type { ItemOutcome } from '../src/rewrap/outcome.ts';
 
 /** One source per campaign and store, kept: it reads the table's column types once. */
@@ -33,16 +33,24 @@ export async function rewrapRange(
   res: Resources,
   campaign: Campaign,
   storeId: string,
+  store: EnvelopeStore,
   range: BatchRange,
-  rewrap: (items: ItemRef[]) => Promise<ItemOutcome[]>,
+  rewrap: (items: ItemRef[], reads?: Map<string, ReadResult>) => Promise<ItemOutcome[]>,
+  signal?: AbortSignal,
 ): Promise<ItemOutcome[]> {
   const source = rangeSource(res, campaign, storeId);
   const pageSize = campaign.spec.options.batchSize;
   const exclude = new Set(range.exclude);
+  const readSelected = isBatchStore(store) ? store.readSelected?.bind(store) : undefined;
   const outcomes: ItemOutcome[] = [];
   try {
     for (let after = range.lo; ; ) {
-      const ids = await source.rangePage(after, range.hi, pageSize);
+      /* One statement for the page's ids and their envelopes where the store can (a table store). */
+      const from = after;
+      const page = readSelected
+        ? await readSelected((columns) => source.rangeRowsQuery(from, range.hi, pageSize, columns), signal)
+        : { keys: await source.rangePage(from, range.hi, pageSize), reads: undefined };
+      const ids = page.keys;
       if (ids.length === 0) return outcomes;
       after = ids[ids.length - 1]!;
       let keys = exclude.size > 0 ? ids.filter((k) => !exclude.has(k)) : ids;
@@ -50,8 +58,9 @@ export async function rewrapRange(
         const excepted = await exceptionsAmong(res.ledger, campaign.id, storeId, keys);
         if (excepted.size > 0) keys = keys.filter((k) => !excepted.has(k));
       }
-      outcomes.push(...(await rewrap(keys.map((key) => ({ key })))));
-      if (ids.length < pageSize) return outcomes;
+      outcomes.push(...(await rewrap(keys.map((key) => ({ key })), page.reads)));
+      /* A short page, or one that reached the range's upper bound: nothing of the range is left to read. */
+      if (ids.length < pageSize || after === range.hi) return outcomes;
     }
   } catch (err) {
     /* The pages before this one were written: their outcomes are still committed. */

@@ -100,5 +100,13 @@ export function instrumentStore(inner: EnvelopeStore, m: ProcessMetrics): Envelo
       return r;
     }, writes.length),
   };
+  const readSelected = inner.readSelected?.bind(inner);
+  if (readSelected) {
+    batch.readSelected = (query, signal) => guard('read', async () => {
+      const r = await readSelected(query, signal);
+      if (r.keys.length) count('read', 'ok', r.keys.length);
+      return r;
+    });
+  }
   return batch;
 }

@@ -4,13 +4,18 @@
  */
 import pLimit from 'p-limit';
 import { ItemError } from '../core/errors.ts';
-import { isBatchStore, type BatchEnvelopeStore, type ItemRef } from '../stores/envelope-store.ts';
+import { isBatchStore, type BatchEnvelopeStore, type ItemRef, type ReadResult } from '../stores/envelope-store.ts';
 import { fromError, rewrapItem, rewrapUntilWritten, type RewrapTarget } from './rewrap-item.ts';
 import type { ItemOutcome } from './outcome.ts';
 
 export interface BatchOptions {
   /** Provider calls (and store calls for per-item stores) in flight at once. */
   concurrency: number;
+  /**
+   * The items' reads, already done (a set-based store's readSelected): the first round uses them
+   * instead of reading again. A conflict's re-read still goes to the store.
+   */
+  reads?: Map<string, ReadResult>;
 }
 
 export async function rewrapBatch(t: RewrapTarget, items: readonly ItemRef[], opts: BatchOptions): Promise<ItemOutcome[]> {
@@ -22,7 +27,7 @@ export async function rewrapBatch(t: RewrapTarget, items: readonly ItemRef[], op
     if (failed) throw new BatchInterruptedError(done, failed.reason);
     return done;
   }
-  return rewrapSetBased(t, t.store, items, limit);
+  return rewrapSetBased(t, t.store, items, limit, opts.reads);
 }
 
 /**
@@ -39,13 +44,19 @@ export class BatchInterruptedError extends Error {
   }
 }
 
-function rewrapSetBased(t: RewrapTarget, store: BatchEnvelopeStore, items: readonly ItemRef[], limit: ReturnType<typeof pLimit>): Promise<ItemOutcome[]> {
+function rewrapSetBased(t: RewrapTarget, store: BatchEnvelopeStore, items: readonly ItemRef[], limit: ReturnType<typeof pLimit>, first?: Map<string, ReadResult>): Promise<ItemOutcome[]> {
+  let given = first;
   return rewrapUntilWritten(
     t,
     items,
     {
       /* One failure of a set-based call is every item's (an ItemError), or the batch's (anything else). */
       async read(pending) {
+        if (given) {
+          const reads = given;
+          given = undefined;
+          if (pending.every((item) => reads.has(item.key))) return reads;
+        }
         try {
           return await store.readMany([...pending], t.signal);
         } catch (err) {

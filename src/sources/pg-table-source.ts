@@ -48,19 +48,23 @@ export class PgTableSource implements Source {
   /** The id is compared in its own type, so the primary key index serves every page. */
   private async query(): Promise<string> {
     if (this.sql) return this.sql;
-    const sql = await this.buildQuery();
+    const q = await this.buildQuery();
+    const id = quoteIdent(this.o.idColumn);
     /* A batch of the batch ledger form: the same rows, up to its upper bound (the last parameter). */
-    const limitAt = sql.lastIndexOf(' ORDER BY ');
-    const one = this.from as KekSelector;
-    const n = Array.isArray(this.from) || one.version !== undefined ? 5 : 4;
-    this.rangeSql = `${sql.slice(0, limitAt)} AND ${quoteIdent(this.o.idColumn)} <= $${n}::text::${this.idType} ${sql.slice(limitAt + 1)}`;
-    this.sql = sql;
-    return sql;
+    const hi = ` AND ${id} <= $${q.limitParam + 1}::text::${this.idType}`;
+    this.rangeSql = `SELECT ${id}::text AS k FROM ${q.tableSql} WHERE ${q.where}${hi} ORDER BY ${id} LIMIT $${q.limitParam}`;
+    /* The same range with a caller's select list over alias t (the store's row columns): ordered by the qualified id, never by an output name. */
+    this.rangeRows = (columns) => `SELECT ${columns} FROM ${q.tableSql} AS t WHERE ${q.where}${hi} ORDER BY t.${id} LIMIT $${q.limitParam}`;
+    this.sql = `SELECT ${id}::text AS k FROM ${q.tableSql} WHERE ${q.where} ORDER BY ${id} LIMIT $${q.limitParam}`;
+    return this.sql;
   }
+
+  private rangeRows?: (columns: string) => string;
 
   private idType = 'text';
 
-  private async buildQuery(): Promise<string> {
+  /** The WHERE clause ($1 the keyset cursor, then the KEK parameters) and the LIMIT's parameter number. */
+  private async buildQuery(): Promise<{ tableSql: string; where: string; limitParam: number }> {
     const { tableSql } = parseTableName(this.o.table);
     const id = quoteIdent(this.o.idColumn);
     const columns = await readColumnTypes(this.pool, tableSql);
@@ -86,21 +90,22 @@ export class PgTableSource implements Source {
     const noVersion = this.o.unrecorded ? ` OR ${version} IS NULL` : '';
     if (Array.isArray(this.from)) {
       /* A key map: rows whose KEK columns name one of its sources (a source without a version: any version of its id). */
-      return (
-        `SELECT ${id}::text AS k FROM ${tableSql} ` +
-        `WHERE ($1::text IS NULL OR ${id} > $1::text::${idCol.declared}) ` +
-        `AND (EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS m(i, v) WHERE m.i = ${kekId} AND (m.v IS NULL OR m.v = ${version}::text${noVersion}))${noKekId}) ` +
-        `ORDER BY ${id} LIMIT $4`
-      );
+      return {
+        tableSql,
+        where:
+          `($1::text IS NULL OR ${id} > $1::text::${idCol.declared}) ` +
+          `AND (EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS m(i, v) WHERE m.i = ${kekId} AND (m.v IS NULL OR m.v = ${version}::text${noVersion}))${noKekId})`,
+        limitParam: 4,
+      };
     }
     /* Draining one KMS key material: rows with no material recorded may be under it (kms-material.ts). */
     const unrecorded = this.o.kmsMaterial ? ` OR ${version} IS NULL OR ${version}::text !~ '${KMS_MATERIAL_ID_PATTERN}'` : '';
     const versionFilter = one.version === undefined ? '' : ` AND (${version} = $3${unrecorded}${noVersion})`;
-    return (
-      `SELECT ${id}::text AS k FROM ${tableSql} ` +
-      `WHERE ($1::text IS NULL OR ${id} > $1::text::${idCol.declared}) AND ((${kekId} = $2${versionFilter})${noKekId}) ` +
-      `ORDER BY ${id} LIMIT $${one.version === undefined ? 3 : 4}`
-    );
+    return {
+      tableSql,
+      where: `($1::text IS NULL OR ${id} > $1::text::${idCol.declared}) AND ((${kekId} = $2${versionFilter})${noKekId})`,
+      limitParam: one.version === undefined ? 3 : 4,
+    };
   }
 
   async page(cursor: unknown, limit: number): Promise<SourcePage> {
@@ -119,6 +124,16 @@ export class PgTableSource implements Source {
     await this.query();
     const { rows } = await this.pool.query<{ k: string }>(this.rangeSql!, [...this.params(after, limit), hi]);
     return rows.map((r) => r.k);
+  }
+
+  /**
+   * The statement of `rangePage` with `columns` (over alias t) as its select list, for a store that
+   * reads the rows' envelopes in the same statement (PgTableStore.readSelected): one statement
+   * per page instead of one for the ids and one for their rows.
+   */
+  async rangeRowsQuery(after: string | null, hi: string, limit: number, columns: string): Promise<{ text: string; values: unknown[] }> {
+    await this.query();
+    return { text: this.rangeRows!(columns), values: [...this.params(after, limit), hi] };
   }
 
   private params(last: string | null, limit: number): unknown[] {

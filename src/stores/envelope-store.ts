@@ -98,6 +98,11 @@ export interface BatchEnvelopeStore extends EnvelopeStore {
     signal?: AbortSignal,
     fence?: WriteFence,
   ): Promise<Map<string, WriteResult>>;
+  /**
+   * Optional: the items a source's statement selects, read with their envelopes in that same
+   * statement (`query` gets the store's select list). The batch ledger form's range pages use it.
+   */
+  readSelected?(query: (columns: string) => Promise<{ text: string; values: unknown[] }>, signal?: AbortSignal): Promise<{ keys: string[]; reads: Map<string, ReadResult> }>;
 }
 
 export function isBatchStore(store: EnvelopeStore): store is BatchEnvelopeStore {

@@ -12,13 +12,18 @@ import type { PgTableColumns } from './pg-table-columns.ts';
  * Columns: key, wrapped, kek_id, kek_version, material_id (or NULL), c0..cN (context, as text).
  */
 export function selectSql(shape: PgTableShape, cols: PgTableColumns): string {
+  return `SELECT k.key, ${envelopeColumns(shape)} FROM unnest($1::text[]) AS k(key) JOIN ${shape.tableSql} AS t ON t.${shape.id.sql} = k.key::${cols.idType}`;
+}
+
+/** The same columns with the row's own id (as text) for the key: a select list over alias t for a source's statement. */
+export function rowColumns(shape: PgTableShape): string {
+  return `t.${shape.id.sql}::text AS key, ${envelopeColumns(shape)}`;
+}
+
+function envelopeColumns(shape: PgTableShape): string {
   const ctx = shape.context.map((c, i) => `, t.${c.sql}::text AS c${i}`).join('');
   const material = shape.materialId ? `t.${shape.materialId.sql}::text` : 'NULL::text';
-  return (
-    `SELECT k.key, t.${shape.wrapped.sql} AS wrapped, t.${shape.kekId.sql}::text AS kek_id, ` +
-    `t.${shape.kekVersion.sql}::text AS kek_version, ${material} AS material_id${ctx} ` +
-    `FROM unnest($1::text[]) AS k(key) JOIN ${shape.tableSql} AS t ON t.${shape.id.sql} = k.key::${cols.idType}`
-  );
+  return `t.${shape.wrapped.sql} AS wrapped, t.${shape.kekId.sql}::text AS kek_id, t.${shape.kekVersion.sql}::text AS kek_version, ${material} AS material_id${ctx}`;
 }
 
 /**

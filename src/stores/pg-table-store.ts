@@ -14,7 +14,7 @@ import type { BatchEnvelopeStore, CasLevel, ItemRef, ReadResult, WriteFence, Wri
 import type { Envelope } from '../core/envelope.ts';
 import { validatePgTableConfig, type PgTableShape, type PgTableStoreConfig } from './pg-table-config.ts';
 import { describeColumns, type PgTableColumns } from './pg-table-columns.ts';
-import { selectSql, updateSql } from './pg-table-sql.ts';
+import { rowColumns, selectSql, updateSql } from './pg-table-sql.ts';
 import { rowToReadResult, writeParams, itemName, type SelectedRow } from './pg-table-row.ts';
 import { storeFailure } from './pg-table-errors.ts';
 import { ConfigError } from '../core/errors.ts';
@@ -30,6 +30,8 @@ export interface PgTableStatements {
   cols: PgTableColumns;
   select: string;
   update: string;
+  /** The select list of `select` over alias t, with the key as the id in text (readSelected). */
+  columns: string;
 }
 
 export class PgTableStore implements BatchEnvelopeStore {
@@ -72,7 +74,7 @@ export class PgTableStore implements BatchEnvelopeStore {
       if (err instanceof ConfigError) throw err;
       throw storeFailure(this.id, 'reading the column types from the catalog', err);
     }
-    return { cols, select: selectSql(this.shape, cols), update: updateSql(this.shape, cols) };
+    return { cols, select: selectSql(this.shape, cols), update: updateSql(this.shape, cols), columns: rowColumns(this.shape) };
   }
 
   async read(item: ItemRef, signal?: AbortSignal): Promise<ReadResult> {
@@ -106,6 +108,34 @@ export class PgTableStore implements BatchEnvelopeStore {
       if (!out.has(key)) out.set(key, { kind: 'invalid', reason: 'item-missing', detail: `${itemName(this.shape, key)}: no such row` });
     }
     return out;
+  }
+
+  /**
+   * The rows a source's statement selects, read with their envelopes in that one statement (the
+   * batch ledger form's range pages: PgTableSource.rangeRowsQuery). `query` gets this store's
+   * select list over alias t and returns the statement. Keys come back in the statement's order.
+   */
+  async readSelected(
+    query: (columns: string) => Promise<{ text: string; values: unknown[] }>,
+    signal?: AbortSignal,
+  ): Promise<{ keys: string[]; reads: Map<string, ReadResult> }> {
+    const { cols, columns } = await this.prepare(signal);
+    const q = await query(columns);
+    signal?.throwIfAborted();
+    let rows: SelectedRow[];
+    try {
+      ({ rows } = await this.pool.query<SelectedRow>(q));
+    } catch (err) {
+      throw storeFailure(this.id, 'reading a range of rows', err);
+    }
+    const keys: string[] = new Array(rows.length);
+    const reads = new Map<string, ReadResult>();
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i]!;
+      keys[i] = row.key;
+      reads.set(row.key, rowToReadResult(this.shape, cols, row));
+    }
+    return { keys, reads };
   }
 
   async writeIfUnchanged(item: ItemRef, token: unknown, next: Envelope, signal?: AbortSignal, fence?: WriteFence): Promise<WriteResult> {
