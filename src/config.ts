@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import { ConfigError } from './core/errors.ts';
 import { clusterUrl, isClusterUrl, parseClusterUrl } from './queue/redis-url.ts';
+import type { LedgerFormSetting } from './ledger/ledger-form.ts';
 
 export interface ProcessConfig {
   /** Ledger database. Default: the local Postgres. */
@@ -75,11 +76,13 @@ export interface ProcessConfig {
     planStepMs: number;
   };
   /**
-   * REWRAP_LEDGER_FORM (items or batches, default items): how campaigns created by this process
-   * record their items. 'batches' (Postgres table sources only; docs/batch-ledger-design.md) writes
-   * one ledger row per batch, an id range, instead of one per item. Read at `campaign create`.
+   * REWRAP_LEDGER_FORM (items, batches or auto; default items): how campaigns created by this
+   * process (`campaign create`, the API, schedules, `incident start`) record their items.
+   * 'batches' (Postgres table sources only; docs/batch-ledger-design.md) writes one ledger row per
+   * batch, an id range, instead of one per item, and refuses a spec it cannot take; 'auto' uses it
+   * where the spec allows and the per-item form otherwise (src/ledger/ledger-form.ts).
    */
-  ledgerForm: 'items' | 'batches';
+  ledgerForm: LedgerFormSetting;
   /** Every Postgres pool and connection (ledger, data, the scheduler's lock connection). */
   postgres: {
     /** How long a new connection may take before the attempt fails (the caller retries). */
@@ -132,10 +135,13 @@ export interface ProcessConfig {
 
 type Env = Record<string, string | undefined>;
 
-function ledgerForm(value: string | undefined): 'items' | 'batches' {
+function ledgerForm(value: string | undefined): LedgerFormSetting {
   if (value === undefined || value === '' || value === 'items') return 'items';
-  if (value === 'batches') return 'batches';
-  throw new ConfigError(`REWRAP_LEDGER_FORM: expected "items" (one ledger row per item, the default) or "batches" (one per batch; Postgres table sources only), got "${value}"`);
+  if (value === 'batches' || value === 'auto') return value;
+  throw new ConfigError(
+    `REWRAP_LEDGER_FORM: expected "items" (one ledger row per item, the default), "batches" (one per batch; Postgres table sources only, anything else refused) ` +
+      `or "auto" (batches where the campaign allows, items otherwise), got "${value}"`,
+  );
 }
 
 function int(env: Env, name: string, dflt: number, min = 0): number {

@@ -85,7 +85,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' }).end(text);
     },
   };
-  const routes = [...readRoutes(opts.pool), ...writeRoutes(opts.pool, policy), ...staticRoutes(), metricsRoute];
+  const routes = [...readRoutes(opts.pool), ...writeRoutes(opts.pool, policy, opts.config.ledgerForm), ...staticRoutes(), metricsRoute];
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<string> {
     checkHost(req);

@@ -11,6 +11,7 @@ import { checkScopesAgainstPolicy, checkSpecAgainstPolicy, PolicyRefusal, type S
 import { resolveKeyMap } from '../campaign/key-map-rule.ts';
 import { parseCampaignSpec } from '../campaign/spec.ts';
 import { ConfigError } from '../core/errors.ts';
+import { ledgerFormFor, type LedgerFormSetting } from '../ledger/ledger-form.ts';
 import { HttpError, readJsonBody, sendJson } from './http-io.ts';
 import type { Route } from './router.ts';
 import { notFound } from './read-routes.ts';
@@ -23,7 +24,8 @@ export const TRANSITIONS: Record<string, { from: CampaignState[]; to: CampaignSt
   cancel: { from: ['planning', 'running', 'paused'], to: 'cancelled' },
 };
 
-export function writeRoutes(pool: pg.Pool, policy: SpecPolicy | undefined): Route[] {
+/** `ledgerForm`: REWRAP_LEDGER_FORM of the API process, as `campaign create` reads it. */
+export function writeRoutes(pool: pg.Pool, policy: SpecPolicy | undefined, ledgerForm: LedgerFormSetting = 'items'): Route[] {
   const create: Route = {
     method: 'POST',
     path: '/api/campaigns',
@@ -45,7 +47,7 @@ export function writeRoutes(pool: pg.Pool, policy: SpecPolicy | undefined): Rout
         checkSpecAgainstPolicy(spec, policy);
         const scopes = await campaignScopes(spec);
         checkScopesAgainstPolicy(scopes, policy);
-        const c = await createCampaign(pool, { name: spec.name, kind: spec.kind, spec, scopes, priority: 0 });
+        const c = await createCampaign(pool, { name: spec.name, kind: spec.kind, spec, scopes, priority: 0, ledgerForm: ledgerFormFor(spec, ledgerForm) });
         const started = start === 'true' && (await setCampaignState(pool, c.id, ['planning'], 'running'));
         res.setHeader('location', `/api/campaigns/${c.id}`);
         sendJson(res, 201, { id: c.id, name: c.name, state: started ? 'running' : c.state });

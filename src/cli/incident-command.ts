@@ -55,7 +55,7 @@ Exit codes: 0 started, 2 bad input, 3 refused (overlaps an active campaign: paus
     try {
       return await withLedger(async (res) => {
         await checkInventorySources(res.s3Client(), spec);
-        const c = await admitCampaign(res.ledger, spec, INCIDENT_PRIORITY);
+        const c = await admitCampaign(res.ledger, spec, INCIDENT_PRIORITY, res.config.ledgerForm);
         await setCampaignState(res.ledger, c.id, ['planning'], 'running');
         const kek = values.kek as string;
         out(Boolean(values.json), { id: c.id, state: 'running', kind: 'incident', warning: WARNING(kek) }, () => `incident campaign ${c.id} running: everything under ${kek} moves to ${values.to ?? JSON.stringify(base.to)} first.\n${WARNING(kek)}`);

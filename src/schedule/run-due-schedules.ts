@@ -108,7 +108,7 @@ async function runOne(res: Resources, run: ClaimedScheduleRun, now: Date): Promi
     nextKekId = next.nextKekId;
     await noteScheduleRunKeks(res.ledger, run.runId, formatKek(from), formatKek(to));
   }
-  const campaign = await admitCampaign(res.ledger, specFor(from, to));
+  const campaign = await admitCampaign(res.ledger, specFor(from, to), 0, res.config.ledgerForm);
   await setCampaignState(res.ledger, campaign.id, ['planning'], 'running');
   await finish('campaign-started', { campaignId: campaign.id, nextKekId });
   return { ...base, outcome: 'campaign-started', campaignId: campaign.id, from: formatKek(from), to: formatKek(to) };

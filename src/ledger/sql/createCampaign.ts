@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../../core/errors.ts';
+import { batchFormProblem } from '../ledger-form.ts';
 import { withTransaction } from '../transaction.ts';
 import { XACT_LOCK_SQL, lockPurpose } from '../lock-keys.ts';
 import { CAMPAIGN_COLUMNS, jsonParam, toCampaign } from '../campaign-row.ts';
@@ -32,20 +33,9 @@ export async function createCampaign(pool: pg.Pool, input: NewCampaign): Promise
   const scopes = validateScopes(input.scopes);
   const ledgerForm = input.ledgerForm ?? 'items';
   if (ledgerForm !== 'items' && ledgerForm !== 'batches') throw new ConfigError(`campaign ledgerForm: expected "items" or "batches", got ${String(ledgerForm)}`);
-  if (ledgerForm === 'batches') {
-    const notPg = input.spec.sources.findIndex((s) => s.type !== 'pg');
-    if (notPg >= 0) {
-      throw new ConfigError(
-        `campaign "${input.name}": the batch ledger form (REWRAP_LEDGER_FORM=batches) takes Postgres table sources only; ` +
-          `sources[${notPg}] is ${input.spec.sources[notPg]!.type}. Unset REWRAP_LEDGER_FORM (per-item ledger) for this campaign`,
-      );
-    }
-    if (input.spec.keyMap !== undefined) {
-      throw new ConfigError(`campaign "${input.name}": keyMap: the batch ledger form (REWRAP_LEDGER_FORM=batches) does not count per key map entry yet; use from/to, or unset REWRAP_LEDGER_FORM`);
-    }
-    if (input.spec.options.canaryFraction > 0) {
-      throw new ConfigError(`campaign "${input.name}": options.canaryFraction: the batch ledger form (REWRAP_LEDGER_FORM=batches) has no canary yet; set it to 0, or unset REWRAP_LEDGER_FORM`);
-    }
+  const problem = ledgerForm === 'batches' ? batchFormProblem(input.spec) : undefined;
+  if (problem) {
+    throw new ConfigError(`campaign "${input.name}": the batch ledger form (REWRAP_LEDGER_FORM=batches) cannot take it: ${problem}; or set REWRAP_LEDGER_FORM=auto (per-item ledger where the batch form cannot serve) or unset it`);
   }
 
   return withTransaction(pool, async (client) => {

@@ -1,0 +1,28 @@
+/**
+ * Which ledger form a new campaign gets (REWRAP_LEDGER_FORM, read by every path that creates
+ * one: `campaign create`, the API, schedules, `incident start`).
+ * - `items`: one ledger row per item (the default);
+ * - `batches`: one per batch (docs/batch-ledger-design.md); a spec the form cannot take is
+ *   refused at create, naming the source or option (createCampaign);
+ * - `auto`: `batches` where the spec can take it, `items` otherwise: for a deployment that wants
+ *   the cheap ledger where it exists without an unattended schedule failing on an S3 source.
+ */
+import type { CampaignSpec } from '../core/campaign-spec.ts';
+import type { LedgerForm } from './types.ts';
+
+export type LedgerFormSetting = LedgerForm | 'auto';
+
+/** Why the batch form cannot take this spec, naming the field; undefined when it can. */
+export function batchFormProblem(spec: CampaignSpec): string | undefined {
+  const notPg = spec.sources.findIndex((s) => s.type !== 'pg');
+  if (notPg >= 0) return `sources[${notPg}] is ${spec.sources[notPg]!.type}; it takes Postgres table sources only`;
+  if (spec.keyMap !== undefined) return 'keyMap: it does not count per key map entry yet; use from/to';
+  if (spec.options.canaryFraction > 0) return 'options.canaryFraction: it has no canary yet; set it to 0';
+  return undefined;
+}
+
+/** The form a campaign of this spec is created in under the setting. */
+export function ledgerFormFor(spec: CampaignSpec, setting: LedgerFormSetting): LedgerForm {
+  if (setting === 'auto') return batchFormProblem(spec) === undefined ? 'batches' : 'items';
+  return setting;
+}
