@@ -30,11 +30,13 @@ const v2: RowKek = { id: 'b', version: '2', material: randomBytes(32) };
 const v3: RowKek = { id: 'b', version: '3', material: randomBytes(32) };
 const c1: RowKek = { id: 'c', version: '1', material: randomBytes(32) };
 const c2: RowKek = { id: 'c', version: '2', material: randomBytes(32) };
+/* Two tenants of a key map. */
+const [t1a, t1b, t2a, t2b] = ['t1@1', 't1@2', 't2@1', 't2@2'].map((n) => ({ id: n.split('@')[0]!, version: n.split('@')[1]!, material: randomBytes(32) })) as [RowKek, RowKek, RowKek, RowKek];
 
 let pipe: Pipeline;
 let keyringFile: string;
 const guard = new LeakGuard();
-guard.secret(v1.material, v2.material, v3.material, c1.material, c2.material);
+guard.secret(v1.material, v2.material, v3.material, c1.material, c2.material, t1a.material, t1b.material, t2a.material, t2b.material);
 
 const spec = (name: string, table: string, from: string, to: string, options: Record<string, unknown> = {}) => ({
   name,
@@ -70,7 +72,7 @@ async function ledgerRows(id: string): Promise<{ items: number; batches: number;
 
 beforeAll(async () => {
   pipe = await startPipeline({ label: 'batchform', workers: 2, env: { REWRAP_LEDGER_FORM: 'batches' } });
-  keyringFile = await pipe.keyringFile([v1, v2, v3, c1, c2]);
+  keyringFile = await pipe.keyringFile([v1, v2, v3, c1, c2, t1a, t1b, t2a, t2b]);
 }, 120_000);
 
 afterAll(async () => {
@@ -298,6 +300,35 @@ describe('the batch ledger form (Postgres tables)', () => {
     // Retired means disabled in the keyring; nothing was left under it.
     expect(loadKeyringFile(keyringFile).find((e) => e.id === 'c' && e.version === '1')?.state).toBe('disabled');
     expect(await rowsAt(pipe.db.pool, 'drained', 'c', '1')).toBe(0);
+  });
+
+  it('a key map campaign: each row moves by its own entry, batches that hold both tenants keep a sample of each, and each tenant KEK retires on its own samples', async () => {
+    /* Ids 1-150 under t1, 151-300 under t2: batches of 100 cut one range holding both. */
+    const deks = new Map([...(await rowTable(pipe.db.pool, 'tenants', 150, t1a)), ...(await insertRows(pipe.db.pool, 'tenants', 150, t2a, 151))]);
+    const id = await create({
+      name: 'tenants key map', sources: [rowSource('tenants')], provider: { type: 'local', keyringFile },
+      keyMap: [{ from: 't1@1', to: 't1@2' }, { from: 't2@1', to: 't2@2' }], options: { batchSize: 100, concurrency: 8 },
+    });
+    await completed(id);
+    expect(await ledgerRows(id)).toMatchObject({ items: 0, form: 'batches' });
+    const rows = await unwrapAll(pipe.db.pool, 'tenants', [t1a, t1b, t2a, t2b]);
+    for (const [key, dek] of deks) {
+      expect(rows.get(key)?.kek, `row ${key}`).toBe(Number(key) <= 150 ? 't1@2' : 't2@2');
+      expect(rows.get(key)!.dek.equals(dek), `row ${key} keeps its DEK`).toBe(true);
+    }
+    const { rows: mixed } = await pipe.db.pool.query<{ froms: string[] }>(
+      `SELECT array(SELECT s->'from'->>'id' FROM jsonb_array_elements(sample) s ORDER BY 1) AS froms FROM rewrap_batches WHERE campaign_id = $1 AND lo::bigint < 150 AND hi::bigint > 151`,
+      [id],
+    );
+    expect(mixed.map((r) => r.froms)).toEqual([['t1', 't2']]);
+    for (const kek of ['t1@1', 't2@1']) {
+      const retire = await rewrapCli(pipe, ['kek', 'retire', kek, '--grace', '0', '--json']);
+      guard.text(retire.stdout, retire.stderr);
+      expect(retire.code, retire.stdout + retire.stderr).toBe(0);
+      const gate = jsonOf<{ retired: boolean; sample: { checked: number; failed: unknown[] } }>(retire);
+      expect(gate.sample.checked, kek).toBeGreaterThan(0);
+      expect(gate.sample.failed, kek).toEqual([]);
+    }
   });
 
   it('refuses what the batch form cannot take (S3 sources, canaries), naming the field and the way out', async () => {

@@ -1,7 +1,7 @@
 /**
  * REWRAP_LEDGER_FORM is read by every path that creates a campaign (`campaign create`, the API,
  * schedules, `incident start`), and `auto` takes the batch ledger form where the spec allows it
- * (Postgres table sources, no key map, no canary) and the per-item form otherwise, instead of
+ * (Postgres table sources, no canary) and the per-item form otherwise, instead of
  * refusing. Through real scheduler and worker processes, the real CLI and the real API server:
  * each batch-form campaign moves every row (each unwraps under the new KEK to its original DEK)
  * and leaves no per-item ledger row.
@@ -81,7 +81,7 @@ afterAll(async () => {
 });
 
 describe('REWRAP_LEDGER_FORM on every path that creates a campaign', () => {
-  it('campaign create, auto: a table campaign is recorded per batch and moves every row; a key map campaign falls back to the per-item form', async () => {
+  it('campaign create, auto: a table campaign is recorded per batch and moves every row; a canary campaign falls back to the per-item form', async () => {
     const deks = await rowTable(pipe.db.pool, 'cli_rows', 300, keks['a@1']!);
     const r = await rewrapCli(pipe, ['campaign', 'create', '--json', '--start', '--spec', await specFile(pipe, spec('cli auto', 'cli_rows', { from: 'a@1', to: 'a@2' }))]);
     guard.text(r.stdout, r.stderr);
@@ -89,7 +89,7 @@ describe('REWRAP_LEDGER_FORM on every path that creates a campaign', () => {
     await movedInBatchForm(jsonOf<{ id: string }>(r).id, 'cli_rows', deks, keks['a@2']!);
 
     await rowTable(pipe.db.pool, 'cli_map', 20, keks['k@1']!);
-    const map = await rewrapCli(pipe, ['campaign', 'create', '--json', '--spec', await specFile(pipe, spec('cli map', 'cli_map', { keyMap: [{ from: 'k@1', to: 'k@2' }] }))]);
+    const map = await rewrapCli(pipe, ['campaign', 'create', '--json', '--spec', await specFile(pipe, spec('cli canary', 'cli_map', { from: 'k@1', to: 'k@2' }, { canaryFraction: 0.1 }))]);
     guard.text(map.stdout, map.stderr);
     expect(map.code, map.stderr).toBe(0);
     expect(await form(jsonOf<{ id: string }>(map).id)).toMatchObject({ form: 'items' });

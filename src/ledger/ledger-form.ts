@@ -16,7 +16,6 @@ export type LedgerFormSetting = LedgerForm | 'auto';
 export function batchFormProblem(spec: CampaignSpec): string | undefined {
   const notPg = spec.sources.findIndex((s) => s.type !== 'pg');
   if (notPg >= 0) return `sources[${notPg}] is ${spec.sources[notPg]!.type}; it takes Postgres table sources only`;
-  if (spec.keyMap !== undefined) return 'keyMap: it does not count per key map entry yet; use from/to';
   if (spec.options.canaryFraction > 0) return 'options.canaryFraction: it has no canary yet; set it to 0';
   return undefined;
 }

@@ -57,7 +57,7 @@ export async function writeBatchCompletionReport(db: Queryable, campaign: Campai
     await sink.write(
       w.line({
         ...range, item: null, outcome: done ? 'batch' : 'pending', reason: null, rewrapped: b.rewrapped, skipped: b.skipped, failed: b.failed,
-        from_kek: kekText(b.sample?.from ?? from) || null, to_kek: kekText(b.sample?.to ?? to) || null, kek_now: null,
+        from_kek: kekList(b.samples.map((s) => s.from), from), to_kek: kekList(b.samples.map((s) => s.to), to), kek_now: null,
         at: iso(b.doneAt ?? b.movedAt), detail: null, retried: b.retried ? 'true' : 'false',
       }),
     );
@@ -108,7 +108,7 @@ export async function writeBatchExposureLines(
     if (b.rewrapped > 0) {
       totals.moved += b.rewrapped;
       totals.underKek += b.rewrapped;
-      await sink.write(w.line({ ...range, item: null, status: 'moved', items: b.rewrapped, moved_at: iso(b.doneAt ?? b.movedAt), to_kek: kekText(b.sample?.to ?? to) || null, reason: null, kek_now: null }));
+      await sink.write(w.line({ ...range, item: null, status: 'moved', items: b.rewrapped, moved_at: iso(b.doneAt ?? b.movedAt), to_kek: kekList(b.samples.map((s) => s.to), to), reason: null, kek_now: null }));
     }
     if (b.retried) {
       /* A claim that lost its commit may have moved items of the range the next claim no longer read: how many is not known. */
@@ -148,4 +148,10 @@ export async function writeBatchExposureLines(
     exposed(range.store, 1);
     await sink.write(w.line({ ...range, item: e.itemKey, status: 'exposed', items: 1, moved_at: null, to_kek: null, reason: e.reason, kek_now: kekText(e.kekNow) || null }));
   }
+}
+
+/** The KEKs of a range's samples (a key map's range may have moved items of several), comma-separated; the campaign's own otherwise. */
+function kekList(keks: (Parameters<typeof kekText>[0] | null)[], fallback: Parameters<typeof kekText>[0] | null): string | null {
+  const names = [...new Set(keks.map((k) => (k ? kekText(k) : '')).filter(Boolean))];
+  return names.length > 0 ? names.join(',') : (fallback ? kekText(fallback) : '') || null;
 }

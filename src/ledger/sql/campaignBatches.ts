@@ -4,6 +4,7 @@
  * of a batch-form campaign list: a line per range, and one per exception (design decision 6).
  */
 import type { KekRecord, Queryable } from '../types.ts';
+import { batchSamples, type BatchSample } from '../batch-samples.ts';
 
 export interface BatchException {
   itemKey: string;
@@ -29,8 +30,8 @@ export interface CampaignBatchRow {
   rewrapped: number;
   skipped: number;
   failed: number;
-  /** The KEKs of the item the batch kept as its sample (the campaign's from/to otherwise). */
-  sample: { key: string; from: KekRecord | null; to: KekRecord } | null;
+  /** The moved items the batch kept as samples, one per KEK it moved items from (batch-samples.ts). */
+  samples: BatchSample[];
   movedAt: Date | null;
   doneAt: Date | null;
   /** Claimed more than once, or more often than committed: a claim may have moved items it never counted. */
@@ -61,7 +62,7 @@ export async function campaignBatches(db: Queryable, campaignId: string, page: {
     rewrapped: r.rewrapped,
     skipped: r.skipped,
     failed: r.failed,
-    sample: r.sample,
+    samples: batchSamples(r.sample),
     movedAt: r.moved_at,
     doneAt: r.done_at,
     retried: r.retried,

@@ -22,6 +22,7 @@ import { validateLease } from '../lease-guard.ts';
 import { applyAutoPause, autoPauseOptions } from '../auto-pause.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { TOTALS_SQL } from './campaign-totals.ts';
+import { batchSamples, kekKey, type BatchSample } from '../batch-samples.ts';
 import { validateOutcome } from './commitBatch.ts';
 import type { CommitRequest, CommitResult, Counters, ItemOutcomeRecord, KekRecord } from '../types.ts';
 
@@ -52,7 +53,7 @@ UPDATE rewrap_batches b
    SET rewrapped = b.rewrapped + $3, skipped = b.skipped + $4, failed = b.failed + $5,
        counted_attempt = $6, commits = b.commits + 1,
        moved_at = CASE WHEN $3 > 0 THEN coalesce(b.moved_at, now()) ELSE b.moved_at END,
-       sample = coalesce(b.sample, $7::jsonb), keks = $9::jsonb, from_keks = $10::jsonb,
+       sample = coalesce($7::jsonb, b.sample), keks = $9::jsonb, from_keks = $10::jsonb,
        state = CASE WHEN $8 THEN 'done' ELSE b.state END,
        done_at = CASE WHEN $8 THEN coalesce(b.done_at, now()) ELSE b.done_at END,
        lease_until = CASE WHEN $8 THEN NULL ELSE b.lease_until END
@@ -62,7 +63,7 @@ RETURNING b.rewrapped + b.skipped + b.failed AS counted`;
 /** Items by KEK: key JSON [id, version, material] (nulls where unknown; [null, null, null]: no KEK could be told). */
 type KekCounts = Record<string, number>;
 function addKek(into: KekCounts, k: KekRecord | undefined): void {
-  const key = JSON.stringify([k?.id ?? null, k?.version ?? null, k?.materialId ?? null]);
+  const key = kekKey(k);
   into[key] = (into[key] ?? 0) + 1;
 }
 
@@ -81,14 +82,16 @@ export async function commitBatchRange(pool: pg.Pool, req: CommitRequest): Promi
   const outcomes = [...byItem.values()];
   const exceptions = outcomes.filter((o) => o.outcome !== 'rewrapped');
   const rewrapped = outcomes.length - exceptions.length;
-  const moved = outcomes.find((o) => o.outcome === 'rewrapped');
+  /* One moved item per KEK the batch moved items from: the retirement gate of each source KEK of a key map has a sample to re-read. */
+  const movedFrom = new Map<string, ItemOutcomeRecord>();
+  for (const o of outcomes) if (o.outcome === 'rewrapped' && !movedFrom.has(kekKey(o.from))) movedFrom.set(kekKey(o.from), o);
 
   return withTransaction(pool, async (client) => {
     const { rows: batches } = await client.query<{
       lease_owner: string | null; state: string; store_id: string; item_count: number; counted: number; counted_attempt: number;
-      keks: KekCounts | null; from_keks: KekCounts | null; spec: unknown; campaign_state: string; has_inventory: boolean;
+      keks: KekCounts | null; from_keks: KekCounts | null; sample: BatchSample | BatchSample[] | null; spec: unknown; campaign_state: string; has_inventory: boolean;
     }>(
-      `SELECT b.lease_owner, b.state, b.store_id, b.item_count, b.rewrapped + b.skipped + b.failed AS counted, b.counted_attempt, b.keks, b.from_keks,
+      `SELECT b.lease_owner, b.state, b.store_id, b.item_count, b.rewrapped + b.skipped + b.failed AS counted, b.counted_attempt, b.keks, b.from_keks, b.sample,
               c.spec, c.state AS campaign_state,
               EXISTS (SELECT 1 FROM rewrap_inventory v WHERE v.store_id = b.store_id) AS has_inventory
          FROM rewrap_batches b JOIN rewrap_campaigns c ON c.id = b.campaign_id
@@ -123,7 +126,10 @@ export async function commitBatchRange(pool: pg.Pool, req: CommitRequest): Promi
     const insertedKeys = new Set(inserted.map((r) => r.item_key));
     const skipped = inserted.filter((r) => r.outcome === 'skipped').length;
     const failed = inserted.length - skipped;
-    const sample = moved ? JSON.stringify({ key: moved.itemKey, from: moved.from ?? null, to: moved.to }) : null;
+    const samples = batchSamples(batch.sample);
+    const sampled = new Set(samples.map((s) => kekKey(s.from ?? undefined)));
+    for (const [k, o] of movedFrom) if (!sampled.has(k)) samples.push({ key: o.itemKey, from: o.from ?? null, to: o.to! });
+    const sample = samples.length > 0 ? JSON.stringify(samples) : null;
     const done = wasDone || req.final;
     /* What wraps the items this commit counted (an exception an earlier commit recorded is not counted again). */
     const keks = { ...(batch.keks ?? {}) };
