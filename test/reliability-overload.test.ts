@@ -20,6 +20,7 @@ import { startPrivateRedis, type PrivateRedis } from '../dev/services/private-re
 import { rowSource, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
 import { jsonOf, rewrapCli, specFile } from './support/cli.ts';
 import { recordFigure, secondsSince } from './support/reliability-figures.ts';
+import { COMMITS_SQL, firstMoveSql, uncommittedSql } from './support/ledger-commits.ts';
 
 const CAMPAIGNS = 10;
 const ROWS_EACH = 2_000;
@@ -136,10 +137,10 @@ describe('overload (issue 20, scenario 5)', () => {
       const done = await pipe.waitFor(incident.id, 'completed', (p) => p.state === 'completed', 180_000);
       expect(done).toMatchObject({ planned: INCIDENT_ROWS, rewrapped: INCIDENT_ROWS, failed: 0 });
       const { rows: timing } = await pipe.db.pool.query<{ first_ms: number; routine_after_first: number; routine_remaining: number }>(
-        `WITH x AS (SELECT finished_at, (SELECT min(done_at) FROM rewrap_campaign_items WHERE campaign_id = $1) AS first_at FROM rewrap_campaigns WHERE id = $1)
+        `WITH x AS (SELECT finished_at, ${firstMoveSql('$1')} AS first_at FROM rewrap_campaigns WHERE id = $1)
          SELECT (extract(epoch FROM x.first_at - (SELECT created_at FROM rewrap_campaigns WHERE id = $1)) * 1000)::int AS first_ms,
-                (SELECT count(*) FROM rewrap_campaign_items i WHERE i.campaign_id = ANY($2) AND i.done_at > x.first_at AND i.done_at <= x.finished_at)::int AS routine_after_first,
-                (SELECT count(*) FROM rewrap_campaign_items i WHERE i.campaign_id = ANY($2) AND i.outcome IS NULL)::int AS routine_remaining
+                (SELECT coalesce(sum(m.items), 0) FROM ${COMMITS_SQL} m WHERE m.campaign_id = ANY($2) AND m.at > x.first_at AND m.at <= x.finished_at)::int AS routine_after_first,
+                ${uncommittedSql('$2')}::int AS routine_remaining
            FROM x`,
         [incident.id, routine],
       );
@@ -162,13 +163,12 @@ describe('overload (issue 20, scenario 5)', () => {
          whole campaigns (2,000 rows each). Fed batches that are done keep their enqueued_at
          (a batch the incident withdrew gets a later one: the bound only gets looser). */
       const { rows: firsts } = await pipe.db.pool.query<{ id: string; after_start_ms: number; most_by_another: number }>(
-        `WITH f AS (SELECT b.campaign_id, min(b.enqueued_at) AS started_at,
-                           (SELECT min(i.done_at) FROM rewrap_campaign_items i WHERE i.campaign_id = b.campaign_id) AS first_at
+        `WITH f AS (SELECT b.campaign_id, min(b.enqueued_at) AS started_at, ${firstMoveSql('b.campaign_id')} AS first_at
                       FROM rewrap_batches b WHERE b.campaign_id = ANY($1) GROUP BY b.campaign_id)
          SELECT f.campaign_id AS id,
                 (extract(epoch FROM f.first_at - f.started_at) * 1000)::int AS after_start_ms,
-                (SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM rewrap_campaign_items i
-                   WHERE i.campaign_id = ANY($1) AND i.campaign_id <> f.campaign_id AND i.done_at >= f.started_at AND i.done_at < f.first_at GROUP BY i.campaign_id) o)::int AS most_by_another
+                (SELECT coalesce(max(n), 0) FROM (SELECT sum(m.items) AS n FROM ${COMMITS_SQL} m
+                   WHERE m.campaign_id = ANY($1) AND m.campaign_id <> f.campaign_id AND m.at >= f.started_at AND m.at < f.first_at GROUP BY m.campaign_id) o)::int AS most_by_another
            FROM f`,
         [routine],
       );
