@@ -5,7 +5,7 @@
  *   batches form: one row per done batch, at its done_at, counting every item it read
  *                 (a batch finishes as a whole: a bound on "items committed after t" counts
  *                 the batches in hand whole, as it would count their items).
- * COMMITS_SQL is a subquery of (campaign_id, at, items); FIRST_MOVE_SQL(c) is the time of a
+ * COMMITS_SQL is a subquery of (campaign_id, at, items); firstMoveSql(c) is the time of a
  * campaign's first move (item form: its first committed item; batch form: the first moved_at).
  */
 export const COMMITS_SQL = `(
