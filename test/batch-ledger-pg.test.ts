@@ -10,6 +10,8 @@
  *   and the retirement gate refuses the old KEK naming them (invariant 7); the completion and
  *   exposure reports list a line per range and per exception;
  * - a commit repeated for one claim changes nothing (invariant 2, the ledger's side);
+ * - rows a claim wrote without committing are not read again by the next claim: its range keeps
+ *   the planned count and counts them skipped, moved-unconfirmed in the exposure report;
  * - no DEK or KEK bytes in any log or CLI output (invariant 5).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -279,11 +281,58 @@ describe('the batch ledger form (Postgres tables)', () => {
     // Rows a killed worker wrote without committing are not counted (invariant 1), and nothing is counted twice.
     expect(p.rewrapped).toBeLessThanOrEqual(6_000);
     expect(p.failed).toBe(0);
+    expect(p.planned).toBe(6_000);
     expect(p.planned).toBe(p.rewrapped + p.skipped);
     expect(p.remaining).toBe(0);
+    // What a killed worker wrote is skipped as unconfirmed: the only skips here.
+    const { rows: unconfirmed } = await pipe.db.pool.query<{ n: number }>('SELECT coalesce(sum(unconfirmed), 0)::int AS n FROM rewrap_batches WHERE campaign_id = $1', [id]);
+    expect(unconfirmed[0]!.n).toBe(p.skipped);
     // The kills hit batches in hand: some were taken over by a second claim.
     const { rows: retried } = await pipe.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM rewrap_batches WHERE campaign_id = $1 AND attempts > 1', [id]);
     expect(retried[0]!.n).toBeGreaterThan(0);
+  });
+
+  it('a claim that wrote rows and lost its commit: the next claim no longer reads them, and they are counted skipped and moved-unconfirmed, planned kept', async () => {
+    const deks = await rowTable(pipe.db.pool, 'lost', 300, v1);
+    for (const d of deks.values()) guard.secret(d);
+    const created = await rewrapCli(pipe, ['campaign', 'create', '--spec', await specFile(pipe, spec('lost b1 to b2', 'lost', 'b@1', 'b@2', { batchSize: 100 })), '--json']);
+    expect(created.code, created.stderr).toBe(0);
+    const id = jsonOf<{ id: string }>(created).id;
+    await pipe.waitFor(id, 'planned', (p) => p.planDone && p.planned === 300, 60_000);
+    // A first claim of the first range (as claimBatch takes it: attempts + 1, a lease) whose worker
+    // wrote rows 1-40 under b@2 and died before its commit.
+    const { rows: first } = await pipe.db.pool.query<{ batch_no: number }>(
+      `UPDATE rewrap_batches SET lease_owner = 'died', lease_until = now() + interval '2 seconds', attempts = attempts + 1
+        WHERE campaign_id = $1 AND lo IS NULL RETURNING batch_no`, [id]);
+    expect(first).toHaveLength(1);
+    for (let row = 1; row <= 40; row++) {
+      await pipe.db.pool.query(`UPDATE lost SET kek_version = '2', wrapped_dek = $2 WHERE id = $1`, [row, aesWrap(v2.material, deks.get(String(row))!)]);
+    }
+    const started = await rewrapCli(pipe, ['campaign', 'start', id]);
+    expect(started.code, started.stderr).toBe(0);
+    const p = await completed(id);
+
+    const rows = await unwrapAll(pipe.db.pool, 'lost', [v2]);
+    expect(rows.size).toBe(300);
+    for (const [rowId, r] of rows) expect(r.dek.equals(deks.get(rowId)!), `row ${rowId}`).toBe(true);
+    expect(await rowsWrittenTwice(pipe.db.pool, 'lost')).toEqual([]);
+    // The plan's 300 stay planned: the 40 the lost claim wrote are skipped (unconfirmed), none is lost from the counts.
+    expect({ planned: p.planned, rewrapped: p.rewrapped, skipped: p.skipped, failed: p.failed, remaining: p.remaining }).toEqual({
+      planned: 300, rewrapped: 260, skipped: 40, failed: 0, remaining: 0,
+    });
+    const { rows: batch } = await pipe.db.pool.query('SELECT attempts, rewrapped, skipped, unconfirmed FROM rewrap_batches WHERE campaign_id = $1 AND batch_no = $2', [id, first[0]!.batch_no]);
+    expect(batch[0]).toEqual({ attempts: 2, rewrapped: 60, skipped: 40, unconfirmed: 40 });
+    // The inventory counts them under the target, as the per-item form would after reading them.
+    expect(await inventoryByKek(pipe.db.pool, 'pg:lost')).toEqual([{ storeId: 'pg:lost', kekId: 'b', kekVersion: '2', materialId: null, items: 300 }]);
+
+    // The exposure report of b@1 lists the range's 40 as moved-unconfirmed, and counts them.
+    const exposureOut = join(pipe.dir, 'lost-exposure.jsonl');
+    const exposure = await rewrapCli(pipe, ['campaign', 'report', id, '--kind', 'exposure', '--out', exposureOut, '--json']);
+    guard.text(exposure.stdout, exposure.stderr);
+    expect(exposure.code, exposure.stderr).toBe(0);
+    expect(jsonOf<{ totals: Record<string, number> }>(exposure).totals).toMatchObject({ moved: 260, movedUnconfirmed: 40, exposed: 0, underKek: 300 });
+    const lines = (await readFile(exposureOut, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { status: string; items: number | null; reason: string | null });
+    expect(lines.filter((l) => l.status === 'moved-unconfirmed')).toMatchObject([{ items: 40, reason: 'batch-retried' }]);
   });
 
   it('kek retire passes once a batch-form campaign drained the KEK: the sample it re-reads comes from the batches', async () => {

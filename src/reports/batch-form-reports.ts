@@ -58,7 +58,8 @@ export async function writeBatchCompletionReport(db: Queryable, campaign: Campai
       w.line({
         ...range, item: null, outcome: done ? 'batch' : 'pending', reason: null, rewrapped: b.rewrapped, skipped: b.skipped, failed: b.failed,
         from_kek: kekList(b.samples.map((s) => s.from), from), to_kek: kekList(b.samples.map((s) => s.to), to), kek_now: null,
-        at: iso(b.doneAt ?? b.movedAt), detail: null, retried: b.retried ? 'true' : 'false',
+        at: iso(b.doneAt ?? b.movedAt), detail: b.unconfirmed > 0 ? `${b.unconfirmed} of the skipped were not read again after a retry (moved-unconfirmed)` : null,
+        retried: b.retried ? 'true' : 'false',
       }),
     );
     for (const e of b.exceptions) {
@@ -111,9 +112,18 @@ export async function writeBatchExposureLines(
       await sink.write(w.line({ ...range, item: null, status: 'moved', items: b.rewrapped, moved_at: iso(b.doneAt ?? b.movedAt), to_kek: kekList(b.samples.map((s) => s.to), to), reason: null, kek_now: null }));
     }
     if (b.retried) {
-      /* A claim that lost its commit may have moved items of the range the next claim no longer read: how many is not known. */
+      /*
+       * A claim that lost its commit may have moved items of the range the next claim no longer
+       * read: once the range is done, the rows its plan counted that no commit did (unconfirmed);
+       * before, how many is not known.
+       */
       unconfirmedRanges++;
-      await sink.write(w.line({ ...range, item: null, status: 'moved-unconfirmed', items: null, moved_at: iso(b.doneAt), to_kek: kekText(to) || null, reason: 'batch-retried', kek_now: null }));
+      const n = b.state === 'done' ? b.unconfirmed : null;
+      if (n) {
+        totals.movedUnconfirmed += n;
+        totals.underKek += n;
+      }
+      await sink.write(w.line({ ...range, item: null, status: 'moved-unconfirmed', items: n, moved_at: iso(b.doneAt), to_kek: kekText(to) || null, reason: 'batch-retried', kek_now: null }));
     }
     if (b.state !== 'done') {
       /* Cannot tell what a range not done yet holds: at least one item, as the retirement gate counts it. */

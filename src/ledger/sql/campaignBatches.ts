@@ -30,6 +30,11 @@ export interface CampaignBatchRow {
   rewrapped: number;
   skipped: number;
   failed: number;
+  /**
+   * Of `skipped`: rows the plan counted that the range's last claim no longer read, after an
+   * earlier claim that may have moved them without counting them (commitBatchRange.ts).
+   */
+  unconfirmed: number;
   /** The moved items the batch kept as samples, one per KEK it moved items from (batch-samples.ts). */
   samples: BatchSample[];
   movedAt: Date | null;
@@ -44,7 +49,7 @@ const kek = (id: string | null, version: string | null, material: string | null)
 
 export async function campaignBatches(db: Queryable, campaignId: string, page: { limit: number; afterBatchNo?: number }): Promise<CampaignBatchRow[]> {
   const { rows } = await db.query(
-    `SELECT batch_no, store_id, lo, hi, state, delta, item_count, rewrapped, skipped, failed, sample, moved_at, done_at,
+    `SELECT batch_no, store_id, lo, hi, state, delta, item_count, rewrapped, skipped, failed, unconfirmed, sample, moved_at, done_at,
             (attempts > 1 OR attempts > commits) AS retried
        FROM rewrap_batches
       WHERE campaign_id = $1 AND hi IS NOT NULL AND batch_no > $2
@@ -62,6 +67,7 @@ export async function campaignBatches(db: Queryable, campaignId: string, page: {
     rewrapped: r.rewrapped,
     skipped: r.skipped,
     failed: r.failed,
+    unconfirmed: r.unconfirmed,
     samples: batchSamples(r.sample),
     movedAt: r.moved_at,
     doneAt: r.done_at,

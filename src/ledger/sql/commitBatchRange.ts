@@ -13,6 +13,12 @@
  * - planned: a batch contributes the items the plan counted in its range until it is done, then
  *   the items its commits counted (rows that entered or left the range meanwhile, design
  *   decision 2), so a finished campaign has planned = rewrapped + skipped + failed;
+ * - a range claimed more than once keeps the plan's count: an earlier claim may have written rows
+ *   and lost its commit (or a write's reply), and the next claim's read, filtered by the source
+ *   KEK, no longer selects them. At its last commit the rows the plan counted that no commit did
+ *   are `unconfirmed`, counted as skipped (the per-item form finds them already at the target)
+ *   and under the campaign's target in `keks` (where it has one target; a key map's are under no
+ *   KEK that can be told). The exposure report lists them as moved-unconfirmed;
  * - `rewrapped` counts moves: a row written back under the source KEK after its batch ran, and
  *   moved again by a delta pass, counts once in each (README, batch ledger form).
  */
@@ -24,6 +30,7 @@ import { ConfigError } from '../../core/errors.ts';
 import { TOTALS_SQL } from './campaign-totals.ts';
 import { batchSamples, kekKey, type BatchSample } from '../batch-samples.ts';
 import { validateOutcome } from './commitBatch.ts';
+import type { CampaignSpec } from '../../core/campaign-spec.ts';
 import type { CommitRequest, CommitResult, Counters, ItemOutcomeRecord, KekRecord } from '../types.ts';
 
 const EXCEPTIONS_SQL = `
@@ -50,7 +57,7 @@ ON CONFLICT (store_id, item_key) DO UPDATE
 
 const BATCH_SQL = `
 UPDATE rewrap_batches b
-   SET rewrapped = b.rewrapped + $3, skipped = b.skipped + $4, failed = b.failed + $5,
+   SET rewrapped = b.rewrapped + $3, skipped = b.skipped + $4 + $11, failed = b.failed + $5, unconfirmed = b.unconfirmed + $11,
        counted_attempt = $6, commits = b.commits + 1,
        moved_at = CASE WHEN $3 > 0 THEN coalesce(b.moved_at, now()) ELSE b.moved_at END,
        sample = coalesce($7::jsonb, b.sample), keks = $9::jsonb, from_keks = $10::jsonb,
@@ -59,6 +66,26 @@ UPDATE rewrap_batches b
        lease_until = CASE WHEN $8 THEN NULL ELSE b.lease_until END
  WHERE b.campaign_id = $1 AND b.batch_no = $2
 RETURNING b.rewrapped + b.skipped + b.failed AS counted`;
+
+/**
+ * The rows a retried range's plan counted that no commit did, at its last commit (see the
+ * postconditions); 0 for a range claimed once, whose read is the truth (design decision 2).
+ */
+function unconfirmedAtLastCommit(b: { attempts: number; item_count: number }, countedAfter: number): number {
+  return b.attempts > 1 ? Math.max(b.item_count - countedAfter, 0) : 0;
+}
+
+/**
+ * Where a range's unconfirmed rows are counted: the campaign's one target, as its commits name it
+ * (a sample's `to`) or as the spec does; undefined ([null, null, null]: no KEK can be told) for a
+ * key map, whose rows may have moved to any of its targets.
+ */
+function singleTarget(spec: CampaignSpec, samples: BatchSample[]): KekRecord | undefined {
+  if (spec.keyMap && spec.keyMap.length !== 1) return undefined;
+  if (samples.length > 0) return samples[0]!.to;
+  const to = spec.keyMap?.[0]?.to ?? spec.to;
+  return to ? { id: to.id, ...(to.version !== undefined ? { version: to.version } : {}) } : undefined;
+}
 
 /** Items by KEK: key JSON [id, version, material] (nulls where unknown; [null, null, null]: no KEK could be told). */
 type KekCounts = Record<string, number>;
@@ -88,10 +115,10 @@ export async function commitBatchRange(pool: pg.Pool, req: CommitRequest): Promi
 
   return withTransaction(pool, async (client) => {
     const { rows: batches } = await client.query<{
-      lease_owner: string | null; state: string; store_id: string; item_count: number; counted: number; counted_attempt: number;
+      lease_owner: string | null; state: string; store_id: string; item_count: number; counted: number; counted_attempt: number; attempts: number;
       keks: KekCounts | null; from_keks: KekCounts | null; sample: BatchSample | BatchSample[] | null; spec: unknown; campaign_state: string; has_inventory: boolean;
     }>(
-      `SELECT b.lease_owner, b.state, b.store_id, b.item_count, b.rewrapped + b.skipped + b.failed AS counted, b.counted_attempt, b.keks, b.from_keks, b.sample,
+      `SELECT b.lease_owner, b.state, b.store_id, b.item_count, b.rewrapped + b.skipped + b.failed AS counted, b.counted_attempt, b.attempts, b.keks, b.from_keks, b.sample,
               c.spec, c.state AS campaign_state,
               EXISTS (SELECT 1 FROM rewrap_inventory v WHERE v.store_id = b.store_id) AS has_inventory
          FROM rewrap_batches b JOIN rewrap_campaigns c ON c.id = b.campaign_id
@@ -139,20 +166,27 @@ export async function commitBatchRange(pool: pg.Pool, req: CommitRequest): Promi
       addKek(keks, o.outcome === 'rewrapped' ? o.to : o.currentKek);
       if (o.outcome === 'rewrapped') addKek(fromKeks, o.from);
     }
-    const { rows } = await client.query<{ counted: number }>(BATCH_SQL, [req.campaignId, req.batchNo, rewrapped, skipped, failed, attempt, sample, req.final, JSON.stringify(keks), JSON.stringify(fromKeks)]);
+    const unconfirmed = done && !wasDone ? unconfirmedAtLastCommit(batch, batch.counted + rewrapped + inserted.length) : 0;
+    if (unconfirmed > 0) {
+      const target = kekKey(singleTarget(batch.spec as CampaignSpec, samples));
+      keks[target] = (keks[target] ?? 0) + unconfirmed;
+    }
+    const { rows } = await client.query<{ counted: number }>(BATCH_SQL, [
+      req.campaignId, req.batchNo, rewrapped, skipped, failed, attempt, sample, req.final, JSON.stringify(keks), JSON.stringify(fromKeks), unconfirmed,
+    ]);
     const plannedDelta = plannedShare(batch.item_count, rows[0]!.counted, done) - plannedShare(batch.item_count, batch.counted, wasDone);
-    const newlyDone = rewrapped + inserted.length;
+    const newlyDone = rewrapped + inserted.length + unconfirmed;
     const result = { ...unchanged, changed: newlyDone, batchDone: done };
     if (newlyDone === 0 && plannedDelta === 0) return result;
 
     const reasons = new Map<string, number>();
     for (const r of inserted) if (r.outcome === 'failed') reasons.set(r.reason, (reasons.get(r.reason) ?? 0) + 1);
     const { rows: totals } = await client.query<Record<keyof Counters, string>>(TOTALS_SQL, [
-      req.campaignId, rewrapped, skipped, failed, newlyDone, [...reasons.keys()], [...reasons.values()], plannedDelta,
+      req.campaignId, rewrapped, skipped + unconfirmed, failed, newlyDone, [...reasons.keys()], [...reasons.values()], plannedDelta,
     ]);
     const t = totals[0]!;
     const after: Counters = { planned: Number(t.planned), rewrapped: Number(t.rewrapped), skipped: Number(t.skipped), failed: Number(t.failed) };
-    const before: Counters = { planned: after.planned - plannedDelta, rewrapped: after.rewrapped - rewrapped, skipped: after.skipped - skipped, failed: after.failed - failed };
+    const before: Counters = { planned: after.planned - plannedDelta, rewrapped: after.rewrapped - rewrapped, skipped: after.skipped - skipped - unconfirmed, failed: after.failed - failed };
     if (batch.campaign_state === 'running') result.autoPaused = await applyAutoPause(client, req.campaignId, autoPauseOptions(batch.spec), before, after);
     return result;
   });
