@@ -47,11 +47,13 @@ export function mayBeUnder(ref: KekVersionRef, sel: KekSelector): boolean {
 /**
  * mayBeUnder as SQL over an inventory row aliased `v` (kek_id, kek_version, material_id): `id`,
  * `version` (text or NULL) and `pattern` (KMS_MATERIAL_ID_PATTERN) are parameter references.
+ * `alias`: another row with those three columns (a batch-form exception, rewrap_batch_exceptions).
  */
-export function mayBeUnderSql(id: string, version: string, pattern: string): string {
+export function mayBeUnderSql(id: string, version: string, pattern: string, alias = 'v'): string {
+  const v = alias;
   return (
-    `(v.kek_id = ${id} AND (${version}::text IS NULL OR v.kek_version = ${version} OR v.material_id = ${version}` +
-    ` OR (${version} ~ ${pattern} AND v.material_id IS NULL AND (v.kek_version IS NULL OR v.kek_version !~ ${pattern}))))`
+    `(${v}.kek_id = ${id} AND (${version}::text IS NULL OR ${v}.kek_version = ${version} OR ${v}.material_id = ${version}` +
+    ` OR (${version} ~ ${pattern} AND ${v}.material_id IS NULL AND (${v}.kek_version IS NULL OR ${v}.kek_version !~ ${pattern}))))`
   );
 }
 

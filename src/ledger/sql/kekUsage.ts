@@ -27,21 +27,24 @@ export interface KekUsage {
  * `underNoKekReasons`: failure reasons that free an item (UNDER_NO_KEK_REASONS: it is gone or
  * has no envelope). Invariant 7: every other failure counts, an unreadable envelope included,
  * unless the inventory saw the item under another KEK at or after its newest failure (a failure
- * records the KEK its envelope still names, if one can be decided, in the same commit).
+ * records the KEK its envelope still names, if one can be decided, in the same commit; a
+ * batch-form failure records it on its exception row, read when no newer inventory row exists).
  * Each item counts once, at its newest failure over the campaigns.
  */
 const FAILED_EXAMPLES = 5;
 
 export async function kekUsage(db: Queryable, kek: { id: string; version?: string }, campaignIds: string[], underNoKekReasons: readonly string[]): Promise<KekUsage> {
   const under = mayBeUnderSql('$1', '$2', '$5');
+  const underAtFailure = mayBeUnderSql('$1', '$2', '$5', 'f');
   const { rows } = await db.query<{ kind: 'under' | 'pending' | 'failed' | 'example'; store_id: string; reason: string | null; n: string }>(
     `WITH newest_failure AS (
-       SELECT DISTINCT ON (ci.store_id, ci.item_key) ci.store_id, ci.item_key, ci.reason, ci.done_at
-         FROM (SELECT store_id, item_key, reason, done_at FROM rewrap_campaign_items
+       SELECT DISTINCT ON (ci.store_id, ci.item_key) ci.store_id, ci.item_key, ci.reason, ci.done_at, ci.own_kek, ci.kek_id, ci.kek_version, ci.material_id
+         FROM (SELECT store_id, item_key, reason, done_at, false AS own_kek, NULL::text AS kek_id, NULL::text AS kek_version, NULL::text AS material_id
+                 FROM rewrap_campaign_items
                 WHERE campaign_id = ANY($3::text[]) AND outcome = 'failed'
                UNION ALL
-               -- Batch form: its failed items are its exceptions.
-               SELECT store_id, item_key, reason, at FROM rewrap_batch_exceptions
+               -- Batch form: its failed items are its exceptions, each with the KEK its envelope named when it failed.
+               SELECT store_id, item_key, reason, at, true, kek_id, kek_version, material_id FROM rewrap_batch_exceptions
                 WHERE campaign_id = ANY($3::text[]) AND outcome = 'failed') ci
         ORDER BY ci.store_id, ci.item_key, ci.done_at DESC),
      failed AS (
@@ -49,7 +52,15 @@ export async function kekUsage(db: Queryable, kek: { id: string; version?: strin
          FROM newest_failure f
          LEFT JOIN rewrap_inventory v ON v.store_id = f.store_id AND v.item_key = f.item_key
         WHERE NOT (coalesce(f.reason, '') = ANY($4::text[]))
-          AND (v.item_key IS NULL OR v.updated_at < f.done_at OR ${under}))
+          AND CASE
+                -- The inventory saw the item at or after its newest failure: what it saw decides.
+                WHEN v.updated_at >= f.done_at THEN ${under}
+                -- A batch-form failure (a store with no per-item inventory, or one not updated since):
+                -- the KEK the exception recorded, as a per-item commit records it in the inventory;
+                -- an envelope that named no KEK that could be decided blocks every KEK (cannot tell).
+                WHEN f.own_kek THEN f.kek_id IS NULL OR ${underAtFailure}
+                ELSE true
+              END)
      SELECT 'under' AS kind, v.store_id, NULL AS reason, count(*) FILTER (WHERE ${under} AND f.item_key IS NULL) AS n
        FROM rewrap_inventory v LEFT JOIN failed f ON f.store_id = v.store_id AND f.item_key = v.item_key
       GROUP BY v.store_id
