@@ -11,6 +11,8 @@ const prune: Command = {
 
   Prunes campaigns in state completed or cancelled whose finished_at is older than --older-than
   (e.g. 90d, 12h; units ms, s, m, h, d). Running or paused campaigns are never touched.
+  Campaigns recorded in the batch ledger form (README) are listed as skipped: their ledger is
+  one row per batch and one per failed or skipped item already.
 
   For each such campaign, in this order:
     1. writes its completion report (one JSON line per item: outcome, reason, KEKs, failures and
@@ -63,6 +65,7 @@ function renderPrune(r: PruneResult): string {
     if (c.archive) lines.push(`    archive ${c.archive.location}${r.dryRun ? ' (to be written)' : ` (${c.archive.bytes} bytes${c.archive.etag ? `, ETag ${c.archive.etag}` : ''})`}`);
     else lines.push('    no archive');
   }
+  for (const c of r.skipped) lines.push(`  skipped ${c.id} "${c.name}" (${c.state} ${c.finishedAt}): batch ledger form, its ledger is one row per batch already`);
   lines.push(`  shared-dedupe rows of finished campaigns: ${verb} ${r.dekRewraps}`);
   return lines.join('\n');
 }

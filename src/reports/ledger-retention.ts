@@ -83,6 +83,11 @@ export interface PruneResult {
   cutoff: string;
   dryRun: boolean;
   campaigns: PrunedCampaign[];
+  /**
+   * Finished before the cutoff but left as they are: batch-form campaigns, whose ledger is a row
+   * per batch and one per exception already (their exceptions feed the retirement gate).
+   */
+  skipped: { id: string; name: string; state: string; finishedAt: string; reason: 'batch-ledger-form' }[];
   /** Shared-dedupe rows of terminal campaigns deleted (dry run: that would be). */
   dekRewraps: number;
 }
@@ -111,13 +116,15 @@ export async function pruneLedger(res: Resources, o: PruneOptions): Promise<Prun
     if (!st?.isDirectory()) throw new ConfigError(`--archive ${o.archive}: ${archive.dir} is not a directory; create it first`);
   }
   const campaigns: PrunedCampaign[] = [];
+  const skipped: PruneResult['skipped'] = [];
   for (const c of await prunableCampaigns(res.ledger, o.cutoff)) {
-    campaigns.push(await pruneCampaign(res, c, archive, o, stepRows));
+    if (c.ledgerForm === 'batches') skipped.push({ id: c.id, name: c.name, state: c.state, finishedAt: c.finishedAt!.toISOString(), reason: 'batch-ledger-form' });
+    else campaigns.push(await pruneCampaign(res, c, archive, o, stepRows));
   }
   let dekRewraps = 0;
   if (o.dryRun) dekRewraps = await countTerminalDekRewraps(res.ledger);
   else for (let n; (n = await deleteTerminalDekRewrapsStep(res.ledger, stepRows)) > 0; ) dekRewraps += n;
-  return { cutoff: o.cutoff.toISOString(), dryRun: o.dryRun, campaigns, dekRewraps };
+  return { cutoff: o.cutoff.toISOString(), dryRun: o.dryRun, campaigns, skipped, dekRewraps };
 }
 
 async function pruneCampaign(res: Resources, c: Campaign, archive: ReturnType<typeof parseArchiveUrl> | undefined, o: PruneOptions, stepRows: number): Promise<PrunedCampaign> {
