@@ -5,7 +5,7 @@
 import { hostname } from 'node:os';
 import { ConfigError } from './core/errors.ts';
 import { clusterUrl, isClusterUrl, parseClusterUrl } from './queue/redis-url.ts';
-import type { LedgerFormSetting } from './ledger/ledger-form.ts';
+import { DEFAULT_LEDGER_FORM, type LedgerFormSetting } from './ledger/ledger-form.ts';
 
 export interface ProcessConfig {
   /** Ledger database. Default: the local Postgres. */
@@ -76,11 +76,12 @@ export interface ProcessConfig {
     planStepMs: number;
   };
   /**
-   * REWRAP_LEDGER_FORM (items, batches or auto; default items): how campaigns created by this
+   * REWRAP_LEDGER_FORM (auto, items or batches; default auto): how campaigns created by this
    * process (`campaign create`, the API, schedules, `incident start`) record their items.
    * 'batches' (Postgres table sources only; docs/batch-ledger-design.md) writes one ledger row per
    * batch, an id range, instead of one per item, and refuses a spec it cannot take; 'auto' uses it
-   * where the spec allows and the per-item form otherwise (src/ledger/ledger-form.ts).
+   * where the spec allows and the per-item form otherwise (src/ledger/ledger-form.ts); 'items'
+   * keeps one row per item for every campaign.
    */
   ledgerForm: LedgerFormSetting;
   /** Every Postgres pool and connection (ledger, data, the scheduler's lock connection). */
@@ -136,11 +137,11 @@ export interface ProcessConfig {
 type Env = Record<string, string | undefined>;
 
 function ledgerForm(value: string | undefined): LedgerFormSetting {
-  if (value === undefined || value === '' || value === 'items') return 'items';
-  if (value === 'batches' || value === 'auto') return value;
+  if (value === undefined || value === '') return DEFAULT_LEDGER_FORM;
+  if (value === 'items' || value === 'batches' || value === 'auto') return value;
   throw new ConfigError(
-    `REWRAP_LEDGER_FORM: expected "items" (one ledger row per item, the default), "batches" (one per batch; Postgres table sources only, anything else refused) ` +
-      `or "auto" (batches where the campaign allows, items otherwise), got "${value}"`,
+    `REWRAP_LEDGER_FORM: expected "auto" (one ledger row per batch where the campaign allows, per item otherwise; the default), "items" (one row per item for every campaign) ` +
+      `or "batches" (one per batch; Postgres table sources only, anything else refused), got "${value}"`,
   );
 }
 

@@ -13,9 +13,11 @@ import { Writable } from 'node:stream';
 import { freshSchema, type TestSchema } from './harness/pg.ts';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
-import { addPlannedItems, campaignProgress, claimBatch, commitBatch, migrate, type ItemOutcomeRecord } from '../src/ledger/index.ts';
+import { campaignProgress, getCampaign, migrate, type ItemOutcomeRecord } from '../src/ledger/index.ts';
+import type { LedgerForm } from '../src/ledger/types.ts';
 import { startApiServer, type ApiServer } from '../src/api/server.ts';
 import { eventually } from './support/eventually.ts';
+import { planKeys, workBatch } from './support/ledger-worker.ts';
 
 const TOKEN = randomBytes(24).toString('hex');
 const READ_TOKEN = randomBytes(24).toString('hex');
@@ -69,7 +71,8 @@ function spec(overrides: Record<string, unknown> = {}, table = `public.api_rows_
   };
 }
 
-async function call(method: string, path: string, o: { token?: string | null; body?: unknown; raw?: string } = {}) {
+/** `base`: another server of this file (default: `api`). */
+async function call(method: string, path: string, o: { token?: string | null; body?: unknown; raw?: string; base?: string } = {}) {
   const headers: Record<string, string> = {};
   const token = o.token === undefined ? TOKEN : o.token;
   if (token !== null) headers.authorization = `Bearer ${token}`;
@@ -78,14 +81,14 @@ async function call(method: string, path: string, o: { token?: string | null; bo
     headers['content-type'] = 'application/json';
     body = o.raw ?? JSON.stringify(o.body);
   }
-  const res = await fetch(api.url + path, { method, headers, body });
+  const res = await fetch((o.base ?? api.url) + path, { method, headers, body });
   const text = await res.text();
   const json = res.headers.get('content-type')?.startsWith('application/json') ? JSON.parse(text) : undefined;
   return { status: res.status, headers: res.headers, text, json };
 }
 
-async function createCampaign(s: Record<string, unknown>, query = ''): Promise<string> {
-  const r = await call('POST', `/api/campaigns${query}`, { body: s });
+async function createCampaign(s: Record<string, unknown>, query = '', base?: string): Promise<string> {
+  const r = await call('POST', `/api/campaigns${query}`, { body: s, base });
   expect(r.status, r.text).toBe(201);
   return r.json.id as string;
 }
@@ -233,10 +236,14 @@ describe('campaigns through the API', () => {
   });
 });
 
-describe('progress, failures, history and inventory of a campaign that ran', () => {
+/* Both ledger forms, the same answers: this file's server creates table campaigns in the default
+   (batch) form; one started with REWRAP_LEDGER_FORM=items a per-item one, as older campaigns are. */
+describe.each([
+  { form: 'batches' as LedgerForm, table: 'public.api_ran', name: 'ran' },
+  { form: 'items' as LedgerForm, table: 'public.api_ran_items', name: 'ran items' },
+])('progress, failures, history and inventory of a campaign that ran ($form form)', ({ form, table, name }) => {
   const FROM = { id: 'orders', version: '1' };
   const TO = { id: 'orders', version: '2' };
-  const table = 'public.api_ran';
   const store = `pg:${table}`;
   let id: string;
   const outcome = (k: string, i: number): ItemOutcomeRecord =>
@@ -245,15 +252,16 @@ describe('progress, failures, history and inventory of a campaign that ran', () 
       : { storeId: store, itemKey: k, outcome: 'rewrapped', from: FROM, to: TO };
 
   beforeAll(async () => {
-    id = await createCampaign(spec({ name: 'ran', options: { batchSize: 4, kmsRequestsPerSecond: 500 } }, table), '?start=true');
+    const s = spec({ name, options: { batchSize: 4, kmsRequestsPerSecond: 500 } }, table);
+    const config = loadConfig({ DATABASE_URL: db.url, REWRAP_API_TOKEN: TOKEN, REWRAP_API_POLICY: join(policyDir, 'policy.json'), REWRAP_LEDGER_FORM: 'items' });
+    const itemsApi = form === 'items' ? await startApiServer({ pool: db.pool, config, log: createLogger({ level: 'silent' }), port: 0 }) : undefined;
+    id = await createCampaign(s, '?start=true', itemsApi?.url).finally(() => itemsApi?.close());
+    expect((await getCampaign(db.pool, id))?.ledgerForm).toBe(form);
     const keys = Array.from({ length: 12 }, (_, i) => String(i + 1).padStart(3, '0'));
     // What a worker does: plan, claim, commit outcomes (only the first two of three batches).
-    await addPlannedItems(db.pool, id, store, keys, 4, { done: true }, true);
+    await planKeys(db.pool, form, id, store, keys, 4);
     for (const batchNo of [1, 2]) {
-      const c = await claimBatch(db.pool, { campaignId: id, batchNo, owner: 'test-worker', leaseMs: 30_000 });
-      if (c.status !== 'claimed') throw new Error(`claim ${batchNo}: ${c.status}`);
-      const outcomes = c.batch.items.map((k) => outcome(k, keys.indexOf(k)));
-      const r = await commitBatch(db.pool, { campaignId: id, batchNo, owner: 'test-worker', outcomes, final: true });
+      const r = await workBatch(db.pool, id, batchNo, keys, (items) => items.map((k) => outcome(k, keys.indexOf(k))));
       expect(r.status).toBe('committed');
     }
   });
@@ -320,6 +328,24 @@ describe('progress, failures, history and inventory of a campaign that ran', () 
   });
 });
 
+describe('history of a batch-form campaign whose ranges read other rows than the plan counted', () => {
+  it('burns down from what was planned: a range\'s planned count corrected at its last commit is not lost from the curve', async () => {
+    const table = 'public.api_ran_shrunk';
+    const store = `pg:${table}`;
+    const id = await createCampaign(spec({ name: 'shrunk' }, table), '?start=true');
+    expect((await getCampaign(db.pool, id))?.ledgerForm).toBe('batches');
+    await planKeys(db.pool, 'batches', id, store, Array.from({ length: 8 }, (_, i) => String(i + 1).padStart(3, '0')), 4);
+    /* Between plan and run the application moved rows 004 to 008 away from the source KEK: batch 1 reads 3 rows, batch 2 none. */
+    const moved = (items: string[]): ItemOutcomeRecord[] => items.map((k) => ({ storeId: store, itemKey: k, outcome: 'rewrapped', from: { id: 'orders', version: '1' }, to: { id: 'orders', version: '2' } }));
+    for (const batchNo of [1, 2]) expect((await workBatch(db.pool, id, batchNo, ['001', '002', '003'], moved)).status).toBe('committed');
+    expect(await campaignProgress(db.pool, id)).toMatchObject({ planned: 3, rewrapped: 3, remaining: 0 });
+    const pts = (await call('GET', `/api/campaigns/${id}/history`)).json.points as { t: number; remaining: number }[];
+    expect(pts[0]!.remaining).toBe(8);
+    expect(pts[pts.length - 1]!.remaining).toBe(0);
+    for (let i = 1; i < pts.length; i++) expect(pts[i]!.remaining).toBeLessThanOrEqual(pts[i - 1]!.remaining);
+  });
+});
+
 describe('GET /metrics', () => {
   it('serves process and backlog metrics that promtool accepts, with the inventory of KMS items by key material', async () => {
     if (!existsSync(PROMTOOL)) {
@@ -343,9 +369,13 @@ describe('GET /metrics', () => {
     expect(text).toMatch(new RegExp(`^rewrap_inventory_items\\{store="s3://api-kms",kek_id="kms-key",kek_version="${m1}",version="current"\\} 1$`, 'm'));
     expect(text).toMatch(/^rewrap_inventory_items\{store="s3:\/\/api-kms",kek_id="kms-key",kek_version="",version="current"\} 1$/m);
     expect(text).toMatch(/^rewrap_up\{role="api"\} 1$/m);
-    expect(text).toMatch(/^rewrap_campaign_items_remaining\{campaign="c[a-z2-7]{10}",name="ran",kind="routine"\} 4$/m);
-    expect(text).toMatch(/^rewrap_campaign_kms_budget_requests_per_second\{campaign="c[a-z2-7]{10}",name="ran",kind="routine"\} 500$/m);
-    expect(text).toMatch(/^rewrap_inventory_items\{store="pg:public\.api_ran",kek_id="orders",kek_version="2",version="current"\} 5$/m);
+    // The campaigns that ran, one per ledger form (batch form: "ran", per item: "ran items").
+    for (const [name, table] of [['ran', 'api_ran'], ['ran items', 'api_ran_items']]) {
+      expect(text).toMatch(new RegExp(`^rewrap_campaign_items_remaining\\{campaign="c[a-z2-7]{10}",name="${name}",kind="routine"\\} 4$`, 'm'));
+      expect(text).toMatch(new RegExp(`^rewrap_campaign_kms_budget_requests_per_second\\{campaign="c[a-z2-7]{10}",name="${name}",kind="routine"\\} 500$`, 'm'));
+      expect(text).toMatch(new RegExp(`^rewrap_inventory_items\\{store="pg:public\\.${table}",kek_id="orders",kek_version="2",version="current"\\} 5$`, 'm'));
+      expect(text).toMatch(new RegExp(`^rewrap_inventory_items\\{store="pg:public\\.${table}",kek_id="orders",kek_version="1",version="current"\\} 3$`, 'm'));
+    }
     expect(text).toMatch(/^rewrap_api_requests_total\{route="campaigns\.get",status="200"\} \d+$/m);
     const check = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(`${check.stdout}${check.stderr}`.trim()).toBe('');

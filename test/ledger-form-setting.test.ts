@@ -4,7 +4,8 @@
  * (Postgres table sources, no canary) and the per-item form otherwise, instead of
  * refusing. Through real scheduler and worker processes, the real CLI and the real API server:
  * each batch-form campaign moves every row (each unwraps under the new KEK to its original DEK)
- * and leaves no per-item ledger row.
+ * and leaves no per-item ledger row. Unset, the variable means `auto`; `items` keeps the per-item
+ * form for every campaign.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
@@ -24,7 +25,7 @@ import { LeakGuard } from './support/leak-guard.ts';
 import { loadKeyringFile } from '../src/kek/keyring-file.ts';
 
 const keks = Object.fromEntries(
-  ['a@1', 'a@2', 'i@1', 'i@2', 'p@1', 'p@2', 'm@1', 'm@2', 'n@1', 'n@2', 'k@1', 'k@2', 's@1'].map((name) => {
+  ['a@1', 'a@2', 'i@1', 'i@2', 'p@1', 'p@2', 'm@1', 'm@2', 'n@1', 'n@2', 'k@1', 'k@2', 's@1', 'd@1', 'd@2', 'o@1', 'o@2'].map((name) => {
     const [id, version] = name.split('@') as [string, string];
     return [name, { id, version, material: randomBytes(32) } satisfies RowKek];
   }),
@@ -142,6 +143,23 @@ describe('REWRAP_LEDGER_FORM on every path that creates a campaign', () => {
       expect(rows.get(id)!.dek.equals(dek)).toBe(true);
     }
     expect(await form(campaign.id)).toMatchObject({ form: 'batches', items: 0 });
+  });
+
+  it('unset, the default is auto: a table campaign is recorded per batch; REWRAP_LEDGER_FORM=items keeps one row per item', async () => {
+    const deks = await rowTable(pipe.db.pool, 'default_rows', 120, keks['d@1']!);
+    const r = await runRewrap(['campaign', 'create', '--json', '--start', '--spec', await specFile(pipe, spec('default form', 'default_rows', { from: 'd@1', to: 'd@2' }))], { ...pipe.env, REWRAP_LEDGER_FORM: '' });
+    guard.text(r.stdout, r.stderr);
+    expect(r.code, r.stderr).toBe(0);
+    await movedInBatchForm(jsonOf<{ id: string }>(r).id, 'default_rows', deks, keks['d@2']!);
+
+    await rowTable(pipe.db.pool, 'items_rows', 120, keks['o@1']!);
+    const items = await runRewrap(['campaign', 'create', '--json', '--start', '--spec', await specFile(pipe, spec('items form', 'items_rows', { from: 'o@1', to: 'o@2' }))], { ...pipe.env, REWRAP_LEDGER_FORM: 'items' });
+    guard.text(items.stdout, items.stderr);
+    expect(items.code, items.stderr).toBe(0);
+    const id = jsonOf<{ id: string }>(items).id;
+    await pipe.waitFor(id, 'completed', (p) => p.state === 'completed', 60_000);
+    expect(await form(id)).toMatchObject({ form: 'items', items: 120 });
+    expect(await pipe.progress(id)).toMatchObject({ planned: 120, rewrapped: 120, failed: 0 });
   });
 
   it('a value that is not a form is refused, naming the variable and the three it takes', async () => {

@@ -23,18 +23,23 @@ import { LeakGuard } from './support/leak-guard.ts';
 
 const r1 = { id: 'r', version: '1', material: randomBytes(32) };
 const r2 = { id: 'r', version: '2', material: randomBytes(32) };
+/* Another KEK pair, for a batch-form campaign that prune skips (the r@1 gate stays this file's per-item campaign's). */
+const q1 = { id: 'q', version: '1', material: randomBytes(32) };
+const q2 = { id: 'q', version: '2', material: randomBytes(32) };
 const guard = new LeakGuard();
-guard.secret(r1.material, r2.material);
+guard.secret(r1.material, r2.material, q1.material, q2.material);
 let pipe: Pipeline;
 let keyringFile: string;
 let archiveDir: string;
 let campaignId: string;
 let lastMovedAt: Date;
+let batchFormId: string;
 
 interface PruneJson {
   cutoff: string;
   dryRun: boolean;
   dekRewraps: number;
+  skipped: { id: string; name: string; state: string; finishedAt: string; reason: string }[];
   campaigns: {
     id: string;
     prunedBefore: boolean;
@@ -78,19 +83,26 @@ async function ledgerRows(id: string): Promise<Record<string, number>> {
 
 beforeAll(async () => {
   pipe = await startPipeline({ label: 'prune', workers: 1 });
-  keyringFile = await pipe.keyringFile([r1, r2]);
+  keyringFile = await pipe.keyringFile([r1, r2, q1, q2]);
   await rowTable(pipe.db.pool, 'vault', 300, r1);
   await rowTable(pipe.db.pool, 'later', 10, r1);
   // Row 7's wrapped DEK does not authenticate under r@1: it fails and may still be under r@1.
   await pipe.db.pool.query(`UPDATE vault SET wrapped_dek = $1 WHERE id = 7`, [randomBytes(60)]);
   archiveDir = join(pipe.dir, 'archive');
   await mkdir(archiveDir);
-  const c = await pipe.create({ name: 'drain r@1', sources: [rowSource('vault')], provider: { type: 'local', keyringFile }, from: 'r@1', to: 'r@2', options: { batchSize: 25 } });
+  // Per-item form: prune archives and deletes per-item detail; batch-form campaigns are not pruned yet (README, "The batch ledger form").
+  const c = await pipe.create({ name: 'drain r@1', sources: [rowSource('vault')], provider: { type: 'local', keyringFile }, from: 'r@1', to: 'r@2', options: { batchSize: 25 } }, true, 'items');
   campaignId = c.id;
   const p = await pipe.waitFor(c.id, 'completed', (x) => x.state === 'completed', 180_000);
   expect(p).toMatchObject({ planned: 300, rewrapped: 299, failed: 1, skipped: 0 });
   const { rows } = await pipe.db.pool.query<{ at: Date }>(`SELECT max(done_at) AS at FROM rewrap_campaign_items WHERE campaign_id = $1 AND outcome = 'rewrapped'`, [c.id]);
   lastMovedAt = rows[0]!.at;
+  // A batch-form campaign (the default for a table) that completed: listed as skipped, never pruned.
+  await rowTable(pipe.db.pool, 'perbatch', 30, q1);
+  const bf = await pipe.create({ name: 'drain q@1', sources: [rowSource('perbatch')], provider: { type: 'local', keyringFile }, from: 'q@1', to: 'q@2', options: { batchSize: 10 } });
+  batchFormId = bf.id;
+  expect(bf.ledgerForm).toBe('batches');
+  await pipe.waitFor(bf.id, 'completed', (x) => x.state === 'completed', 120_000);
   // A campaign still planning (another table) must never be pruned, whatever its age.
   await pipe.create({ name: 'not started', sources: [rowSource('later')], provider: { type: 'local', keyringFile }, from: 'r@1', to: 'r@2' }, false);
 }, 240_000);
@@ -137,6 +149,9 @@ describe('rewrap ledger prune (issue 17, point 4)', () => {
     await expect(stat(join(archiveDir, `${campaignId}.completion.jsonl`))).rejects.toThrow(/ENOENT/);
     const human = await cli('ledger', 'prune', '--older-than', '0s', '--archive', pathToFileURL(archiveDir).href, '--dry-run');
     expect(human.stdout).toMatch(new RegExp(`dry run: 1 campaign\\(s\\)[^]*${campaignId}[^]*would delete ${c.deleted.items} item row\\(s\\), 12 batch row\\(s\\)[^]*kept 1 failed`));
+    // The batch-form campaign is named as skipped, and why.
+    expect(r.skipped).toEqual([{ id: batchFormId, name: 'drain q@1', state: 'completed', finishedAt: expect.any(String), reason: 'batch-ledger-form' }]);
+    expect(human.stdout).toMatch(new RegExp(`skipped ${batchFormId} "drain q@1" \\(completed [^)]+\\): batch ledger form`));
   });
 
   it('a prune archives the completion report to a file (every item, the failure included), then deletes the per-item rows in bounded steps; counters, failure counts and the summary stay', async () => {

@@ -30,7 +30,10 @@ async function campaign(name: string, table: string): Promise<string> {
     to: { id: 'k', version: '2' },
     options: { ...DEFAULT_OPTIONS },
   };
-  return (await createCampaign(db.pool, { name, kind: 'routine', spec, scopes: [{ storeId: `pg:${table}` }] })).id;
+  // Pinned to the per-item form: this file writes item rows straight into rewrap_campaign_items
+  // and tests what prune does with them; a Postgres-table spec in the batch form (the `auto`
+  // default of the CLI, the API and admitCampaign) has no item rows and prune skips it.
+  return (await createCampaign(db.pool, { name, kind: 'routine', spec, scopes: [{ storeId: `pg:${table}` }], ledgerForm: 'items' })).id;
 }
 
 /** n items of `table`: outcome by position (every 97th failed, every 50th skipped, the last `pending` without outcome). */

@@ -22,6 +22,7 @@ import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { startPrivatePostgres, type PrivatePostgres } from './support/private-postgres.ts';
 import { rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
 import { recordFigure, secondsSince } from './support/reliability-figures.ts';
+import { outcomeCounts } from './support/ledger-commits.ts';
 
 const ROWS = 60_000;
 const DOWN_MS = 3_000;
@@ -155,15 +156,11 @@ describe('a database restart mid-campaign', () => {
     for (const [id, r] of rows) if (!r.dek.equals(deks.get(id)!)) expect.fail(`row ${id}: wrong DEK under k@2`);
     expect(await rowsWrittenTwice(data, 'secrets')).toEqual([]);
 
-    // The ledger agrees exactly, and no item is counted twice: counters = item rows = the table.
+    // The ledger agrees exactly, and no item is counted twice: counters = ledger rows (items or batches) = the table.
     expect(p.planned).toBe(ROWS);
     expect(p.failed).toBe(0);
     expect(p.rewrapped + p.skipped).toBe(ROWS);
-    const { rows: byOutcome } = await pipe.db.pool.query<{ outcome: string; n: number }>(
-      'SELECT outcome, count(*)::int AS n FROM rewrap_campaign_items WHERE campaign_id = $1 GROUP BY outcome',
-      [c.id],
-    );
-    expect(Object.fromEntries(byOutcome.map((r) => [r.outcome, r.n]))).toEqual({ rewrapped: p.rewrapped, ...(p.skipped ? { skipped: p.skipped } : {}) });
+    expect(await outcomeCounts(pipe.db.pool, c.id)).toEqual({ rewrapped: p.rewrapped, ...(p.skipped ? { skipped: p.skipped } : {}) });
     const inv = await inventoryByKek(pipe.db.pool);
     expect(inv.filter((r) => r.kekId === 'k' && r.kekVersion === '2').reduce((a, r) => a + r.items, 0)).toBe(ROWS);
 

@@ -11,7 +11,7 @@ import { checkScopesAgainstPolicy, checkSpecAgainstPolicy, PolicyRefusal, type S
 import { resolveKeyMap } from '../campaign/key-map-rule.ts';
 import { parseCampaignSpec } from '../campaign/spec.ts';
 import { ConfigError } from '../core/errors.ts';
-import { ledgerFormFor, type LedgerFormSetting } from '../ledger/ledger-form.ts';
+import { DEFAULT_LEDGER_FORM, ledgerFormFor, type LedgerFormSetting } from '../ledger/ledger-form.ts';
 import { HttpError, readJsonBody, sendJson } from './http-io.ts';
 import type { Route } from './router.ts';
 import { notFound } from './read-routes.ts';
@@ -25,7 +25,7 @@ export const TRANSITIONS: Record<string, { from: CampaignState[]; to: CampaignSt
 };
 
 /** `ledgerForm`: REWRAP_LEDGER_FORM of the API process, as `campaign create` reads it. */
-export function writeRoutes(pool: pg.Pool, policy: SpecPolicy | undefined, ledgerForm: LedgerFormSetting = 'items'): Route[] {
+export function writeRoutes(pool: pg.Pool, policy: SpecPolicy | undefined, ledgerForm: LedgerFormSetting = DEFAULT_LEDGER_FORM): Route[] {
   const create: Route = {
     method: 'POST',
     path: '/api/campaigns',

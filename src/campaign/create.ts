@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { readFile } from 'node:fs/promises';
 import { createCampaign } from '../ledger/index.ts';
 import type { Campaign, Scope } from '../ledger/types.ts';
-import { ledgerFormFor, type LedgerFormSetting } from '../ledger/ledger-form.ts';
+import { DEFAULT_LEDGER_FORM, ledgerFormFor, type LedgerFormSetting } from '../ledger/ledger-form.ts';
 import { ConfigError } from '../core/errors.ts';
 import { parseJsonText } from '../json-text.ts';
 import { parseCampaignSpec } from './spec.ts';
@@ -51,7 +51,7 @@ export async function loadSpecFile(path: string): Promise<CampaignSpec> {
 }
 
 /** Admits the spec as stored: a key map rule resolved against the keyring first (key-map-rule.ts). */
-export async function admitCampaign(pool: pg.Pool, parsed: CampaignSpec, priority = 0, ledgerForm: LedgerFormSetting = 'items'): Promise<Campaign> {
+export async function admitCampaign(pool: pg.Pool, parsed: CampaignSpec, priority = 0, ledgerForm: LedgerFormSetting = DEFAULT_LEDGER_FORM): Promise<Campaign> {
   const spec = resolveKeyMap(parsed);
   return createCampaign(pool, { name: spec.name, kind: spec.kind, spec, scopes: await campaignScopes(spec), priority, ledgerForm: ledgerFormFor(spec, ledgerForm) });
 }

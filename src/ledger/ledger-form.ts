@@ -1,16 +1,20 @@
 /**
  * Which ledger form a new campaign gets (REWRAP_LEDGER_FORM, read by every path that creates
  * one: `campaign create`, the API, schedules, `incident start`).
- * - `items`: one ledger row per item (the default);
+ * - `auto` (the default): `batches` where the spec can take it, `items` otherwise, never a
+ *   refusal: the cheap ledger where it exists, and an unattended schedule over an S3 source
+ *   still runs;
+ * - `items`: one ledger row per item (the only form before schema 9);
  * - `batches`: one per batch (docs/batch-ledger-design.md); a spec the form cannot take is
- *   refused at create, naming the source or option (createCampaign);
- * - `auto`: `batches` where the spec can take it, `items` otherwise: for a deployment that wants
- *   the cheap ledger where it exists without an unattended schedule failing on an S3 source.
+ *   refused at create, naming the source or option (createCampaign).
  */
 import type { CampaignSpec } from '../core/campaign-spec.ts';
 import type { LedgerForm } from './types.ts';
 
 export type LedgerFormSetting = LedgerForm | 'auto';
+
+/** REWRAP_LEDGER_FORM when it is not set (README, Configuration). */
+export const DEFAULT_LEDGER_FORM: LedgerFormSetting = 'auto';
 
 /** Why the batch form cannot take this spec, naming the field; undefined when it can. */
 export function batchFormProblem(spec: CampaignSpec): string | undefined {

@@ -14,6 +14,7 @@ import { s3TestEnv } from '../harness/s3.ts';
 import { startKmsServer, type KmsServer } from '../../dev/kms-server/server.ts';
 import { startRewrapProcess, type RewrapProcess } from '../../dev/services/processes.ts';
 import { admitCampaign } from '../../src/campaign/create.ts';
+import type { LedgerFormSetting } from '../../src/ledger/ledger-form.ts';
 import { parseCampaignSpec } from '../../src/campaign/spec.ts';
 import { campaignProgress, getCampaign, migrate, setCampaignState } from '../../src/ledger/index.ts';
 import type { Campaign, CampaignProgress } from '../../src/ledger/types.ts';
@@ -40,7 +41,8 @@ export interface Pipeline {
   all: RewrapProcess[];
   startWorker(): Promise<RewrapProcess>;
   startScheduler(): Promise<RewrapProcess>;
-  create(spec: unknown, start?: boolean): Promise<Campaign>;
+  /** Admits the spec as the CLI does; `ledgerForm` as REWRAP_LEDGER_FORM would set it (default: the product's default). */
+  create(spec: unknown, start?: boolean, ledgerForm?: LedgerFormSetting): Promise<Campaign>;
   progress(id: string): Promise<CampaignProgress>;
   waitFor(id: string, what: string, done: (p: CampaignProgress) => boolean, timeoutMs: number): Promise<CampaignProgress>;
   keyringFile(keks: { id: string; version: string; material: Buffer; state?: string }[]): Promise<string>;
@@ -98,8 +100,8 @@ export async function startPipeline(o: PipelineOptions): Promise<Pipeline> {
       await s.waitForLine(/scheduler active/, 60_000);
       return s;
     },
-    async create(spec, start = true) {
-      const c = await admitCampaign(db.pool, parseCampaignSpec(spec));
+    async create(spec, start = true, ledgerForm?: LedgerFormSetting) {
+      const c = await admitCampaign(db.pool, parseCampaignSpec(spec), 0, ledgerForm);
       if (start) await setCampaignState(db.pool, c.id, ['planning'], 'running');
       return (await getCampaign(db.pool, c.id))!;
     },
