@@ -194,9 +194,17 @@ describe('a campaign on a PKCS#11 token (SoftHSM2), worker as a real process', (
     }
 
     // The heap snapshot (written by the worker itself on SIGUSR2, mid-run).
-    const snapFile = readdirSync(snapDir).find((f) => f.endsWith('.heapsnapshot'));
+    // Node streams the snapshot into its file, strings last: under load the campaign can complete
+    // before it is whole, so wait (with a deadline) for the JSON's closing `]}`.
+    let snapFile: string | undefined;
+    let snapshot = '';
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+      snapFile = readdirSync(snapDir).find((f) => f.endsWith('.heapsnapshot'));
+      snapshot = snapFile ? readFileSync(join(snapDir, snapFile), 'latin1') : '';
+      if (snapshot.trimEnd().endsWith(']}')) break;
+    }
     expect(snapFile, 'the worker wrote a heap snapshot').toBeDefined();
-    const snapshot = readFileSync(join(snapDir, snapFile!), 'latin1');
+    expect(snapshot.trimEnd().endsWith(']}'), 'the heap snapshot was written whole within 60 s').toBe(true);
     expect(snapshot.includes(hsm.pin), 'positive control: the snapshot holds the strings the worker keeps (the PIN)').toBe(true);
     const allDeks = [...rowDeks.values(), ...[...objDeks.values()].map((o) => o.dek)];
     expect(dekFormsIn(snapshot, allDeks), 'plaintext DEKs (hex, base64) in the worker heap snapshot').toEqual([]);
