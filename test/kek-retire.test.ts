@@ -125,7 +125,7 @@ describe('kek retire', () => {
        the first campaign moved (the second moved nothing), each re-read. Fewer than asked, but every
        batch's moves are checked and none may fail; the counts above decide what is left under r@1. */
     const sampled = c.ledgerForm === 'batches' ? 200 / 50 : 40;
-    expect(done.json).toMatchObject({ retired: true, action: 'disabled', blockers: [], sample: { checked: sampled, failed: [] } });
+    expect(done.json).toMatchObject({ retired: true, action: 'disabled', blockers: [], sample: { asked: 40, checked: sampled, failed: [] } });
     expect(loadKeyringFile(keyringFile).map((e) => `${e.id}@${e.version}:${e.state}`)).toEqual(['r@1:disabled', 'r@2:enabled']);
 
     // The original envelope, from before the rotation, no longer unwraps through the provider.

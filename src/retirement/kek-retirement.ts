@@ -71,7 +71,12 @@ export interface RetirementCheck {
   activeCampaigns: { id: string; name: string; state: string }[];
   lastMovedAt: Date | null;
   graceLeftMs: number;
-  sample: { checked: number; failed: ItemProblem[] };
+  /**
+   * Moved items re-read and unwrapped under their target: `checked` of the `asked` (--sample). A
+   * batch-form campaign keeps one moved item per batch and source KEK, so a small one offers fewer
+   * than asked; `kek retire --full` re-reads every item.
+   */
+  sample: { asked: number; checked: number; failed: ItemProblem[] };
   /** Noncurrent versions under the KEK per versioned bucket in scope, counted from the buckets (versioned-buckets.ts). */
   noncurrent: NoncurrentUse[];
   /**
@@ -133,7 +138,7 @@ export async function checkRetirement(res: Resources, kek: KekSelector, o: Retir
   const newest = campaigns[0];
   if (!newest) {
     blockers.push(`no campaign ever drained ${name}: nothing shows it unused (run a campaign from it first)`);
-    return { ...base, provider: null, ok: false, blockers, sample: { checked: 0, failed: [] }, noncurrent: [] };
+    return { ...base, provider: null, ok: false, blockers, sample: { asked: o.sampleSize, checked: 0, failed: [] }, noncurrent: [] };
   }
   const provider = newest.spec.provider;
   const admin = res.kekAdmin(newest.spec, { keyringFile: o.keyringFile });
@@ -183,7 +188,7 @@ async function checkSample(res: Resources, campaigns: Campaign[], checker: KekVe
     const v = await checker.verifyUnwrap(read.envelope.dek, kek, it.to.id, signal);
     if (!v.ok) failed.push({ storeId: it.storeId, itemKey: it.itemKey, problem: v.problem });
   }
-  return { checked: items.length, failed };
+  return { asked: size, checked: items.length, failed };
 }
 
 /** The spec with its key map cut to the entries whose source may be `kek` (a spec without a map as it is). */
