@@ -68,7 +68,7 @@ export interface DeploymentOptions {
   s3?: { endpoint: string; accessKeyId: string; secretAccessKey: string };
   meter: CpuMeter;
   env?: Record<string, string>;
-  /** How campaigns this deployment starts record their items (default 'items'). */
+  /** How campaigns this deployment starts record their items (default: REWRAP_LEDGER_FORM's default, `auto`). */
   ledgerForm?: LedgerForm;
 }
 

@@ -90,6 +90,7 @@ export async function runB1(ctx: BenchContext): Promise<ScenarioResult> {
     if (raw.ok !== rawRows) throw new Error(`B1 (b): ${raw.ok} of ${rawRows} rows written`);
     ctx.say(`    ${raw.itemsPerSec.toLocaleString('en')} rows/s`);
 
+    await vacuum(env.db.pool, table);
     ctx.say(`  B1 (a): rewrap end to end (default settings: the batch ledger form), scheduler + ${workers} workers, bench@1 -> bench@2`);
     const d = await Deployment.start({ db: env.db, redisUrl: env.redis.url, prefix: env.prefix, dir: env.dir, meter: env.meter }, workers);
     let e2e;
@@ -120,6 +121,7 @@ export async function runB1(ctx: BenchContext): Promise<ScenarioResult> {
     if (fBad.length) throw new Error(`B1 (f): verification failed:\n${fBad.slice(0, 10).join('\n')}`);
     const itemLedgerBytes = await campaignLedgerBytes(env.db.pool, items.campaignId);
 
+    await vacuum(env.db.pool, table);
     ctx.say(`  B1 (c): naive loop (SELECT one row, rewrap, UPDATE), ${naiveRows.toLocaleString('en')} rows`);
     t = performance.now();
     const naive = await runDrivers(
@@ -172,6 +174,16 @@ export async function runB1(ctx: BenchContext): Promise<ScenarioResult> {
   } finally {
     await env.close();
   }
+}
+
+/**
+ * Every phase starts on a vacuumed table: (a) rewrites all its rows, and the 1,000,000 dead
+ * tuples it leaves cost the next phase an extra heap visit per row until autovacuum has run,
+ * which it did in some runs and not in others ((e) measured 21,215 rows/s with 2 clients on
+ * 12-08 where it had measured 51,000 to 61,000).
+ */
+async function vacuum(pool: pg.Pool, table: string): Promise<void> {
+  await pool.query(`VACUUM (ANALYZE) ${table}`);
 }
 
 /** Bytes the campaign's ledger rows take (batch rows and exceptions; item rows if any), as Postgres stores them. */

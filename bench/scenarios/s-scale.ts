@@ -191,7 +191,8 @@ async function measureSize(ctx: BenchContext, n: number, runSeconds: number) {
     ctx.say(`  scale ${n.toLocaleString('en')}: table written in ${((performance.now() - t) / 1000).toFixed(0)} s; planning`);
     const batchPlan = await measureBatchFormPlan(env, table, file, n);
     ctx.say(`    batch ledger form: planned in ${batchPlan.seconds} s (${batchPlan.itemsPerSec} items/s), ${batchPlan.batches} batch rows, ${batchPlan.ledgerBytesPerItem} ledger bytes/item`);
-    const d = await Deployment.start({ db: env.db, redisUrl: env.redis.url, prefix: env.prefix, dir: env.dir, meter: env.meter, env: { REWRAP_PLAN_PAGE: String(PLAN_PAGE) } }, 2);
+    /* ledgerForm 'items': the campaign it starts is the per-item form's (the default, auto, would make it the batch form's again). */
+    const d = await Deployment.start({ db: env.db, redisUrl: env.redis.url, prefix: env.prefix, dir: env.dir, meter: env.meter, ledgerForm: 'items', env: { REWRAP_PLAN_PAGE: String(PLAN_PAGE) } }, 2);
     try {
       /* The batch-form campaign planned above runs its window first, then the table goes back under scale@1. */
       ctx.say(`    batch ledger form: running ${runSeconds} s`);
