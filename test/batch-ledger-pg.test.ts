@@ -366,16 +366,23 @@ describe('the batch ledger form (Postgres tables)', () => {
       expect(rows.get(key)!.dek.equals(dek), `row ${key} keeps its DEK`).toBe(true);
     }
     const { rows: mixed } = await pipe.db.pool.query<{ froms: string[] }>(
-      `SELECT array(SELECT s->'from'->>'id' FROM jsonb_array_elements(sample) s ORDER BY 1) AS froms FROM rewrap_batches WHERE campaign_id = $1 AND lo::bigint < 150 AND hi::bigint > 151`,
+      `SELECT array(SELECT DISTINCT s->'from'->>'id' FROM jsonb_array_elements(sample) s ORDER BY 1) AS froms FROM rewrap_batches WHERE campaign_id = $1 AND lo::bigint < 150 AND hi::bigint > 151`,
       [id],
     );
     expect(mixed.map((r) => r.froms)).toEqual([['t1', 't2']]);
+    /* Batch n keeps up to 64/n moved items per source KEK (batch-samples.ts): 64 of batch 1's 100 t1 rows, 32 + 32 of batch 2's, 22 of batch 3's t2 rows. */
+    const { rows: kept } = await pipe.db.pool.query<{ batch_no: number; from: string; n: number }>(
+      `SELECT batch_no, s->'from'->>'id' AS from, count(*)::int AS n FROM rewrap_batches, jsonb_array_elements(sample) s WHERE campaign_id = $1 GROUP BY 1, 2 ORDER BY 1, 2`,
+      [id],
+    );
+    expect(kept).toEqual([{ batch_no: 1, from: 't1', n: 64 }, { batch_no: 2, from: 't1', n: 32 }, { batch_no: 2, from: 't2', n: 32 }, { batch_no: 3, from: 't2', n: 22 }]);
     for (const kek of ['t1@1', 't2@1']) {
       const retire = await rewrapCli(pipe, ['kek', 'retire', kek, '--grace', '0', '--json']);
       guard.text(retire.stdout, retire.stderr);
       expect(retire.code, retire.stdout + retire.stderr).toBe(0);
-      const gate = jsonOf<{ retired: boolean; sample: { checked: number; failed: unknown[] } }>(retire);
-      expect(gate.sample.checked, kek).toBeGreaterThan(0);
+      const gate = jsonOf<{ retired: boolean; sample: { asked: number; checked: number; failed: unknown[] } }>(retire);
+      /* Each KEK has more samples than the default --sample 50 (96 and 54): all 50 re-read. */
+      expect(gate.sample, kek).toMatchObject({ asked: 50, checked: 50 });
       expect(gate.sample.failed, kek).toEqual([]);
     }
   });

@@ -130,7 +130,7 @@ const f = (x: number, d = 1) => x.toLocaleString('en', { maximumFractionDigits: 
 export function describeScale(o: ScaleOutput): string {
   return [
     `${f(o.items / 1e9, 1)}B items at ${f(o.quota, 0)} req/s, Postgres ${o.pgCoresAvailable} cores: ${f(o.hours)} h (${o.rateLimitedBy}; ${f(o.achievableRate, 0)} items/s, ${f(o.quotaUsedPercent, 0)} % of the quota; the quota alone: ${f(o.kmsHours)} h)`,
-    `  planning ${f(o.planningHours)} h; ledger ${f(o.ledgerRows / 1e9, 2)}B rows, ${f(o.ledgerGB, 0)} GB`,
+    `  planning ${f(o.planningHours)} h; ledger ${o.ledgerRows >= 1e9 ? `${f(o.ledgerRows / 1e9, 2)}B` : `${f(o.ledgerRows / 1e6, 2)}M`} rows, ${f(o.ledgerGB, o.ledgerGB < 10 ? 2 : 0)} GB`,
     `  at the quota: Postgres ${f(o.pgCoresAtQuota, 2)} cores, workers ${f(o.workerCoresAtQuota, 2)} cores (${o.workers} workers), Redis (BullMQ) ${f(o.redisCoresBullmq, 3)} cores`,
     `  delta pass search: pg ${f(o.deltaPgHoursNoIndex, 2)} h without an index on the KEK columns, ${f(o.deltaPgSecondsKekIndex, 1)} s with one; s3 listing ${f(o.deltaS3ListRequests / 1e6, 1)}M LIST requests, ${f(o.deltaS3ListHours)} h at ${o.s3ListPageSecondsAssumed} s a page (assumed); reports: none`,
     `  budget: per request ${f(o.budgetRedisCoresPerRequest, 2)} Redis cores + ${f(o.budgetWorkerCoresPerRequest, 2)} worker cores; in blocks ${f(o.budgetRedisCoresBlocks, 4)} Redis cores + ${f(o.budgetWorkerCoresBlocks, 2)} worker cores`,

@@ -54,7 +54,7 @@ Exit codes: 0 retired, 2 bad usage, 3 refused (it says what still blocks).`,
       const kept = c.noncurrent.filter((u) => !u.blocking).map((u) => `\n  noncurrent versions still under ${c.kek} in ${u.storeId}: ${u.versions} (${u.mode === 'keep' ? '"noncurrentVersions": "keep"' : '--allow-noncurrent-versions'}); they become undecryptable`);
       out(Boolean(values.json), { retired: Boolean(r.action), action: r.action ?? null, ...c }, () =>
         r.action
-          ? `${c.kek}: ${r.action === 'deleted' ? 'removed from the keyring file' : 'disabled'} (sampled ${c.sample.checked} moved item(s)${c.sample.checked < c.sample.asked ? ` of the ${c.sample.asked} asked: the ledger keeps fewer (batch form: one per batch and source KEK; --full re-reads every item)` : ''}${c.fullPass ? `, re-read ${c.fullPass.checked}` : ''})${kept.join('')}`
+          ? `${c.kek}: ${r.action === 'deleted' ? 'removed from the keyring file' : 'disabled'} (sampled ${c.sample.checked} moved item(s)${c.sample.checked < c.sample.asked ? ` of the ${c.sample.asked} asked: the ledger keeps fewer (the campaigns moved fewer, or, in the batch form, batch n keeps 64/n per source KEK; --full re-reads every item)` : ''}${c.fullPass ? `, re-read ${c.fullPass.checked}` : ''})${kept.join('')}`
           : `refused: ${c.kek} cannot be retired yet:\n${c.blockers.map((b) => `  - ${b}`).join('\n')}`,
       );
       return r.action ? EXIT.ok : EXIT.refused;

@@ -72,9 +72,10 @@ export interface RetirementCheck {
   lastMovedAt: Date | null;
   graceLeftMs: number;
   /**
-   * Moved items re-read and unwrapped under their target: `checked` of the `asked` (--sample). A
-   * batch-form campaign keeps one moved item per batch and source KEK, so a small one offers fewer
-   * than asked; `kek retire --full` re-reads every item.
+   * Moved items re-read and unwrapped under their target: `checked` of the `asked` (--sample),
+   * fewer only when the campaigns kept fewer: they moved fewer items, or a batch-form campaign of
+   * many small batches (each keeps 64/n per source KEK, at least one: batch-samples.ts);
+   * `kek retire --full` re-reads every item.
    */
   sample: { asked: number; checked: number; failed: ItemProblem[] };
   /** Noncurrent versions under the KEK per versioned bucket in scope, counted from the buckets (versioned-buckets.ts). */

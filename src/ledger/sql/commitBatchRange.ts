@@ -28,7 +28,7 @@ import { validateLease } from '../lease-guard.ts';
 import { applyAutoPause, autoPauseOptions } from '../auto-pause.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { TOTALS_SQL } from './campaign-totals.ts';
-import { batchSamples, kekKey, type BatchSample } from '../batch-samples.ts';
+import { addSamples, batchSamples, kekKey, samplesPerKek, type BatchSample } from '../batch-samples.ts';
 import { validateOutcome } from './commitBatch.ts';
 import type { CampaignSpec } from '../../core/campaign-spec.ts';
 import type { CommitRequest, CommitResult, Counters, ItemOutcomeRecord, KekRecord } from '../types.ts';
@@ -109,9 +109,8 @@ export async function commitBatchRange(pool: pg.Pool, req: CommitRequest): Promi
   const outcomes = [...byItem.values()];
   const exceptions = outcomes.filter((o) => o.outcome !== 'rewrapped');
   const rewrapped = outcomes.length - exceptions.length;
-  /* One moved item per KEK the batch moved items from: the retirement gate of each source KEK of a key map has a sample to re-read. */
-  const movedFrom = new Map<string, ItemOutcomeRecord>();
-  for (const o of outcomes) if (o.outcome === 'rewrapped' && !movedFrom.has(kekKey(o.from))) movedFrom.set(kekKey(o.from), o);
+  /* Moved items of each KEK the batch moved items from (batch-samples.ts): the retirement gate of each source KEK of a key map has samples to re-read. */
+  const moved: BatchSample[] = outcomes.filter((o) => o.outcome === 'rewrapped').map((o) => ({ key: o.itemKey, from: o.from ?? null, to: o.to! }));
 
   return withTransaction(pool, async (client) => {
     const { rows: batches } = await client.query<{
@@ -153,9 +152,7 @@ export async function commitBatchRange(pool: pg.Pool, req: CommitRequest): Promi
     const insertedKeys = new Set(inserted.map((r) => r.item_key));
     const skipped = inserted.filter((r) => r.outcome === 'skipped').length;
     const failed = inserted.length - skipped;
-    const samples = batchSamples(batch.sample);
-    const sampled = new Set(samples.map((s) => kekKey(s.from ?? undefined)));
-    for (const [k, o] of movedFrom) if (!sampled.has(k)) samples.push({ key: o.itemKey, from: o.from ?? null, to: o.to! });
+    const samples = addSamples(batchSamples(batch.sample), moved, samplesPerKek(req.batchNo));
     const sample = samples.length > 0 ? JSON.stringify(samples) : null;
     const done = wasDone || req.final;
     /* What wraps the items this commit counted (an exception an earlier commit recorded is not counted again). */
