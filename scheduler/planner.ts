@@ -6,7 +6,9 @@
  * under the source KEK (except permanent failures), since a row rewritten under the old KEK
  * after we moved it must move again.
  */
-import { addPlannedItems, addPlannedRanges, refreshStatistics, replanItems } from '../src/ledger/index.ts';
+import { addPlannedBounds, addPlannedItems, addPlannedRanges, refreshStatistics, replanItems } from '../src/ledger/index.ts';
+import { PgTableSource, type PlanBounds } from '../src/sources/pg-table-source.ts';
+import type { SourcePage } from '../src/sources/source.ts';
 import { savePlanCursor } from '../src/ledger/sql/savePlanCursor.ts';
 import type { Campaign } from '../src/ledger/types.ts';
 import type { Resources } from '../src/runtime/resources.ts';
@@ -34,9 +36,14 @@ export async function planStep(res: Resources, campaign: Campaign, pageSize: num
   const started = Date.now();
   const delta = campaign.deltaPasses > 0;
   const since = campaign.planStartedAt ?? new Date(0);
-  const read = (at: PlanCursor) => {
+  const read = (at: PlanCursor): Promise<SourcePage | PlanBounds> => {
     const source = res.source(spec, at.s, { planning: { campaignId: campaign.id } });
-    const p = delta ? source.deltaPage(since, at.c, pageSize, signal) : source.page(at.c, pageSize, signal);
+    /* The batch form's main pass over a table: the batches' bounds, not every id (PgTableSource.batchBounds). */
+    const p: Promise<SourcePage | PlanBounds> = delta
+      ? source.deltaPage(since, at.c, pageSize, signal)
+      : campaign.ledgerForm === 'batches' && source instanceof PgTableSource
+        ? source.batchBounds(at.c, pageSize, spec.options.batchSize)
+        : source.page(at.c, pageSize, signal);
     /* Awaited only once the ledger write of the page before it is done: a read that fails first
        (a restart ends both sessions; the read's 57P01 may arrive first) would be an unhandled
        rejection meanwhile, and that ends the process. Marked handled here, it still rejects for
@@ -52,6 +59,15 @@ export async function planStep(res: Resources, campaign: Campaign, pageSize: num
     const next: PlanCursor | null = !page.done ? { s: cur.s, c: page.cursor } : cur.s + 1 < spec.sources.length ? { s: cur.s + 1, c: null } : null;
     const planDone = next === null;
     if (next) reading = read(next);
+    if ('bounds' in page) {
+      const lo = typeof cur.c === 'string' ? cur.c : null;
+      if (page.bounds.length === 0) await savePlanCursor(res.ledger, campaign.id, next, planDone);
+      else planned += (await addPlannedBounds(res.ledger, campaign.id, page.storeId, page.bounds, lo, next, planDone, false)).planned;
+      if (planDone) return { planned, planDone: true };
+      cur = next!;
+      if (Date.now() - started >= budgetMs) return { planned, planDone: false };
+      continue;
+    }
     const groups = page.groups.filter((g) => g.keys.length > 0);
     if (groups.length === 0) groups.push({ storeId: '', keys: [] });
     for (let i = 0; i < groups.length; i++) {

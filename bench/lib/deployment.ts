@@ -30,7 +30,9 @@ export function spawnLogged(name: string, args: string[], env: Record<string, st
   /* bench --profile DIR: a V8 CPU profile of each rewrap process, written when it exits. */
   const profileDir = process.env.REWRAP_BENCH_PROFILE_DIR;
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : [];
-  const child = spawn(process.execPath, [...profile, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+  /* REWRAP_BENCH_NODE_FLAGS: Node flags for the rewrap processes only, not the baselines' drivers (a trial: --max-semi-space-size=64). */
+  const flags = (process.env.REWRAP_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...flags, ...profile, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const exited = once(child, 'exit');
   return {

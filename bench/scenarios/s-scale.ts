@@ -32,7 +32,7 @@ import { ROW_BATCH, rowSpec } from './b1-rows.ts';
 import { PgTableSource } from '../../src/sources/pg-table-source.ts';
 import { admitCampaign } from '../../src/campaign/create.ts';
 import { parseCampaignSpec } from '../../src/campaign/spec.ts';
-import { addPlannedRanges, migrate, setCampaignState } from '../../src/ledger/index.ts';
+import { addPlannedBounds, migrate, setCampaignState } from '../../src/ledger/index.ts';
 
 const PLAN_PAGE = 50_000;
 /** The model's assumed ListObjectsV2 page time (1,000 keys), not measured here: no AWS from this box. */
@@ -91,7 +91,7 @@ async function measureDelta(ctx: BenchContext, env: ScenarioEnv, table: string, 
 
 /**
  * The batch ledger form's plan (REWRAP_LEDGER_FORM=batches) of the whole table, as the planner
- * runs it (the source's keyset page, then one statement per page: addPlannedRanges), in this
+ * runs it (the source's page of batch bounds, then one statement per page: addPlannedBounds), in this
  * process, before the deployment starts. Wall time, Postgres CPU and ledger bytes per item.
  */
 async function measureBatchFormPlan(env: ScenarioEnv, table: string, keyringFile: string, n: number) {
@@ -102,12 +102,11 @@ async function measureBatchFormPlan(env: ScenarioEnv, table: string, keyringFile
   const t = performance.now();
   let planned = 0;
   for (let cursor: string | null = null, done = false; !done; ) {
-    const page = await source.page(cursor, PLAN_PAGE);
-    const keys = page.groups[0]!.keys;
+    const page = await source.batchBounds(cursor, PLAN_PAGE, ROW_BATCH);
     done = page.done;
-    const r = await addPlannedRanges(env.db.pool, c.id, page.groups[0]!.storeId, keys, ROW_BATCH, cursor, page.cursor, done, false);
+    const r = await addPlannedBounds(env.db.pool, c.id, page.storeId, page.bounds, cursor, page.cursor, done, false);
     planned += r.planned;
-    cursor = page.cursor as string | null;
+    cursor = page.cursor;
   }
   const seconds = (performance.now() - t) / 1000;
   const cpu = await end();

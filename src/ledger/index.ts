@@ -9,7 +9,7 @@ export { getCampaign } from './sql/getCampaign.ts';
 export { listCampaigns } from './sql/listCampaigns.ts';
 export { setCampaignState } from './sql/setCampaignState.ts';
 export { addPlannedItems } from './sql/addPlannedItems.ts';
-export { addPlannedRanges } from './sql/addPlannedRanges.ts';
+export { addPlannedBounds, addPlannedRanges } from './sql/addPlannedRanges.ts';
 export { exceptionsAmong } from './sql/exceptionsAmong.ts';
 export { instructionFilesSeen } from './sql/instructionFilesSeen.ts';
 export { replanItems } from './sql/replanItems.ts';

@@ -12,7 +12,8 @@
 import type pg from 'pg';
 import { withTransaction } from '../transaction.ts';
 import { jsonParam } from '../campaign-row.ts';
-import { lockForPlanning, validatePage } from '../plan-guard.ts';
+import { lockForPlanning, MAX_BATCH_SIZE, validatePage } from '../plan-guard.ts';
+import { ConfigError } from '../../core/errors.ts';
 import type { PlanResult } from '../types.ts';
 
 const PLAN_SQL = `
@@ -50,21 +51,46 @@ export async function addPlannedRanges(
   delta: boolean,
 ): Promise<PlanResult> {
   validatePage('addPlannedRanges', keys, batchSize);
+  const bounds: { hi: string; n: number }[] = [];
+  for (let i = 0; i < keys.length; i += batchSize) {
+    const end = Math.min(i + batchSize, keys.length);
+    bounds.push({ hi: keys[end - 1]!, n: end - i });
+  }
+  return addPlannedBounds(pool, campaignId, storeId, bounds, lo, cursor, planDone, delta);
+}
+
+/**
+ * The same for a page the source already cut into batches (PgTableSource.batchBounds): each
+ * batch's last id and row count, in id order, the first batch starting after `lo`.
+ */
+export async function addPlannedBounds(
+  pool: pg.Pool,
+  campaignId: string,
+  storeId: string,
+  bounds: readonly { hi: string; n: number }[],
+  lo: string | null,
+  cursor: unknown,
+  planDone: boolean,
+  delta: boolean,
+): Promise<PlanResult> {
   const los: (string | null)[] = [];
   const his: string[] = [];
   const counts: number[] = [];
-  for (let i = 0; i < keys.length; i += batchSize) {
-    const end = Math.min(i + batchSize, keys.length);
-    los.push(i === 0 ? lo : keys[i - 1]!);
-    his.push(keys[end - 1]!);
-    counts.push(end - i);
-  }
+  let planned = 0;
+  bounds.forEach((b, i) => {
+    if (typeof b.hi !== 'string' || b.hi.length === 0) throw new ConfigError(`addPlannedBounds: bounds[${i}].hi must be a non-empty id`);
+    if (!Number.isInteger(b.n) || b.n < 1 || b.n > MAX_BATCH_SIZE) throw new ConfigError(`addPlannedBounds: bounds[${i}].n must be an integer from 1 to ${MAX_BATCH_SIZE}, got ${b.n}`);
+    los.push(i === 0 ? lo : bounds[i - 1]!.hi);
+    his.push(b.hi);
+    counts.push(b.n);
+    planned += b.n;
+  });
   return withTransaction(pool, async (client) => {
     const nextBatchNo = await lockForPlanning(client, 'addPlannedRanges', campaignId, storeId);
     const { rows } = await client.query<{ batch_nos: number[] }>(PLAN_SQL, [campaignId, storeId, delta, nextBatchNo, los, his, counts]);
     const batchNos = rows[0]!.batch_nos;
     const next = batchNos.length > 0 ? batchNos[batchNos.length - 1]! + 1 : nextBatchNo;
     await client.query(SAVE_CURSOR_SQL, [campaignId, jsonParam(cursor), planDone, next]);
-    return { planned: keys.length, requeued: 0, batchNos };
+    return { planned, requeued: 0, batchNos };
   });
 }
