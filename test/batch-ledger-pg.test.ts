@@ -144,6 +144,16 @@ describe('the batch ledger form (Postgres tables)', () => {
     expect(p.rewrapped).toBe(2_300 + 20);
     expect(p.planned).toBe(p.rewrapped + p.skipped + p.failed);
     expect(p.remaining).toBe(0);
+
+    /* --expand lists each row once: the delta pass's ranges re-cover rows of the plan's, and only their rows above the plan's last id are theirs. */
+    const out = join(pipe.dir, 'orders-expanded.jsonl');
+    const expanded = await rewrapCli(pipe, ['campaign', 'report', id, '--kind', 'completion', '--expand', '--out', out]);
+    expect(expanded.code, expanded.stderr).toBe(0);
+    const lines = (await readFile(out, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { item: string | null; outcome: string; kek_now: string | null; pass: string });
+    expect(lines.some((l) => l.item === null && l.pass === 'delta'), 'the delta pass cut ranges').toBe(true);
+    const listed = lines.filter((l) => l.item !== null);
+    expect(listed.map((l) => Number(l.item)).sort((a, b) => a - b)).toEqual(Array.from({ length: 2_300 }, (_, i) => i + 1));
+    expect(listed.every((l) => l.outcome === 'row' && l.kek_now === 'b@2')).toBe(true);
   });
 
   it('rows that cannot be rewrapped are exceptions, counted once; the gate refuses the old KEK naming them; the completion and exposure reports list ranges and exceptions', async () => {
@@ -179,6 +189,21 @@ describe('the batch ledger form (Postgres tables)', () => {
     expect(bounds[bounds.length - 1]![1]).toBe('400');
     expect(lines.filter((l) => l.outcome === 'failed').map((l) => l.item).sort()).toEqual(['150', '399', '7']);
     expect(jsonOf<{ items: number }>(completion).items).toBe(400);
+
+    /* --expand: every row of the table once, read from it now: the 397 moved under b@2, the 3 exceptions with their own outcome. */
+    const expandedOut = join(pipe.dir, 'vault-completion-expanded.jsonl');
+    const expanded = await rewrapCli(pipe, ['campaign', 'report', id, '--kind', 'completion', '--expand', '--out', expandedOut, '--json']);
+    guard.text(expanded.stdout, expanded.stderr);
+    expect(expanded.code, expanded.stderr).toBe(0);
+    const expandedLines = (await readFile(expandedOut, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, string | number | null>);
+    const perRow = expandedLines.filter((l) => l.item !== null);
+    expect(perRow.map((l) => Number(l.item)).sort((a, b) => a - b)).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
+    expect(perRow.filter((l) => l.outcome === 'row').every((l) => l.kek_now === 'b@2')).toBe(true);
+    expect(perRow.filter((l) => l.outcome === 'failed').map((l) => l.item).sort()).toEqual(['150', '399', '7']);
+    expect(jsonOf<{ byOutcome: Record<string, number> }>(expanded).byOutcome.rows).toBe(397);
+    const onlyCompletion = await rewrapCli(pipe, ['campaign', 'report', id, '--kind', 'exposure', '--expand']);
+    expect(onlyCompletion.code).not.toBe(0);
+    expect(onlyCompletion.stderr).toContain('--expand: only with --kind completion');
 
     // The exposure report of b@1: 397 moved in ranges, the three rows exposed by name.
     const exposureOut = join(pipe.dir, 'vault-exposure.jsonl');

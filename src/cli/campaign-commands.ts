@@ -147,23 +147,29 @@ const status: Command = {
 const report: Command = {
   name: 'campaign report',
   summary: 'Write a campaign report (JSONL or CSV) to stdout, a file or S3: failures (default), completion (every item), exposure (incidents).',
-  usage: `rewrap campaign report <id> [--kind failures|completion|exposure|keks] [--format jsonl|csv] [--out <file>|s3://<bucket>/<key> [--force]] [--json]
+  usage: `rewrap campaign report <id> [--kind failures|completion|exposure|keks] [--format jsonl|csv] [--out <file>|s3://<bucket>/<key> [--force]] [--expand] [--json]
 
   --out        a new file or S3 object (never an existing one unless --force; a file is written
                beside it and renamed into place, never through a symlink); CSV cells starting
                with = + - @ get a leading ' so spreadsheets do not run them
 
   failures     every failed item with its reason code
-  completion   every item: outcome, reason code, from/to KEK and KMS material id, KEK now, time
+  completion   every item: outcome, reason code, from/to KEK and KMS material id, KEK now, time;
+               a batch-form campaign (the default for Postgres tables) has no row per item: a
+               line per range (range_lo < id <= range_hi) with its counts, and one per failed or
+               skipped item (README, "The batch ledger form"); with --expand also a "row" line
+               per other row of each range, its KEK now read from the table (slow: every row is
+               read; the ledger cannot say per row what the campaign did)
   exposure     every item that was under the campaign's (compromised) source KEK: moved when, or
-               still exposed; noncurrent versions under it in versioned buckets of the scope
-               (exposed-noncurrent, with version_id: exposed until deleted); totals and a timeline of items moved per minute go to stdout
-               (with --out) or stderr (report on stdout)
+               still exposed (batch form: per range, and per exception); noncurrent versions
+               under it in versioned buckets of the scope (exposed-noncurrent, with version_id:
+               exposed until deleted); totals and a timeline of items moved per minute go to
+               stdout (with --out) or stderr (report on stdout)
   keks         one line per entry of the key map (one for from/to): from/to KEK, moved, remaining
                (read and left under the source), failed
 
 Exit codes: 0 ok, 2 bad flags, 4 no such campaign.`,
-  options: { out: { type: 'string' }, format: { type: 'string' }, kind: { type: 'string' }, force: { type: 'boolean' } },
+  options: { out: { type: 'string' }, format: { type: 'string' }, kind: { type: 'string' }, force: { type: 'boolean' }, expand: { type: 'boolean' } },
   async run({ values, positionals }) {
     const id = requireId(positionals, 'campaign report');
     const o = parseReportOptions(values.kind, values.format);
@@ -177,7 +183,7 @@ Exit codes: 0 ok, 2 bad flags, 4 no such campaign.`,
       const pruned = await campaignSummary(res.ledger, id);
       // After `rewrap ledger prune` only failed, unfinished and sampled items are left in the ledger.
       if (pruned) process.stderr.write(`campaign ${id}: per-item detail pruned at ${pruned.prunedAt.toISOString()}; the full completion report is ${pruned.archive ? `in ${pruned.archive.location}` : 'gone (pruned with --no-archive)'}\n`);
-      const r = await writeCampaignReport(res, c, { ...o, out: outTo, force: values.force === true });
+      const r = await writeCampaignReport(res, c, { ...o, out: outTo, force: values.force === true, expand: values.expand === true });
       if (r.kind === 'failures' && !values.json) return EXIT.ok;
       // The report itself may be on stdout: the summary then goes to stderr.
       const summary = values.json ? JSON.stringify(r, null, 2) : summaryText(r);

@@ -37,17 +37,31 @@ async function forEachBatch(db: Queryable, campaignId: string, pageSize: number,
 }
 
 /**
+ * `campaign report --expand`: the rows of a range as the store holds them now (id, KEK id and
+ * version), in id order, above `floor` when given; undefined when the batch's store cannot be
+ * read so (not a table).
+ */
+export type RangeRows = (b: CampaignBatchRow, floor: string | null) => AsyncIterable<{ key: string; kekNow: KekRecord | null }> | undefined;
+
+/**
  * Outcomes: `batch` (a done range: its counts), `pending` (a range not done yet: `rewrapped` ...
  * so far), and each exception's own outcome. `retried`: the range was claimed again after a
  * claim that may have moved items without counting them (a lost commit).
+ * `expand`: after each range and its exceptions, a `row` line per other row of the range as the
+ * table holds it now (item, kek_now): the ledger counts per range, so a row's own line can only
+ * say what wraps it now, read from the store (slow: every row is read). A delta pass's range
+ * re-covers rows of the plan's ranges: only its rows above the plan's last id are listed, so each
+ * row is listed once.
  */
-export async function writeBatchCompletionReport(db: Queryable, campaign: Campaign, format: ReportFormat, sink: ReportSink, pageSize = 500): Promise<CompletionSummary> {
+export async function writeBatchCompletionReport(db: Queryable, campaign: Campaign, format: ReportFormat, sink: ReportSink, pageSize = 500, expand?: RangeRows): Promise<CompletionSummary> {
   const w = lineWriter<BatchCompletionRow>(format, [...BATCH_COMPLETION_COLUMNS]);
   if (w.header) await sink.write(w.header);
   const byOutcome: Record<string, number> = {};
   let items = 0;
   const from = campaign.spec.from ?? null;
   const to = campaign.spec.to ?? null;
+  /* The plan's last id per store (its ranges come first, in id order). */
+  const planEnd = new Map<string, string>();
   await forEachBatch(db, campaign.id, pageSize, async (b) => {
     const done = b.state === 'done';
     for (const [k, n] of [['rewrapped', b.rewrapped], ['skipped', b.skipped], ['failed', b.failed]] as const) byOutcome[k] = (byOutcome[k] ?? 0) + n;
@@ -67,6 +81,20 @@ export async function writeBatchCompletionReport(db: Queryable, campaign: Campai
         w.line({
           ...range, item: e.itemKey, outcome: e.outcome, reason: e.reason, rewrapped: null, skipped: null, failed: null,
           from_kek: kekText(e.from) || null, to_kek: null, kek_now: kekText(e.kekNow) || null, at: iso(e.at), detail: e.detail, retried: null,
+        }),
+      );
+    }
+    if (!b.delta && b.hi !== null) planEnd.set(b.storeId, b.hi);
+    const rows = expand?.(b, b.delta ? (planEnd.get(b.storeId) ?? null) : null);
+    if (!rows) return;
+    const excepted = new Set(b.exceptions.map((e) => e.itemKey));
+    for await (const r of rows) {
+      if (excepted.has(r.key)) continue;
+      byOutcome.rows = (byOutcome.rows ?? 0) + 1;
+      await sink.write(
+        w.line({
+          ...range, item: r.key, outcome: 'row', reason: null, rewrapped: null, skipped: null, failed: null,
+          from_kek: null, to_kek: null, kek_now: kekText(r.kekNow) || null, at: null, detail: null, retried: null,
         }),
       );
     }

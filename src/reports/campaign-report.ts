@@ -6,7 +6,9 @@ import { openReportSink } from './report-sink.ts';
 import type { ReportFormat } from './report-format.ts';
 import { writeFailuresReport } from './failures-report.ts';
 import { writeCompletionReport, type CompletionSummary } from './completion-report.ts';
-import { writeBatchCompletionReport } from './batch-form-reports.ts';
+import { writeBatchCompletionReport, type RangeRows } from './batch-form-reports.ts';
+import { PgTableSource } from '../sources/pg-table-source.ts';
+import { pgStoreId } from '../core/store-id.ts';
 import { writeExposureReport, type ExposureSummary } from './exposure-report.ts';
 import type { NoncurrentContext } from './noncurrent-versions.ts';
 import { writeKeksReport, type KeksSummary } from './keks-report.ts';
@@ -43,14 +45,46 @@ function noncurrentContext(res: Resources, campaign: Campaign): NoncurrentContex
   return { s3: (bucket) => res.s3ClientFor(bucket, [campaign.spec]), provider };
 }
 
-/** `force`: replace an existing --out file or S3 object (refused otherwise). */
-export async function writeCampaignReport(res: Resources, campaign: Campaign, o: { kind: ReportKind; format: ReportFormat; out?: string; force?: boolean }): Promise<ReportResult> {
+/** Rows read per statement by `--expand`. */
+const EXPAND_PAGE_ROWS = 1000;
+
+/** `--expand`: a batch-form range's rows, read from the campaign's Postgres source of its store. */
+function rangeRowsOf(res: Resources, campaign: Campaign): RangeRows {
+  const sources = new Map<string, PgTableSource>();
+  return (b, floor) => {
+    let source = sources.get(b.storeId);
+    if (!source) {
+      const index = campaign.spec.sources.findIndex((s) => s.type === 'pg' && pgStoreId(s.table) === b.storeId);
+      if (index < 0) return undefined;
+      source = res.source(campaign.spec, index) as PgTableSource;
+      sources.set(b.storeId, source);
+    }
+    const from = source;
+    return (async function* () {
+      for (let after = b.lo; ; ) {
+        const rows = await from.rowsBetween(after, b.hi, EXPAND_PAGE_ROWS, floor);
+        for (const r of rows) yield { key: r.key, kekNow: r.kekId ? { id: r.kekId, ...(r.kekVersion !== null ? { version: r.kekVersion } : {}) } : null };
+        if (rows.length < EXPAND_PAGE_ROWS) return;
+        after = rows[rows.length - 1]!.key;
+      }
+    })();
+  };
+}
+
+/**
+ * `force`: replace an existing --out file or S3 object (refused otherwise). `expand`: a batch-form
+ * completion report lists every row of its ranges, read from the table (writeBatchCompletionReport).
+ */
+export async function writeCampaignReport(res: Resources, campaign: Campaign, o: { kind: ReportKind; format: ReportFormat; out?: string; force?: boolean; expand?: boolean }): Promise<ReportResult> {
+  if (o.expand && o.kind !== 'completion') throw new ConfigError(`campaign report --expand: only with --kind completion (got --kind ${o.kind})`);
   const sink = await openReportSink(o.out, () => res.s3Client(), o.format === 'csv' ? 'text/csv' : 'application/x-ndjson', { force: o.force });
   try {
     let r: ReportResult;
     if (o.kind === 'failures') r = { kind: 'failures', location: '', ...(await writeFailuresReport(res.ledger, campaign.id, o.format, sink)) };
     else if (o.kind === 'completion') {
-      const summary = campaign.ledgerForm === 'batches' ? await writeBatchCompletionReport(res.ledger, campaign, o.format, sink) : await writeCompletionReport(res.ledger, campaign.id, o.format, sink);
+      const summary = campaign.ledgerForm === 'batches'
+        ? await writeBatchCompletionReport(res.ledger, campaign, o.format, sink, undefined, o.expand ? rangeRowsOf(res, campaign) : undefined)
+        : await writeCompletionReport(res.ledger, campaign.id, o.format, sink);
       r = { kind: 'completion', location: '', ...summary };
     }
     else if (o.kind === 'keks') r = { kind: 'keks', location: '', ...(await writeKeksReport(res.ledger, campaign, o.format, sink)) };

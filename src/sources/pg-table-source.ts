@@ -156,6 +156,24 @@ export class PgTableSource implements Source {
   }
 
   /**
+   * Every row lo < id <= hi, whatever KEK it names (`campaign report --expand`): its id and KEK
+   * columns as the table holds them now, `limit` rows at a time after `after` (and after `floor`,
+   * when given), in id order.
+   */
+  async rowsBetween(after: string | null, hi: string, limit: number, floor: string | null = null): Promise<{ key: string; kekId: string | null; kekVersion: string | null }[]> {
+    await this.query();
+    const { tableSql } = parseTableName(this.o.table);
+    const id = quoteIdent(this.o.idColumn);
+    const { rows } = await this.pool.query<{ k: string; i: string | null; v: string | null }>(
+      `SELECT ${id}::text AS k, ${quoteIdent(this.o.kekIdColumn)}::text AS i, ${quoteIdent(this.o.kekVersionColumn)}::text AS v FROM ${tableSql}
+        WHERE ($1::text IS NULL OR ${id} > $1::text::${this.idType}) AND ($4::text IS NULL OR ${id} > $4::text::${this.idType})
+          AND ${id} <= $2::text::${this.idType} ORDER BY ${id} LIMIT $3`,
+      [after, hi, limit, floor],
+    );
+    return rows.map((r) => ({ key: r.k, kekId: r.i, kekVersion: r.v }));
+  }
+
+  /**
    * A batch of the batch ledger form: up to `limit` ids after `after` (null: from `lo`'s side, the
    * caller passes lo) and at most `hi`, of the rows the source selects now, in id order.
    */
