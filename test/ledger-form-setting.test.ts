@@ -1,7 +1,7 @@
 /**
  * REWRAP_LEDGER_FORM is read by every path that creates a campaign (`campaign create`, the API,
  * schedules, `incident start`), and `auto` takes the batch ledger form where the spec allows it
- * (Postgres table sources, no canary) and the per-item form otherwise, instead of
+ * (Postgres table sources, with or without a canary) and the per-item form otherwise, instead of
  * refusing. Through real scheduler and worker processes, the real CLI and the real API server:
  * each batch-form campaign moves every row (each unwraps under the new KEK to its original DEK)
  * and leaves no per-item ledger row. Unset, the variable means `auto`; `items` keeps the per-item
@@ -14,7 +14,7 @@ import { loadConfig } from '../src/config.ts';
 import { Resources } from '../src/runtime/resources.ts';
 import { startApiServer, type ApiServer } from '../src/api/server.ts';
 import { createLogger } from '../src/log.ts';
-import { createSchedule, listCampaigns } from '../src/ledger/index.ts';
+import { createSchedule, getCampaign, listCampaigns } from '../src/ledger/index.ts';
 import { parseScheduleSpec } from '../src/schedule/schedule-spec.ts';
 import { runDueSchedules } from '../src/schedule/run-due-schedules.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
@@ -82,21 +82,25 @@ afterAll(async () => {
 });
 
 describe('REWRAP_LEDGER_FORM on every path that creates a campaign', () => {
-  it('campaign create, auto: a table campaign is recorded per batch and moves every row; a canary campaign falls back to the per-item form', async () => {
+  it('campaign create, auto: a table campaign is recorded per batch and moves every row; a canary campaign too, the canary moves counted once', async () => {
     const deks = await rowTable(pipe.db.pool, 'cli_rows', 300, keks['a@1']!);
     const r = await rewrapCli(pipe, ['campaign', 'create', '--json', '--start', '--spec', await specFile(pipe, spec('cli auto', 'cli_rows', { from: 'a@1', to: 'a@2' }))]);
     guard.text(r.stdout, r.stderr);
     expect(r.code, r.stderr).toBe(0);
     await movedInBatchForm(jsonOf<{ id: string }>(r).id, 'cli_rows', deks, keks['a@2']!);
 
-    await rowTable(pipe.db.pool, 'cli_map', 20, keks['k@1']!);
-    const map = await rewrapCli(pipe, ['campaign', 'create', '--json', '--spec', await specFile(pipe, spec('cli canary', 'cli_map', { from: 'k@1', to: 'k@2' }, { canaryFraction: 0.1 }))]);
+    const canaryDeks = await rowTable(pipe.db.pool, 'cli_map', 100, keks['k@1']!);
+    const map = await rewrapCli(pipe, ['campaign', 'create', '--json', '--start', '--spec', await specFile(pipe, spec('cli canary', 'cli_map', { from: 'k@1', to: 'k@2' }, { canaryFraction: 0.1 }))]);
     guard.text(map.stdout, map.stderr);
     expect(map.code, map.stderr).toBe(0);
-    expect(await form(jsonOf<{ id: string }>(map).id)).toMatchObject({ form: 'items' });
+    const canaryId = jsonOf<{ id: string }>(map).id;
+    await movedInBatchForm(canaryId, 'cli_map', canaryDeks, keks['k@2']!);
+    /* The canary moved 10 rows of the first ranges before any batch ran; the batches did the other 90, and each row counts once. */
+    expect(await pipe.progress(canaryId)).toMatchObject({ planned: 100, rewrapped: 100, skipped: 0, failed: 0 });
+    expect((await getCampaign(pipe.db.pool, canaryId))!.canaryState).toBe('passed');
   });
 
-  it('the API, auto: a table campaign is recorded per batch and moves every row; a canary campaign falls back to the per-item form', async () => {
+  it('the API, auto: a table campaign is recorded per batch and moves every row; a canary campaign too', async () => {
     const deks = await rowTable(pipe.db.pool, 'api_rows', 200, keks['p@1']!);
     const policy = { keyringFiles: [keyringFile], kmsEndpoints: [], kmsRegions: [], keys: ['*'], manifestFiles: [], buckets: [], tables: ['*'] };
     const token = randomBytes(16).toString('hex');
@@ -113,7 +117,7 @@ describe('REWRAP_LEDGER_FORM on every path that creates a campaign', () => {
       const canary = await post(spec('api canary', 'api_canary', { from: 'n@1', to: 'n@2' }, { canaryFraction: 0.1 }));
       const c = (await canary.json()) as { id: string };
       expect(canary.status, JSON.stringify(c)).toBe(201);
-      expect(await form(c.id)).toMatchObject({ form: 'items' });
+      expect(await form(c.id)).toMatchObject({ form: 'batches', items: 0 });
     } finally {
       await api.close();
     }

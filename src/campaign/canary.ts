@@ -12,7 +12,8 @@ import { KekMap } from '../kek/kek-map.ts';
 import { keyMapOf } from '../core/campaign-spec.ts';
 import type { Resources } from '../runtime/resources.ts';
 import type { Campaign } from '../ledger/types.ts';
-import { canaryItems, recordCanaryMoves } from '../ledger/index.ts';
+import { beginCanaryRange, canaryItems, canaryRanges, recordCanaryMoves, recordCanaryRangeMoves } from '../ledger/index.ts';
+import { pgSourceFor } from '../runtime/pg-source-for.ts';
 import type { KekVersionRef } from '../core/kek-ref.ts';
 
 export interface CanaryItemResult {
@@ -36,21 +37,48 @@ export function canarySize(fraction: number, planned: number): number {
   return Math.max(1, Math.ceil(fraction * planned));
 }
 
+/**
+ * The first `n` items of the plan. Batch ledger form: the rows the source selects now in the
+ * plan's first ranges, read from the table (the ledger holds no row per item), with their batch.
+ */
+async function canarySample(res: Resources, c: Campaign, n: number): Promise<{ storeId: string; itemKey: string; batchNo?: number }[]> {
+  if (c.ledgerForm !== 'batches') return canaryItems(res.ledger, c.id, n);
+  const sample: { storeId: string; itemKey: string; batchNo: number }[] = [];
+  for (const r of await canaryRanges(res.ledger, c.id, n)) {
+    const source = pgSourceFor(res, c.spec, r.storeId);
+    if (!source) throw new Error(`campaign ${c.id}: no pg source of store ${r.storeId}; the canary cannot read its batches`);
+    for (const key of await source.rangePage(r.lo, r.hi, n - sample.length)) sample.push({ storeId: r.storeId, itemKey: key, batchNo: r.batchNo });
+    if (sample.length >= n) break;
+  }
+  return sample;
+}
+
 export async function runCanary(res: Resources, c: Campaign, planned: number, log: Logger, signal?: AbortSignal): Promise<CanaryVerdict> {
   const spec = c.spec;
-  const sample = await canaryItems(res.ledger, c.id, canarySize(spec.options.canaryFraction, planned));
+  const sample = await canarySample(res, c, canarySize(spec.options.canaryFraction, planned));
   const provider = res.provider(c.id, spec);
   const keyMap = new KekMap(keyMapOf(spec));
   const results: CanaryItemResult[] = [];
-  for (const { storeId, itemKey } of sample) {
+  const begun = new Set<number>();
+  for (const { storeId, itemKey, batchNo } of sample) {
     /* Stopped (SIGTERM, or the scheduler lost its lock): no verdict; the canary runs again later. */
     if (signal?.aborted) return { verdict: 'retry-later', why: 'canary stopped before its end' };
     const store = res.store(spec, storeId);
     const base = { store: storeId, item: itemKey };
+    /* Batch form: the range counts the canary as a claim before its first write (beginCanaryRange). */
+    if (batchNo !== undefined && !begun.has(batchNo)) {
+      if (!(await beginCanaryRange(res.ledger, c.id, batchNo))) return { verdict: 'retry-later', why: `batch ${batchNo} is done or leased; the canary runs before any batch` };
+      begun.add(batchNo);
+    }
     const o = await rewrapItem({ store, provider, keyMap, signal }, { key: itemKey });
     /* The canary writes for real: its writes are audited and recorded here (the batch later finds them at the target). */
     auditWrite(log, storeId, o, { canary: true });
-    if (o.status === 'rewrapped') await recordCanaryMoves(res.ledger, c.id, [{ storeId, itemKey, from: o.from, to: o.to }]);
+    if (o.status === 'rewrapped') {
+      const move = { storeId, itemKey, from: o.from, to: o.to };
+      /* Batch form: counted on its batch now; its claim will no longer select the item. */
+      if (batchNo !== undefined) await recordCanaryRangeMoves(res.ledger, c.id, batchNo, [move]);
+      else await recordCanaryMoves(res.ledger, c.id, [move]);
+    }
     if (o.status === 'retry') return { verdict: 'retry-later', why: `${itemKey}: ${o.reason}` };
     if (o.status === 'failed') {
       results.push({ ...base, ok: false, step: 'rewrap', reason: o.reason });

@@ -51,7 +51,9 @@ export { campaignBatches, type CampaignBatchRow, type BatchException } from './s
 export { itemsMovedPerMinute } from './sql/itemsMovedPerMinute.ts';
 export { recordCanary } from './sql/recordCanary.ts';
 export { recordCanaryMoves, type CanaryMove } from './sql/recordCanaryMoves.ts';
-export { canaryItems } from './sql/canaryItems.ts';
+export { canaryItems, canaryRanges } from './sql/canaryItems.ts';
+export { recordCanaryRangeMoves } from './sql/recordCanaryRangeMoves.ts';
+export { beginCanaryRange } from './sql/beginCanaryRange.ts';
 export { recordNoncurrentSweep } from './sql/recordNoncurrentSweep.ts';
 export { noncurrentCounts, noncurrentInventory, type NoncurrentInventoryCount } from './sql/noncurrentCounts.ts';
 export { claimDekRewrap, type DekRewrapClaim } from './sql/claimDekRewrap.ts';

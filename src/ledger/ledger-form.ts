@@ -1,9 +1,9 @@
 /**
  * Which ledger form a new campaign gets (REWRAP_LEDGER_FORM, read by every path that creates
  * one: `campaign create`, the API, schedules, `incident start`).
- * - `auto` (the default): `batches` where the spec can take it, `items` otherwise, never a
- *   refusal: the cheap ledger where it exists, and an unattended schedule over an S3 source
- *   still runs;
+ * - `auto` (the default): `batches` where the spec can take it (Postgres table sources, with or
+ *   without a canary), `items` otherwise, never a refusal: the cheap ledger where it exists, and
+ *   an unattended schedule over an S3 source still runs;
  * - `items`: one ledger row per item (the only form before schema 9);
  * - `batches`: one per batch (docs/batch-ledger-design.md); a spec the form cannot take is
  *   refused at create, naming the source or option (createCampaign).
@@ -20,7 +20,6 @@ export const DEFAULT_LEDGER_FORM: LedgerFormSetting = 'auto';
 export function batchFormProblem(spec: CampaignSpec): string | undefined {
   const notPg = spec.sources.findIndex((s) => s.type !== 'pg');
   if (notPg >= 0) return `sources[${notPg}] is ${spec.sources[notPg]!.type}; it takes Postgres table sources only`;
-  if (spec.options.canaryFraction > 0) return 'options.canaryFraction: it has no canary yet; set it to 0';
   return undefined;
 }
 

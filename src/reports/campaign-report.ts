@@ -7,8 +7,8 @@ import type { ReportFormat } from './report-format.ts';
 import { writeFailuresReport } from './failures-report.ts';
 import { writeCompletionReport, type CompletionSummary } from './completion-report.ts';
 import { writeBatchCompletionReport, type RangeRows } from './batch-form-reports.ts';
-import { PgTableSource } from '../sources/pg-table-source.ts';
-import { pgStoreId } from '../core/store-id.ts';
+import type { PgTableSource } from '../sources/pg-table-source.ts';
+import { pgSourceFor } from '../runtime/pg-source-for.ts';
 import { writeExposureReport, type ExposureSummary } from './exposure-report.ts';
 import type { NoncurrentContext } from './noncurrent-versions.ts';
 import { writeKeksReport, type KeksSummary } from './keks-report.ts';
@@ -54,9 +54,8 @@ function rangeRowsOf(res: Resources, campaign: Campaign): RangeRows {
   return (b, floor) => {
     let source = sources.get(b.storeId);
     if (!source) {
-      const index = campaign.spec.sources.findIndex((s) => s.type === 'pg' && pgStoreId(s.table) === b.storeId);
-      if (index < 0) return undefined;
-      source = res.source(campaign.spec, index) as PgTableSource;
+      source = pgSourceFor(res, campaign.spec, b.storeId);
+      if (!source) return undefined;
       sources.set(b.storeId, source);
     }
     const from = source;

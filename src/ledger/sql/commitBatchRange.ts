@@ -47,7 +47,7 @@ RETURNING item_key, outcome, reason`;
  * there would otherwise keep naming the KEK this batch moved them away from, and the retirement
  * gate would refuse that KEK for ever. Stores without one (only batch-form campaigns) get none.
  */
-const INVENTORY_SQL = `
+export const INVENTORY_SQL = `
 INSERT INTO rewrap_inventory AS v (store_id, item_key, kek_id, kek_version, material_id, campaign_id, updated_at)
 SELECT $2, u.k, u.kek, u.ver, u.mat, $1, now() FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS u(k, kek, ver, mat)
  WHERE u.kek IS NOT NULL
@@ -88,14 +88,14 @@ function singleTarget(spec: CampaignSpec, samples: BatchSample[]): KekRecord | u
 }
 
 /** Items by KEK: key JSON [id, version, material] (nulls where unknown; [null, null, null]: no KEK could be told). */
-type KekCounts = Record<string, number>;
-function addKek(into: KekCounts, k: KekRecord | undefined): void {
+export type KekCounts = Record<string, number>;
+export function addKek(into: KekCounts, k: KekRecord | undefined): void {
   const key = kekKey(k);
   into[key] = (into[key] ?? 0) + 1;
 }
 
 /** What a batch adds to the campaign's planned count (see the postconditions). */
-const plannedShare = (itemCount: number, counted: number, done: boolean) => (done ? counted : Math.max(itemCount, counted));
+export const plannedShare = (itemCount: number, counted: number, done: boolean) => (done ? counted : Math.max(itemCount, counted));
 
 export async function commitBatchRange(pool: pg.Pool, req: CommitRequest): Promise<CommitResult> {
   validateLease('commitBatchRange', req);
