@@ -12,8 +12,9 @@ import { randomBytes } from 'node:crypto';
 import { unwrapAll, type RowKek } from '../dev/reference/row-client.ts';
 import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { rowSource, rowsAt, rowTable } from './support/row-fixture.ts';
-import { jsonOf, rewrapCli, specFile } from './support/cli.ts';
+import { jsonOf, rewrapCli } from './support/cli.ts';
 import { LeakGuard } from './support/leak-guard.ts';
+import { createStarted, ledgerRows as ledgerRowsOf } from './support/batch-ledger.ts';
 import { Resources } from '../src/runtime/resources.ts';
 import { loadConfig } from '../src/config.ts';
 import { rewrapItem } from '../src/rewrap/rewrap-item.ts';
@@ -34,22 +35,9 @@ const spec = (name: string, table: string, from: string, to: string, keyringFile
   options: { batchSize: 100, concurrency: 8, ...options },
 });
 
-async function create(s: unknown): Promise<string> {
-  const r = await rewrapCli(pipe, ['campaign', 'create', '--spec', await specFile(pipe, s), '--start', '--json']);
-  guard.text(r.stdout, r.stderr);
-  expect(r.code, r.stderr).toBe(0);
-  return jsonOf<{ id: string }>(r).id;
-}
+const create = (s: unknown) => createStarted(pipe, guard, s);
 
-async function ledgerRows(id: string): Promise<{ items: number; exceptions: number; form: string }> {
-  const { rows } = await pipe.db.pool.query(
-    `SELECT (SELECT count(*) FROM rewrap_campaign_items WHERE campaign_id = $1)::int AS items,
-            (SELECT count(*) FROM rewrap_batch_exceptions WHERE campaign_id = $1)::int AS exceptions,
-            (SELECT ledger_form FROM rewrap_campaigns WHERE id = $1) AS form`,
-    [id],
-  );
-  return rows[0];
-}
+const ledgerRows = (id: string) => ledgerRowsOf(pipe.db.pool, id);
 
 beforeAll(async () => {
   pipe = await startPipeline({ label: 'batchcanary', workers: 2, env: { REWRAP_LEDGER_FORM: 'batches' } });

@@ -25,6 +25,7 @@ import { startPipeline, type Pipeline } from './support/pipeline.ts';
 import { rowSource, rowsAt, rowsWrittenTwice, rowTable } from './support/row-fixture.ts';
 import { jsonOf, rewrapCli, specFile } from './support/cli.ts';
 import { LeakGuard } from './support/leak-guard.ts';
+import { createStarted, ledgerRows as ledgerRowsOf } from './support/batch-ledger.ts';
 import { loadKeyringFile } from '../src/kek/keyring-file.ts';
 
 const v1: RowKek = { id: 'b', version: '1', material: randomBytes(32) };
@@ -49,28 +50,14 @@ const spec = (name: string, table: string, from: string, to: string, options: Re
   options: { batchSize: 100, concurrency: 8, ...options },
 });
 
-async function create(s: unknown): Promise<string> {
-  const r = await rewrapCli(pipe, ['campaign', 'create', '--spec', await specFile(pipe, s), '--start', '--json']);
-  guard.text(r.stdout, r.stderr);
-  expect(r.code, r.stderr).toBe(0);
-  return jsonOf<{ id: string }>(r).id;
-}
+const create = (s: unknown) => createStarted(pipe, guard, s);
 
 const completed = (id: string, timeoutMs = 60_000) =>
   pipe.waitFor(id, 'completed', (p) => p.state === 'completed', timeoutMs).catch((err: Error) => {
     throw new Error(`${err.message}\nworkers:\n${pipe.workers.map((w) => w.lines.slice(-15).join('\n')).join('\n')}`);
   });
 
-async function ledgerRows(id: string): Promise<{ items: number; batches: number; exceptions: number; form: string }> {
-  const { rows } = await pipe.db.pool.query(
-    `SELECT (SELECT count(*) FROM rewrap_campaign_items WHERE campaign_id = $1)::int AS items,
-            (SELECT count(*) FROM rewrap_batches WHERE campaign_id = $1)::int AS batches,
-            (SELECT count(*) FROM rewrap_batch_exceptions WHERE campaign_id = $1)::int AS exceptions,
-            (SELECT ledger_form FROM rewrap_campaigns WHERE id = $1) AS form`,
-    [id],
-  );
-  return rows[0];
-}
+const ledgerRows = (id: string) => ledgerRowsOf(pipe.db.pool, id);
 
 beforeAll(async () => {
   pipe = await startPipeline({ label: 'batchform', workers: 2, env: { REWRAP_LEDGER_FORM: 'batches' } });
