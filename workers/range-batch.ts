@@ -8,8 +8,8 @@
 import type { Resources } from '../src/runtime/resources.ts';
 import type { BatchRange, Campaign } from '../src/ledger/types.ts';
 import { exceptionsAmong } from '../src/ledger/index.ts';
-import { PgTableSource } from '../src/sources/pg-table-source.ts';
-import { pgStoreId } from '../src/core/store-id.ts';
+import type { PgTableSource } from '../src/sources/pg-table-source.ts';
+import { pgSourceFor } from '../src/runtime/pg-source-for.ts';
 import { BatchInterruptedError } from '../src/rewrap/rewrap-batch.ts';
 import { isBatchStore, type EnvelopeStore, type ItemRef, type ReadResult } from '../src/stores/envelope-store.ts';
 import type { ItemOutcome } from '../src/rewrap/outcome.ts';
@@ -21,9 +21,8 @@ function rangeSource(res: Resources, campaign: Campaign, storeId: string): PgTab
   const key = `${campaign.id}\u0000${storeId}`;
   let source = sources.get(key);
   if (source) return source;
-  const index = campaign.spec.sources.findIndex((s) => s.type === 'pg' && pgStoreId(s.table) === storeId);
-  if (index < 0) throw new Error(`campaign ${campaign.id}: no pg source of store ${storeId}; its batches cannot be read`);
-  source = res.source(campaign.spec, index) as PgTableSource;
+  source = pgSourceFor(res, campaign.spec, storeId);
+  if (!source) throw new Error(`campaign ${campaign.id}: no pg source of store ${storeId}; its batches cannot be read`);
   if (sources.size > 1000) sources.clear();
   sources.set(key, source);
   return source;
